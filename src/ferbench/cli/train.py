@@ -1,9 +1,100 @@
-"""CLI commands of this group (filled in by its issue)."""
+"""``ferbench train``, ``evaluate`` and ``quickstart``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+DataRoot = typer.Option(None, "--data-root", help="Folder holding fer2013/, ferplus/, ckplus48/ "
+                        "(default: $FERBENCH_DATA, ./data, ../shared/data).")
+
+
+def _with_root(sets: list[str], data_root: Path | None) -> list[str]:
+    return [*sets, f"data.root={data_root}"] if data_root else list(sets)
+
+
+def train_cmd(
+    config: Path = typer.Argument(..., help="YAML config (e.g. configs/protocols/seed000.yaml)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set train.lr=1e-3 (repeatable)."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<name>-<config hash>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+    init: str | None = typer.Option(None, "--init", help="scratch | file:PATH | imagenet | run:RUN_DIR."),
+    data_root: Path | None = DataRoot,
+) -> None:
+    """Train a model under a protocol config; writes a run directory (checkpoints, metrics, evaluation)."""
+    from ferbench.train.loop import train
+
+    sets = _with_root(set_, data_root) + ([f"model.init={init}"] if init else [])
+    run = train(str(config), out_dir=out, resume=resume, overrides=sets)
+    typer.echo(f"run directory: {run}")
+
+
+def evaluate_cmd(
+    run: Path = typer.Argument(..., help="Run directory or checkpoint (.safetensors)."),
+    data: str = typer.Option(..., "--data", help="fer2013 | ferplus | ckplus | folder:PATH"),
+    split: str = typer.Option(..., "--split", help="Split name, e.g. PrivateTest, test, all."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write all metrics to this JSON file."),
+    tta: bool = typer.Option(False, "--tta", help="Average with the horizontally flipped image."),
+    data_root: Path | None = DataRoot,
+) -> None:
+    """Evaluate a checkpoint on a dataset split (other taxonomies: shared canonical classes only)."""
+    from ferbench.data.cache import atomic_write_text
+    from ferbench.evaluate.crossdata import evaluate_checkpoint
+
+    m = evaluate_checkpoint(run, data, split, data_root, tta_hflip=tta)
+    print_metrics(m)
+    if json_out:
+        atomic_write_text(json_out, json.dumps(m, indent=1))
+        typer.echo(f"wrote {json_out}")
+
+
+def print_metrics(m: dict) -> None:
+    con = Console()
+    t = Table(title=f"{m.get('model', '')} on {m['dataset']}/{m['split']} (n={m['n']})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("accuracy", "balanced_accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_hm",
+              "precision_macro", "recall_macro", "f1_macro", "auc_weighted", "auc_macro", "ece"):
+        v = m.get(k)
+        t.add_row(k, "–" if v is None else f"{v:.4f}")
+    con.print(t)
+    pc = Table(title="per class")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        pc.add_column(col, justify="right")
+    for c, r in m["per_class"].items():
+        pc.add_row(c, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"]))
+    con.print(pc)
+    if m.get("dropped_classes"):
+        con.print(f"dropped dataset classes the model lacks: {', '.join(m['dropped_classes'])} "
+                  f"({m['dropped_samples']} images)")
+    if m.get("ignored_model_classes"):
+        con.print(f"model classes absent from the dataset (ignored): {', '.join(m['ignored_model_classes'])}")
+
+
+def quickstart_cmd(
+    out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Run directory."),
+    data_root: Path | None = DataRoot,
+    set_: list[str] = typer.Option([], "--set", help="Override a config key (repeatable)."),
+) -> None:
+    """Train the fast default config on FER2013, evaluate on PrivateTest and write a report (≈15 min, 2 cores).
+
+    Re-running continues an interrupted quickstart from its last finished epoch.
+    """
+    from ferbench.report.runs import write_report
+    from ferbench.train.loop import train
+
+    run = train("quickstart.yaml", out_dir=out, resume=True, overrides=_with_root(set_, data_root))
+    rep = write_report([run], run / "report")
+    ev = json.loads((run / "eval_PrivateTest.json").read_text())
+    print_metrics({**ev, "model": "quickstart"})
+    typer.echo(f"PrivateTest accuracy {ev['accuracy']:.4f}; report: {rep} (+ report.html)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("quickstart")(quickstart_cmd)

@@ -90,8 +90,14 @@ def read_sidecar(ref: str | Path) -> dict[str, Any]:
 def load_checkpoint(ref: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint: ``(model in eval mode, sidecar dict)``.
 
-    ``ref`` is a run directory, a ``.safetensors`` file or its ``.json`` sidecar.
+    ``ref`` is a run directory, a ``.safetensors`` file or its ``.json`` sidecar — or an ensemble JSON
+    (:mod:`ferbench.evaluate.ensemble`), which loads as one model averaging its members.
     """
+    from ferbench.evaluate.ensemble import is_ensemble_file, load_ensemble
+
+    if is_ensemble_file(ref):
+        ens = load_ensemble(ref)
+        return ens, ens.sidecar
     p = resolve_checkpoint(ref)
     meta = read_sidecar(p)
     model = build_model(meta["architecture"])

@@ -1,0 +1,50 @@
+"""Evaluate a checkpoint on any dataset split, across taxonomies (shared canonical classes only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferbench.data import load_dataset
+from ferbench.data.taxonomy import class_mapping
+from ferbench.errors import FerbenchError
+from ferbench.evaluate.metrics import compute_metrics
+from ferbench.evaluate.predict import predict_probs
+
+
+def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str | Path | None = None,
+                        batch_size: int = 512, tta_hflip: bool = False) -> dict[str, Any]:
+    """Metrics of checkpoint ``ref`` on ``data``/``split``.
+
+    When the dataset's classes differ from the model's, only the shared canonical classes are scored:
+    samples of other classes are dropped and the model's probabilities are restricted to the shared
+    classes and renormalised. The result lists ``dropped_classes`` (dataset classes the model lacks) and
+    ``ignored_model_classes``.
+    """
+    from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+
+    model, meta = load_checkpoint(ref)
+    ds = load_dataset(data, data_root).split(split)
+    model_classes: list[str] = meta["classes"]
+    shared = [c for c in ds.classes if c in model_classes]
+    if not shared:
+        raise FerbenchError(f"{data}: no class in common with the model ({', '.join(model_classes)})")
+    ds_to_shared = class_mapping(ds.classes, shared)
+    keep = np.flatnonzero(np.isin(ds.labels.numpy(), list(ds_to_shared)))
+    sub = ds.subset(keep)
+    probs = predict_probs(model, sub.images, preprocessing_of(meta), batch_size, tta_hflip)
+    cols = [model_classes.index(c) for c in shared]
+    p = probs[:, cols]
+    p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
+    y = np.array([ds_to_shared[int(v)] for v in sub.labels.numpy()], dtype=np.int64)
+    out = compute_metrics(y, p, shared)
+    out.update({
+        "dataset": data, "split": split, "checkpoint": str(ref), "model": meta["architecture"]["name"],
+        "trained_on": meta.get("dataset"), "tta_hflip": tta_hflip,
+        "dropped_classes": [c for c in ds.classes if c not in shared],
+        "dropped_samples": int(len(ds) - len(sub)),
+        "ignored_model_classes": [c for c in model_classes if c not in shared],
+    })
+    return out

@@ -1,0 +1,31 @@
+"""Batched inference on uint8 tensors through the checkpoint's preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferbench.data.preprocess import Preprocessing
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing, batch_size: int = 512,
+                  tta_hflip: bool = False) -> np.ndarray:
+    """Softmax probabilities for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)``.
+
+    ``tta_hflip`` averages the probabilities of the image and its mirror.
+    """
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = preprocessing(images[i:i + batch_size])
+        p = torch.softmax(model(x).float(), 1)
+        if tta_hflip:
+            p = (p + torch.softmax(model(x.flip(-1)).float(), 1)) / 2
+        out.append(p)
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32)

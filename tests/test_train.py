@@ -1,0 +1,128 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ferbench.config import load_config
+from ferbench.errors import ConfigError, FerbenchError
+from ferbench.train.checkpoint import load_checkpoint
+from ferbench.train.loop import train
+
+TINY = [
+    "model.name=fer_vgg_s", "preprocessing.channels=1", "preprocessing.mean=[0.5]", "preprocessing.std=[0.5]",
+    "train.batch_size=16", "train.lr=3e-3", "train.augment=light", "train.early_stopping=0",
+    "train.scheduler=plateau", "eval.batch_size=64",
+]
+
+
+def _sets(root: Path, *extra: str) -> list[str]:
+    return [f"data.root={root}", *TINY, *extra]
+
+
+def test_train_writes_run_directory(tiny_root: Path, tmp_path: Path) -> None:
+    run = train("protocols/seed000.yaml", tmp_path / "run", overrides=_sets(tiny_root, "train.epochs=5"),
+                progress=False)
+    for f in ("config.yaml", "metrics.jsonl", "best.safetensors", "best.json", "last.json",
+              "eval_PublicTest.json", "eval_PrivateTest.json"):
+        assert (run / f).exists(), f
+    hist = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5]
+    side = json.loads((run / "best.json").read_text())
+    assert side["architecture"]["name"] == "fer_vgg_s" and side["classes"][3] == "happy"
+    assert side["preprocessing"]["size"] == 48 and "PrivateTest_accuracy" in side["metrics"]
+    model, meta = load_checkpoint(run)
+    best = max(h["val_accuracy"] for h in hist)
+    assert not model.training and meta["epoch"] == next(h["epoch"] for h in hist if h["val_accuracy"] == best)
+    ev = json.loads((run / "eval_PrivateTest.json").read_text())
+    assert ev["n"] == 70 and 0 <= ev["accuracy"] <= 1
+    # a learnable toy problem: a few epochs must beat chance (1/7) clearly
+    assert ev["accuracy"] > 0.3
+
+
+def test_resume_after_crash_equals_uninterrupted(tiny_root: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = _sets(tiny_root, "train.epochs=4")
+    full = train("protocols/seed000.yaml", tmp_path / "full", overrides=sets, progress=False)
+
+    import ferbench.train.loop as loop
+
+    real_aug = loop.augment_batch
+    calls = {"n": 0}
+    steps_per_epoch = 140 // 16
+
+    def crashing(*a, **k):  # dies in the middle of epoch 3, like kill -9
+        calls["n"] += 1
+        if calls["n"] == 2 * steps_per_epoch + 2:
+            raise KeyboardInterrupt
+        return real_aug(*a, **k)
+
+    monkeypatch.setattr(loop, "augment_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train("protocols/seed000.yaml", tmp_path / "crashed", overrides=sets, progress=False)
+    monkeypatch.setattr(loop, "augment_batch", real_aug)
+    partial = [json.loads(x) for x in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in partial] == [1, 2]
+    with pytest.raises(FerbenchError, match="--resume"):
+        train("protocols/seed000.yaml", tmp_path / "crashed", overrides=sets, progress=False)
+    resumed = train("protocols/seed000.yaml", tmp_path / "crashed", overrides=sets, resume=True, progress=False)
+    a = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in b] == [1, 2, 3, 4]  # nothing lost, nothing counted twice
+    for x, y in zip(a, b, strict=True):
+        assert x["val_loss"] == pytest.approx(y["val_loss"], abs=1e-6)
+        assert x["train_loss"] == pytest.approx(y["train_loss"], abs=1e-6)
+    ea = json.loads((full / "eval_PrivateTest.json").read_text())
+    eb = json.loads((resumed / "eval_PrivateTest.json").read_text())
+    assert ea["accuracy"] == eb["accuracy"] and ea["confusion_matrix"] == eb["confusion_matrix"]
+
+
+def test_two_phase_freezes_then_unfreezes(tiny_root: Path, tmp_path: Path) -> None:
+    run = train("protocols/seed000.yaml", tmp_path / "tp", progress=False, overrides=_sets(
+        tiny_root, "train.epochs=3", "model.policy=two-phase", "train.phase1_epochs=1", "train.phase2_lr=1e-3",
+        "train.class_weights=conservative"))
+    hist = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["phase"] for h in hist] == [1, 2, 2]
+    assert hist[1]["lr"] == pytest.approx(1e-3)
+
+
+def test_policies_select_parameters() -> None:
+    from ferbench.models import create_model
+    from ferbench.train.policies import apply_policy
+
+    m = create_model("resnet18", num_classes=7, in_chans=1)
+    total = sum(p.numel() for p in m.parameters())
+    assert apply_policy(m, "full") == total
+    assert apply_policy(m, "head-only") == 512 * 7 + 7
+    last = apply_policy(m, "last-stage")
+    assert 512 * 7 + 7 < last < total
+    assert all(p.requires_grad == ("layer4" in n or ".fc." in n) for n, p in m.named_parameters())
+
+
+def test_config_overrides_and_errors() -> None:
+    cfg = load_config("protocols/seed000.yaml", ["train.lr=0.01", "model.kwargs.drop_rate=0.1"])
+    assert cfg["train"]["lr"] == 0.01 and cfg["train"]["eps"] == 1e-7
+    assert cfg["model"]["kwargs"] == {"drop_rate": 0.1}
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_config("protocols/seed000.yaml", ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("nope.yaml")
+
+
+def test_unknown_model_name_suggests() -> None:
+    from ferbench.models import create_model
+
+    with pytest.raises(FerbenchError, match="unknown model 'resnet81'.*resnet18"):
+        create_model("resnet81")
+
+
+def test_augmentation_is_batched_and_bounded() -> None:
+    from ferbench.train.augment import AugmentConfig, augment_batch
+
+    x = torch.rand(16, 1, 48, 48)
+    g = torch.Generator().manual_seed(0)
+    y = augment_batch(x.clone(), AugmentConfig.preset("keras"), g)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert not torch.allclose(x, y)
+    same = augment_batch(x.clone(), AugmentConfig.preset("none"), g)
+    assert torch.equal(same, x)
