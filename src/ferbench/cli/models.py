@@ -1,9 +1,162 @@
-"""CLI commands of this group (filled in by its issue)."""
+"""``ferbench models ...``: list the model zoo with its cost, inspect one model."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+models_app = typer.Typer(
+    help="The model zoo: list models with params / GFLOPs / latency, show layers.", no_args_is_help=True
+)
+
+COLUMNS = (
+    "name",
+    "family",
+    "paper",
+    "input_size",
+    "params",
+    "params_224",
+    "gflops_48",
+    "gflops_224",
+    "latency_ms_48",
+    "notes",
+)
+
+
+def _fmt(v: object, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def cost_rows(pattern: str, measure: bool, threads: int, runs: int) -> list[dict[str, object]]:
+    """Cost rows (see :class:`ferbench.models.cost.ModelCost`) for every model matching ``pattern``."""
+    from ferbench.errors import FerbenchError
+    from ferbench.models import list_models
+    from ferbench.models.cost import model_cost
+
+    names = list_models(pattern)
+    if not names:
+        raise FerbenchError(f"no model matches {pattern!r}; see `ferbench models list`")
+    rows = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as prog:
+        task = prog.add_task("cost", total=len(names))
+        for name in names:
+            prog.update(task, description=f"{name:<20}")
+            rows.append(model_cost(name, measure=measure, threads=threads, runs=runs).as_row())
+            prog.advance(task)
+    return rows
+
+
+def write_csv(rows: list[dict[str, object]], out: Path) -> None:
+    """Write cost rows to ``out`` (atomically)."""
+    import io
+
+    from ferbench.data.cache import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(
+            {
+                k: ("" if r.get(k) is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]))
+                for k in COLUMNS
+            }
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, buf.getvalue())
+
+
+@models_app.command("list")
+def list_cmd(
+    pattern: str = typer.Argument("*", help="Shell pattern on the model name, e.g. 'resnet*'."),
+    measure: bool = typer.Option(
+        False,
+        "--measure",
+        help="Also time CPU batch-1 inference at 48 px (2 threads, median of --runs after warm-up; slow).",
+    ),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Also write the table to this CSV file."),
+    threads: int = typer.Option(2, "--threads", help="CPU threads for --measure."),
+    runs: int = typer.Option(50, "--runs", min=50, help="Timed runs for --measure (median reported)."),
+) -> None:
+    """Table of registered models: family, paper, params, GFLOPs at 48 and 224 px (optionally latency)."""
+    rows = cost_rows(pattern, measure, threads, runs)
+    table = Table(title=f"ferbench models ({len(rows)}) — GFLOPs = 2×multiply-adds, batch 1")
+    for col, just in (
+        ("name", "left"),
+        ("family", "left"),
+        ("paper", "center"),
+        ("params", "right"),
+        ("GFLOPs@48", "right"),
+        ("GFLOPs@224", "right"),
+    ):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    if measure:
+        table.add_column(f"ms@48/{threads}thr", justify="right", no_wrap=True)
+    for r in rows:
+        cells = [
+            str(r["name"]),
+            str(r["family"]),
+            str(r["paper"] or "—"),
+            _fmt(r["params"]),
+            _fmt(r["gflops_48"]),
+            _fmt(r["gflops_224"]),
+        ]
+        if measure:
+            cells.append(_fmt(r["latency_ms_48"], 2))
+        table.add_row(*cells)
+    Console().print(table)
+    if csv_out:
+        write_csv(rows, csv_out)
+        typer.echo(f"wrote {csv_out}")
+
+
+@models_app.command("info")
+def info_cmd(
+    name: str = typer.Argument(..., help="Registry name (see `ferbench models list`)."),
+    size: int | None = typer.Option(None, "--size", help="Input side in px (default: the model's own)."),
+    depth: int = typer.Option(2, "--depth", min=1, help="Module nesting depth to show."),
+) -> None:
+    """Layer summary of one model: module, type, output shape, parameters."""
+    from ferbench.models import count_params, model_info
+    from ferbench.models.cost import build_meta, layer_summary
+
+    info = model_info(name)
+    s = size or info.input_size
+    rows = layer_summary(name, s, depth=depth)
+    total = count_params(build_meta(name, s))
+    table = Table(title=f"{name} — {info.description}")
+    for col, just in (("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        indent = "  " * r["layer"].count(".")
+        table.add_row(indent + r["layer"], r["type"], str(r["output"]), _fmt(r["params"]))
+    con = Console()
+    con.print(table)
+    exp = info.expected_params.get(s)
+    con.print(
+        f"family {info.family} · paper {info.paper or '—'} · input {info.in_chans}×{s}×{s} · "
+        f"sizes {', '.join(map(str, info.sizes))} · Grad-CAM layer {info.target_layer or '—'}"
+    )
+    con.print(f"parameters: {total:,}" + (f" (spec §2.17: {exp:,})" if exp else ""))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add ``ferbench models`` to ``app``."""
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,78 @@
+"""Cost table: FLOP counting, latency timing, ``ferbench models list/info``."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from ferbench.cli.main import app
+from ferbench.errors import FerbenchError
+from ferbench.models import create_model
+from ferbench.models.cost import build_meta, flops, latency_ms, layer_summary, model_cost
+
+torch.set_num_threads(1)
+
+
+def test_flops_of_conv_and_linear_are_2x_macs() -> None:
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 4))
+    assert flops(m, 1, 8) == 2 * (6 * 6 * 2 * 9) + 2 * (72 * 4)
+
+
+def test_lenet5_flops_meta_equals_cpu_and_analytic() -> None:
+    conv1 = 44 * 44 * 6 * (5 * 5 * 3)
+    conv2 = 18 * 18 * 16 * (5 * 5 * 6)
+    dense = 1296 * 120 + 120 * 84 + 84 * 7
+    expected = 2 * (conv1 + conv2 + dense)
+    assert flops(build_meta("lenet5", 48), 3, 48) == expected
+    assert flops(create_model("lenet5").eval(), 3, 48) == expected
+
+
+def test_model_cost_rows() -> None:
+    row = model_cost("lenet5")
+    assert row.params == 169_271 and row.params_224 == 5_407_031
+    assert row.gflops_48 is not None and abs(row.gflops_48 - 0.003629976) < 1e-9
+    assert row.latency_ms_48 is None
+    inc = model_cost("inceptionv3")
+    assert inc.gflops_48 is None and inc.gflops_224 is not None and any("48px" in n for n in inc.notes)
+
+
+def test_latency_is_a_positive_median() -> None:
+    ms = latency_ms(create_model("lenet5"), 3, 48, threads=1, runs=50, warmup=2)
+    assert 0 < ms < 1000
+
+
+def test_layer_summary_shapes() -> None:
+    rows = layer_summary("lenet5", depth=1)
+    by = {r["layer"]: r for r in rows}
+    assert by["features"]["output"] == (1, 16, 9, 9)
+    assert by["head"]["output"] == (1, 7) and by["head"]["params"] == 155_640 + 10_164 + 595
+
+
+def test_cli_list_csv_and_info(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cost.csv"
+    r = runner.invoke(app, ["models", "list", "lenet*", "--csv", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "lenet5" in r.output and "169,271" in r.output
+    rows = list(csv.DictReader(out.open()))
+    assert [x["name"] for x in rows] == ["lenet5"] and rows[0]["params"] == "169271"
+    r = runner.invoke(app, ["models", "info", "smmb"])
+    assert r.exit_code == 0 and "KerasMHA" in r.output and "5,512,455" in r.output
+    r = runner.invoke(app, ["models", "info", "vgg16_inn"])
+    assert isinstance(r.exception, FerbenchError) and "Did you mean: vgg16_in" in str(r.exception)
+
+
+def test_cli_unknown_model_exit_2_one_line() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "ferbench.cli.main", "models", "info", "resnet18_dx"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "unknown model 'resnet18_dx'" in r.stderr
