@@ -1,0 +1,71 @@
+"""FER-specific methods that plug into the one trainer: ESR, SCN, DACL, DAN and label distributions.
+
+``build_method(name, backbone, num_classes, **opts)`` wraps a registry backbone (default ResNet-18) in a
+module that implements the trainer hooks; ``model(x)`` still returns ``(B, C)`` scores. Every option is a
+JSON-able keyword, stored in the checkpoint sidecar as ``architecture.method = {"name": ..., **opts}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ferbench.errors import ConfigError
+from ferbench.methods.common import MethodModule, backbone_features
+from ferbench.methods.dacl import build_dacl
+from ferbench.methods.dan import build_dan
+from ferbench.methods.esr import build_esr
+from ferbench.methods.ldl import build_ldl
+from ferbench.methods.scn import build_scn
+
+METHODS: dict[str, Callable[..., nn.Module]] = {
+    "esr": build_esr,
+    "scn": build_scn,
+    "dacl": build_dacl,
+    "dan": build_dan,
+    "ldl": build_ldl,
+}
+
+
+def build_method(name: str, backbone: nn.Module, num_classes: int, **opts: Any) -> nn.Module:
+    """Wrap ``backbone`` in method ``name``.
+
+    Args:
+        name: one of :data:`METHODS` (``esr``, ``scn``, ``dacl``, ``dan``, ``ldl``).
+        backbone: a registry model (``create_model(...)``); for ``esr`` an ``esr_4``/``esr_9`` model is
+            used as is (its own base and branches).
+        num_classes: C.
+        **opts: the method's hyper-parameters (see each class).
+
+    Raises:
+        ConfigError: unknown method or option (one line, with close matches).
+    """
+    key = name.lower()
+    if key not in METHODS:
+        close = difflib.get_close_matches(key, list(METHODS), n=2)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.{hint}")
+    try:
+        return METHODS[key](backbone, num_classes, **opts)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            bad = str(e).split("argument")[-1].strip()
+            raise ConfigError(f"method {key}: unknown option {bad}") from None
+        raise
+
+
+def method_options(name: str) -> dict[str, Any]:
+    """Default options of a method (for help texts): ``{option: default}``."""
+    from ferbench.methods import dacl, dan, esr, ldl, scn
+
+    cls = {"esr": esr.ESR, "scn": scn.SCN, "dacl": dacl.DACL, "dan": dan.DAN, "ldl": ldl.LDL}[name]
+    sig = inspect.signature(cls.__init__)
+    return {k: p.default for k, p in sig.parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+__all__ = ["METHODS", "MethodModule", "backbone_features", "build_method", "method_options"]

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ferbench.config import config_hash, dump_yaml, load_config, read_yaml

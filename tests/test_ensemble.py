@@ -1,0 +1,123 @@
+"""Ensembles: combination rules, greedy selection, saved ensembles loading like a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ferbench.data import load_dataset
+from ferbench.data.preprocess import Preprocessing
+from ferbench.errors import FerbenchError
+from ferbench.evaluate.ensemble import (
+    EnsembleModel,
+    combine,
+    evaluate_ensemble,
+    greedy_select,
+    load_ensemble,
+    save_ensemble,
+    vote_shares,
+)
+from ferbench.evaluate.predict import predict_probs
+from ferbench.models import create_model
+from ferbench.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+def test_sum_rule_is_mean_probability() -> None:
+    p = np.array([[[0.6, 0.4]], [[0.1, 0.9]], [[0.5, 0.5]]])
+    out = combine(p, "sum")
+    assert np.allclose(out, [[0.4, 0.6]]) and out.argmax(1).tolist() == [1]
+
+
+def test_vote_rule_majority_and_lowest_index_tie() -> None:
+    # sample 0: votes 2, 0, 2 → class 2; sample 1: votes 1, 2 → tie → class 1 (with 2 members)
+    p = np.array([[[0.1, 0.2, 0.7], [0.2, 0.5, 0.3]],
+                  [[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]],
+                  [[0.0, 0.1, 0.9], [0.3, 0.3, 0.4]]])
+    shares = vote_shares(p[:2])
+    assert shares[1].tolist() == [0.0, 0.5, 0.5] and shares.argmax(1).tolist()[1] == 1
+    out = combine(p, "vote")
+    assert np.allclose(out[0], [1 / 3, 0, 2 / 3]) and out.argmax(1).tolist() == [2, 2]
+    with pytest.raises(FerbenchError, match="unknown ensemble rule 'max'"):
+        combine(p, "max")
+
+
+def test_greedy_selection_stops_when_no_gain() -> None:
+    y = np.array([0, 1, 2, 0])
+    good = np.eye(3)[[0, 1, 2, 1]] * 0.8 + 0.2 / 3   # 3/4 right
+    other = np.eye(3)[[0, 1, 0, 0]] * 0.9 + 0.1 / 3  # 3/4 right, fails elsewhere
+    bad = np.eye(3)[[1, 2, 0, 1]] * 0.9 + 0.1 / 3    # all wrong
+    chosen, hist = greedy_select(np.stack([bad, good, other]), y, "sum")
+    assert chosen[0] == 1 and 0 not in chosen
+    assert hist == sorted(hist) and hist[-1] >= 0.75
+
+
+def _member(tmp: Path, name: str, seed: int, pre: Preprocessing, in_chans: int) -> Path:
+    torch.manual_seed(seed)
+    model = create_model("lenet5", num_classes=3, in_chans=in_chans, input_size=pre.size).eval()
+    arch = {"name": "lenet5", "num_classes": 3, "in_chans": in_chans, "input_size": pre.size, "kwargs": {},
+            "method": None}
+    run = tmp / name
+    save_checkpoint(run / "best.safetensors", model, {"architecture": arch, "classes": ["angry", "happy", "sad"],
+                                                      "preprocessing": pre.to_dict(), "protocol": {}})
+    return run
+
+
+def test_saved_ensemble_loads_like_a_checkpoint(tmp_path: Path) -> None:
+    pre_a = Preprocessing(size=32, channels=1, mean=[0.5], std=[0.5], interpolation="bilinear")
+    pre_b = Preprocessing(size=48, channels=3, mean=[0.0], std=[1.0], interpolation="bilinear")
+    runs = [_member(tmp_path, "a", 0, pre_a, 1), _member(tmp_path, "b", 1, pre_b, 3)]
+    path = tmp_path / "ens" / "e.json"
+    save_ensemble(path, runs, "sum")
+    doc = json.loads(path.read_text())
+    assert doc["members"] == ["../a/best.safetensors", "../b/best.safetensors"]
+    ens, meta = load_checkpoint(path)
+    assert isinstance(ens, EnsembleModel) and meta["classes"] == ["angry", "happy", "sad"]
+    images = torch.randint(0, 256, (5, 32, 32, 1), dtype=torch.uint8)
+    got = predict_probs(ens, images, Preprocessing.from_dict(meta["preprocessing"]))
+    members = [load_checkpoint(r) for r in runs]
+    expected = np.stack([predict_probs(m, images, Preprocessing.from_dict(s["preprocessing"])) for m, s in members])
+    assert np.allclose(got, expected.mean(0), atol=1e-5)
+    save_ensemble(tmp_path / "v.json", runs, "vote")
+    vote = load_ensemble(tmp_path / "v.json")
+    got_v = predict_probs(vote, images, vote.preprocessing)
+    assert np.array_equal(got_v.argmax(1), combine(expected, "vote").argmax(1))
+
+
+def test_ensemble_on_a_dataset_split(tiny_root: Path, tmp_path: Path) -> None:
+    pre = Preprocessing(size=48, channels=1, mean=[0.0], std=[1.0])
+    runs = [_member(tmp_path, f"m{i}", i, pre, 1) for i in range(3)]
+    classes = load_dataset("fer2013", tiny_root).classes
+    for r in runs:  # the fer2013 classes (reversed: labels are mapped by name), so members can be scored on it
+        meta = json.loads((r / "best.json").read_text())
+        meta["classes"] = classes[::-1]
+        meta["architecture"]["num_classes"] = 7
+        torch.manual_seed(len(str(r)))
+        m = create_model("lenet5", num_classes=7, in_chans=1, input_size=48)
+        save_checkpoint(r / "best.safetensors", m, {k: v for k, v in meta.items() if k != "format"})
+    out = evaluate_ensemble(runs, "fer2013", "PrivateTest", rule="sum", select="greedy", val_split="PublicTest",
+                            data_root=tiny_root, save=tmp_path / "sel.json")
+    assert out["ensemble"]["n"] == 70 and len(out["members"]) == 3
+    assert 1 <= len(out["selected"]) <= 3 and out["best_single"]["accuracy"] == max(
+        m["accuracy"] for m in out["members"])
+    assert len(json.loads((tmp_path / "sel.json").read_text())["members"]) == len(out["selected"])
+    with pytest.raises(FerbenchError, match="must differ"):
+        evaluate_ensemble(runs, "fer2013", "PublicTest", select="greedy", val_split="PublicTest", data_root=tiny_root)
+
+
+@pytest.mark.slow  # two CLI subprocesses (full imports)
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ferbench.cli.main", *args], capture_output=True, text=True,
+                              env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+
+    r = run("ensemble", str(tmp_path), "--data", "fer2013", "--split", "PrivateTest", "--rule", "max")
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown ensemble rule 'max'; choose one of sum, vote"
+    r = run("kfold", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: config") and "Traceback" not in r.stderr
