@@ -1,9 +1,264 @@
-"""CLI commands of this group (filled in by its issue)."""
+"""``ferbench predict | export | serve`` and ``ferbench data import``: use a trained model on real inputs."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from ferbench.errors import FerbenchError
+
+ModelOpt = typer.Option("default", "--model", "-m",
+                        help="'default' (shipped model), a run dir, a .safetensors checkpoint, or a .onnx / .tflite export.")
+DetectorOpt = typer.Option("haar", "--detector", "-d", help="Face detector: haar (default), mediapipe, mtcnn.")
+
+
+def _err(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+
+
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
+    """Files and folders → (images, videos, problems). Folders are walked recursively, sorted."""
+    from ferbench.deploy.images import IMAGE_EXTS, VIDEO_EXTS
+
+    images, videos, problems = [], [], []
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    ext = f.suffix.lower()
+                    if ext in IMAGE_EXTS:
+                        images.append(f)
+                    elif ext in VIDEO_EXTS:
+                        videos.append(f)
+        elif p.is_file():
+            (videos if p.suffix.lower() in VIDEO_EXTS else images).append(p)
+        else:
+            problems.append(f"{p}: no such file or directory")
+    return images, videos, problems
+
+
+def _face_line(faces: list[Any]) -> str:
+    if not faces:
+        return "no face"
+    return "; ".join(f"{f.label} {f.confidence:.2f} box={list(f.box)}" + ("" if f.score is None else f" det={f.score}")
+                     for f in faces)
+
+
+def _csv_text(records: list[dict[str, Any]], classes: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["source", "face", "x1", "y1", "x2", "y2", "det_score", "label", "confidence",
+                *[f"p_{c}" for c in classes], "error"])
+    for r in records:
+        if r.get("error") or not r["faces"]:
+            w.writerow([r["source"], "", "", "", "", "", "", "", "", *[""] * len(classes),
+                        r.get("error") or "no face"])
+        for i, f in enumerate(r.get("faces") or []):
+            w.writerow([r["source"], i, *f["box"], "" if f["score"] is None else f["score"], f["label"],
+                        f"{f['confidence']:.6f}", *[f"{f['probs'][c]:.6f}" for c in classes], ""])
+    return buf.getvalue()
+
+
+def _unique(path: Path, used: set[Path]) -> Path:
+    p, k = path, 1
+    while p in used:
+        p = path.with_name(f"{path.stem}_{k}{path.suffix}")
+        k += 1
+    used.add(p)
+    return p
+
+
+def predict(
+    paths: list[Path] = typer.Argument(None, help="Images, folders (walked recursively) and/or video files."),
+    model: str = ModelOpt,
+    detector: str = DetectorOpt,
+    json_out: Path | None = typer.Option(None, "--json", help="Write all results as JSON to this file."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per face to this CSV file."),
+    annotate: Path | None = typer.Option(None, "--annotate", help="Folder for annotated images / MP4s and "
+                                         "per-frame JSONL of videos."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images decoded + classified per batch."),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Inputs are already face crops: classify the "
+                                   "whole image, no detection."),
+    align: bool = typer.Option(False, "--align", help="Rotate crops so the eyes are level (needs a detector "
+                               "with landmarks: mediapipe, mtcnn)."),
+    webcam: int | None = typer.Option(None, "--webcam", help="Camera index: live loop (q or Ctrl-C to stop)."),
+    every: int = typer.Option(1, "--every", min=1, help="Videos: process every N-th frame."),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Videos/webcam: stop after N frames."),
+) -> None:
+    """Detect faces and classify their expression in images, folders, videos or a webcam.
+
+    One line per image on stdout; unreadable inputs are reported (one line each) and skipped
+    (exit code 1 when some were). Videos write per-frame JSONL (frame, time in seconds, faces) as
+    VIDEO.frames.jsonl into the --annotate folder, else beside the --json/--csv file, else the
+    current folder; with --annotate also VIDEO.annotated.mp4.
+    """
+    from rich.progress import Progress
+
+    from ferbench.deploy.images import read_image
+    from ferbench.deploy.recognizer import Recognizer
+    from ferbench.deploy.video import annotate as draw
+    from ferbench.deploy.video import process_video, summary_dict
+
+    if json_out and csv_out:
+        raise FerbenchError("--json and --csv: pick one output format")
+    if not paths and webcam is None:
+        raise FerbenchError("nothing to do: give image/folder/video paths or --webcam INDEX")
+    rec = Recognizer.load(model, detector=detector, align=align)
+    detect = not no_detect
+    out_dir = annotate or (json_out or csv_out or Path("predictions.json")).resolve().parent
+
+    if webcam is not None:
+        def show_line(i: int, t: float, faces: list[Any]) -> None:
+            typer.echo(f"frame {i} t={t:.2f}s: {_face_line(faces)}")
+
+        s = process_video(rec, webcam, out_dir / f"webcam{webcam}.jsonl", annotate / f"webcam{webcam}.mp4"
+                          if annotate else None, every, max_frames, detect, show=True, on_frame=show_line)
+        typer.echo(json.dumps(summary_dict(s)))
+        return
+
+    images, videos, problems = expand_inputs(paths)
+    for p in problems:
+        _err(p)
+    records: list[dict[str, Any]] = []
+    used: set[Path] = set()
+    import cv2
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("predict", total=len(images))
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            loaded = []
+            for f in chunk:
+                try:
+                    loaded.append((f, read_image(f, rec.max_pixels)))
+                except FerbenchError as e:
+                    _err(str(e))
+                    problems.append(str(e))
+                    records.append({"source": str(f), "faces": [], "error": str(e)})
+            preds = rec.predict_batch([a for _, a in loaded], color="rgb", detect=detect, batch_size=256)
+            for (f, rgb), faces in zip(loaded, preds, strict=True):
+                typer.echo(f"{f}: {_face_line(faces)}")
+                records.append({"source": str(f), "width": rgb.shape[1], "height": rgb.shape[0],
+                                "no_face": not faces, "faces": [x.to_dict() for x in faces], "error": None})
+                if annotate:
+                    annotate.mkdir(parents=True, exist_ok=True)
+                    dest = _unique(annotate / f"{f.stem}.jpg", used)
+                    cv2.imwrite(str(dest), draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, rec.classes))
+            bar.advance(task, len(chunk))
+
+    video_summaries = []
+    for v in videos:
+        jsonl = _unique(out_dir / f"{v.stem}.frames.jsonl", used)
+        mp4 = _unique(annotate / f"{v.stem}.annotated.mp4", used) if annotate else None
+        try:
+            s = process_video(rec, v, jsonl, mp4, every, max_frames, detect)
+        except FerbenchError as e:
+            _err(str(e))
+            problems.append(str(e))
+            video_summaries.append({"source": str(v), "error": str(e)})
+            continue
+        typer.echo(f"{v}: {s.frames} frames ({s.frames_with_face} with a face), {s.fps:.1f} frames/s -> {jsonl}"
+                   + (f", {mp4}" if mp4 else ""))
+        video_summaries.append(summary_dict(s))
+
+    from ferbench.data.cache import atomic_write_text
+
+    if json_out:
+        atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,
+                                                "videos": video_summaries}, indent=1))
+        typer.echo(f"wrote {json_out}")
+    if csv_out:
+        atomic_write_text(csv_out, _csv_text(records, rec.classes))
+        typer.echo(f"wrote {csv_out}")
+    n_in = len(images) + len(videos) + len([p for p in problems if "no such file" in p])
+    if problems:
+        typer.secho(f"{len(problems)} of {n_in} inputs could not be read (listed above)", fg="yellow", err=True)
+        raise typer.Exit(1)
+
+
+def export(
+    model: str = typer.Argument("default", help="'default', a run dir or a .safetensors checkpoint."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | onnx-int8 | tflite"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint)."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="Where the datasets are (validation + "
+                                          "int8 calibration images)."),
+    n_val: int = typer.Option(1000, "--n-val", min=2, help="Validation images for the accuracy check."),
+    n_calib: int = typer.Option(512, "--n-calib", min=1, help="Training images to calibrate int8 on."),
+    synthetic: bool = typer.Option(False, "--synthetic", hidden=True,
+                                   help="Tests only: noise images when no dataset is found."),
+) -> None:
+    """Export a checkpoint to ONNX, int8 ONNX (static QDQ) or TFLite, then check it against PyTorch.
+
+    The check (max |Δprob| on a validation batch, accuracy before/after on a validation slice) is
+    printed and stored in OUT.json beside the exported file.
+    """
+    from ferbench.deploy.export import export_model
+
+    path, chk = export_model(model, fmt, out, data_root, n_val, n_calib, synthetic, log=typer.echo)
+    typer.echo(f"wrote {path} ({chk['size_bytes'] / 1e6:.2f} MB) + {path.with_suffix('.json').name}")
+    typer.echo(f"max |dprob| vs torch: {chk['max_abs_dprob']:.2e} (first {chk['n_check']}), "
+               f"top-1 agreement {100 * chk['top1_agreement']:.2f} %")
+    if chk["accuracy_torch"] is not None:
+        typer.echo(f"accuracy on {chk['validation']}: torch {100 * chk['accuracy_torch']:.2f} % -> "
+                   f"{fmt} {100 * chk['accuracy_export']:.2f} % ({chk['accuracy_delta_points']:+.2f} points)")
+        if chk["accuracy_delta_points"] < -1.0:
+            typer.secho(f"warning: {fmt} loses more than 1 accuracy point", fg="yellow", err=True)
+    else:
+        typer.echo("accuracy not measured (synthetic validation images)")
+
+
+def serve(
+    model: str = ModelOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 = all: mind who can reach it)."),
+    port: int = typer.Option(8000, "--port", "-p"),
+    max_bytes: int = typer.Option(10 * 1024 * 1024, "--max-bytes", min=1024, help="Largest accepted upload."),
+    detector: str = DetectorOpt,
+) -> None:
+    """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page)."""
+    from ferbench.deploy.serve import serve as run
+
+    run(model, host, port, max_bytes, detector)
+
+
+def import_(
+    source: str = typer.Argument(..., help="folder:PATH (or PATH) with <class>/ sub-folders of uncropped photos."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (cropped ImageFolder)."),
+    detector: str = typer.Option("haar", "--detect", help="Face detector: haar, mediapipe, mtcnn."),
+    size: int = typer.Option(96, "--size", min=16, help="Output crop side in pixels."),
+    margin: float = typer.Option(0.1, "--margin", min=0.0, help="Border around the face box (fraction of its side)."),
+    grey: bool = typer.Option(False, "--grey", help="Write greyscale crops."),
+    align: bool = typer.Option(False, "--align", help="Level the eyes (detectors with landmarks)."),
+) -> None:
+    """Turn uncropped face photos (JAFFE/KDEF-style) into a cropped ImageFolder usable as folder:OUT."""
+    from rich.progress import Progress
+
+    from ferbench.faces.importer import import_faces
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("import", total=None)
+        rep = import_faces(source, out, detector, size, margin, grey, align,
+                           progress=lambda i, n: bar.update(task, completed=i, total=n))
+    for p in rep.no_face:
+        typer.echo(f"no face: {p}")
+    for p in rep.unreadable:
+        _err(p.split("\t", 1)[1])
+    typer.echo(f"wrote {rep.written} crops to {out} ({len(rep.no_face)} without a face, {len(rep.unreadable)} "
+               f"unreadable; log {rep.log})")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add predict/export/serve to ``app`` and ``import`` to the ``data`` group."""
+    app.command("predict")(predict)
+    app.command("export")(export)
+    app.command("serve")(serve)
+    try:
+        from ferbench.cli.data import data_app
+    except ImportError:  # the data group is not there: the library function still is
+        return
+    data_app.command("import")(import_)

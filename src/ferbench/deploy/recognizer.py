@@ -1,0 +1,288 @@
+"""``Recognizer``: detect faces → crop → the checkpoint's own preprocessing → classifier.
+
+Three lines::
+
+    from ferbench import Recognizer
+    r = Recognizer.load("default")          # or a run dir, a .safetensors, a .onnx, a .tflite
+    faces = r.predict("photo.jpg")          # [FacePrediction(box, label, probs, score), ...]
+
+The classifier runs in PyTorch (checkpoints) or onnxruntime (``.onnx`` with its ``.json`` sidecar);
+both are safe to call from several threads at once (forward only, no shared mutable state).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ferbench.data.preprocess import Preprocessing
+from ferbench.deploy.images import MAX_PIXELS, to_rgb
+from ferbench.errors import FerbenchError
+from ferbench.faces import Detector, crop_face, get_detector
+from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
+SHIPPED = ("default", "default-ferplus")  # models shipped inside the package (ferbench/weights/NAME.safetensors)
+
+
+@dataclass
+class Prediction:
+    """One classified face: ``label`` (class name) and ``probs`` ``{class: probability}``."""
+
+    label: str
+    probs: dict[str, float]
+
+    @property
+    def confidence(self) -> float:
+        return self.probs[self.label]
+
+
+@dataclass
+class FacePrediction(Prediction):
+    """A detected + classified face.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` int pixel box in the input image (the detector's, before margin).
+        score: detector confidence (``None`` when detection was skipped).
+        landmarks: ``[[x, y]] * 5`` or ``None``.
+    """
+
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    score: float | None = None
+    landmarks: list[list[float]] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"box": list(self.box), "label": self.label,
+                             "confidence": round(self.confidence, 6), "score": self.score,
+                             "probs": {k: round(v, 6) for k, v in self.probs.items()}}
+        if self.landmarks is not None:
+            d["landmarks"] = self.landmarks
+        return d
+
+
+def resolve_model_ref(ref: str | Path) -> tuple[str, Path]:
+    """``"default"`` | run dir | ``.safetensors`` | ``.json`` | ``.onnx`` | ``.tflite`` → ``(kind, path)``."""
+    if str(ref) in SHIPPED:
+        ckpt = WEIGHTS_DIR / f"{ref}.safetensors"
+        if not ckpt.exists() or not ckpt.with_suffix(".json").exists():
+            raise FerbenchError(f"the {ref!r} model is not shipped in this build (no ferbench/weights/{ckpt.name}); "
+                                "pass a run dir, a .safetensors checkpoint or a .onnx file with --model")
+        return "torch", ckpt
+    p = Path(ref)
+    if p.suffix in (".onnx", ".tflite"):
+        kind = p.suffix[1:]
+        if not p.is_file():
+            raise FerbenchError(f"{p}: no such {kind.upper()} file")
+        if not p.with_suffix(".json").is_file():
+            raise FerbenchError(f"{p}: sidecar {p.with_suffix('.json').name} missing (written by ferbench export)")
+        return kind, p
+    if not p.exists():
+        raise FerbenchError(f"{ref}: no such model (expected 'default', a run dir, a .safetensors or a .onnx file)")
+    return "torch", p
+
+
+class TorchClassifier:
+    """PyTorch forward: float32 ``(N, C, S, S)`` → softmax probabilities float32 ``(N, K)``."""
+
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model.eval()
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return torch.softmax(self.model(x).float(), dim=1).numpy()
+
+
+class OnnxClassifier:
+    """onnxruntime forward (``InferenceSession.run`` is thread-safe)."""
+
+    backend = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise FerbenchError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy(), np.float32)})[0]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+class TfliteClassifier:
+    """TFLite interpreter (``ai-edge-litert``), static batch 1; one lock: an interpreter is not thread-safe."""
+
+    backend = "tflite"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
+        except ImportError:
+            raise FerbenchError(f"{path}: running .tflite needs ai-edge-litert (pip install ai-edge-litert)") from None
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.inp = self.interpreter.get_input_details()[0]["index"]
+        self.out = self.interpreter.get_output_details()[0]["index"]
+        self._lock = threading.Lock()
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        rows = []
+        with self._lock:
+            for i in range(x.shape[0]):
+                self.interpreter.set_tensor(self.inp, np.ascontiguousarray(x[i:i + 1].numpy(), np.float32))
+                self.interpreter.invoke()
+                rows.append(self.interpreter.get_tensor(self.out).reshape(1, -1).copy())
+        logits = np.concatenate(rows)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+class Recognizer:
+    """Facial expression recognizer: a classifier + its sidecar's preprocessing + a face detector.
+
+    Attributes:
+        classes: class names, index = model output.
+        preprocessing: the checkpoint's :class:`Preprocessing` (crop margin, size, channels, norm).
+        meta: the sidecar dict.
+        source: where the model came from.
+    """
+
+    def __init__(self, classifier: TorchClassifier | OnnxClassifier | TfliteClassifier, meta: dict[str, Any], source: str,
+                 detector: str | Detector = "haar", align: bool = False, max_pixels: int = MAX_PIXELS) -> None:
+        self.classifier = classifier
+        self.meta = meta
+        self.source = source
+        self.classes: list[str] = list(meta["classes"])
+        self.preprocessing: Preprocessing = preprocessing_of(meta)
+        self._detector_spec = detector
+        self._detector: Detector | None = detector if not isinstance(detector, str) else None
+        self.align = align
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def load(cls, ref: str | Path = "default", detector: str | Detector = "haar", align: bool = False,
+             max_pixels: int = MAX_PIXELS, threads: int | None = None) -> Recognizer:
+        """Load ``"default"``, a run dir, a ``.safetensors`` checkpoint or a ``.onnx`` export."""
+        kind, path = resolve_model_ref(ref)
+        if kind in ("onnx", "tflite"):
+            meta = json.loads(path.with_suffix(".json").read_text())
+            clf: TorchClassifier | OnnxClassifier | TfliteClassifier = (
+                OnnxClassifier(path, threads) if kind == "onnx" else TfliteClassifier(path, threads))
+        else:
+            model, meta = load_checkpoint(path)
+            clf = TorchClassifier(model)
+        if isinstance(detector, str):
+            get_detector(detector)  # fail now (unknown/missing detector), not at the first image
+        return cls(clf, meta, str(ref), detector, align, max_pixels)
+
+    @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            self._detector = get_detector(str(self._detector_spec))
+        return self._detector
+
+    @property
+    def backend(self) -> str:
+        return self.classifier.backend
+
+    def info(self) -> dict[str, Any]:
+        """Model summary for ``GET /models`` and logs."""
+        arch = self.meta.get("architecture", {})
+        return {"source": self.source, "backend": self.backend, "architecture": arch.get("name"),
+                "classes": self.classes, "preprocessing": self.preprocessing.to_dict(),
+                "dataset": self.meta.get("dataset"), "detector": getattr(self.detector, "name", None),
+                "metrics": {k: v for k, v in (self.meta.get("metrics") or {}).items()
+                            if isinstance(v, (int, float))},
+                "export": self.meta.get("export")}
+
+    # -- classification ------------------------------------------------------------------------
+    def _inputs(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """uint8 crops ``(h_i, w_i, 3|1)`` → ``(N, C, S, S)`` model input via the sidecar's Preprocessing."""
+        pre = self.preprocessing
+        xs = []
+        for c in crops:
+            t = torch.from_numpy(np.require(c, np.uint8, ["C", "W"])).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            xs.append(pre.from_float(t))
+        return torch.cat(xs).contiguous()
+
+    def classify_arrays(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        """uint8 RGB/grey crops ``(h, w, 3|1)`` → probabilities float32 ``(N, K)``."""
+        if not crops:
+            return np.zeros((0, len(self.classes)), np.float32)
+        out = [self.classifier(self._inputs(crops[i:i + batch_size])) for i in range(0, len(crops), batch_size)]
+        return np.concatenate(out)
+
+    def _prediction(self, p: np.ndarray) -> Prediction:
+        return Prediction(self.classes[int(p.argmax())], {c: float(v) for c, v in zip(self.classes, p, strict=True)})
+
+    def classify(self, faces: list[Any], color: str = "bgr", batch_size: int = 256) -> list[Prediction]:
+        """Already-cropped faces (numpy arrays / PIL images / paths) → one :class:`Prediction` each.
+
+        No detection: each image is taken as one whole face (e.g. FER2013 48×48 crops).
+        """
+        crops = [self._face_array(f, color) for f in faces]
+        return [self._prediction(p) for p in self.classify_arrays(crops, batch_size)]
+
+    def _face_array(self, f: Any, color: str) -> np.ndarray:
+        if isinstance(f, np.ndarray) and (f.ndim == 2 or (f.ndim == 3 and f.shape[2] == 1)):
+            a = f if f.dtype == np.uint8 else to_rgb(f)[..., :1]
+            return a[..., None] if a.ndim == 2 else a  # grey stays grey: Preprocessing replicates if needed
+        return to_rgb(f, color, self.max_pixels)
+
+    # -- detection + classification ------------------------------------------------------------
+    def locate(self, rgb: np.ndarray, detect: bool = True) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+        """Faces of one RGB image → (crops, per-face box/score/landmarks); ``detect=False`` = whole image."""
+        if not detect:
+            h, w = rgb.shape[:2]
+            return [rgb], [{"box": (0, 0, w, h), "score": None, "landmarks": None}]
+        det = self.detector.detect(rgb)
+        crops, info = [], []
+        for i in range(len(det)):
+            lm = None if det.landmarks is None else det.landmarks[i]
+            crops.append(crop_face(rgb, det.boxes[i], self.preprocessing.crop_margin, None, lm, self.align))
+            info.append({"box": tuple(int(round(v)) for v in det.boxes[i]), "score": round(float(det.scores[i]), 4),
+                         "landmarks": None if lm is None else np.round(lm, 1).tolist()})
+        return crops, info
+
+    def predict_batch(self, images: list[Any], color: str = "bgr", detect: bool = True,
+                      batch_size: int = 256) -> list[list[FacePrediction]]:
+        """Several images → per image, its faces (largest first). All crops go through one batched forward.
+
+        An image where no face is found yields an empty list.
+        """
+        all_crops: list[np.ndarray] = []
+        per_image: list[list[dict[str, Any]]] = []
+        for img in images:
+            crops, info = self.locate(to_rgb(img, color, self.max_pixels), detect)
+            all_crops += crops
+            per_image.append(info)
+        probs = self.classify_arrays(all_crops, batch_size)
+        out, k = [], 0
+        for info in per_image:
+            faces = []
+            for d in info:
+                p = self._prediction(probs[k])
+                faces.append(FacePrediction(p.label, p.probs, box=d["box"], score=d["score"],
+                                            landmarks=d["landmarks"]))
+                k += 1
+            out.append(faces)
+        return out
+
+    def predict(self, image: Any, color: str = "bgr", detect: bool = True) -> list[FacePrediction]:
+        """One image (path, numpy BGR/RGB array, PIL image) → its faces, largest first ([] = no face)."""
+        return self.predict_batch([image], color, detect)[0]

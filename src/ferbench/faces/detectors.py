@@ -1,0 +1,204 @@
+"""Face detectors behind one interface: ``detector.detect(rgb) -> Detections``.
+
+``haar`` (OpenCV cascade, always installed) is the default; ``mediapipe`` and ``mtcnn``
+(facenet-pytorch) are optional and raise a one-line install hint when missing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from ferbench.errors import FerbenchError
+
+DETECTORS = ("haar", "mediapipe", "mtcnn")
+
+MEDIAPIPE_HINT = ("detector 'mediapipe' is not installed: pip install mediapipe==0.10.21 "
+                  "(the last release whose wheel ships the face-detection model files)")
+MTCNN_HINT = ("detector 'mtcnn' is not installed: pip install --no-deps facenet-pytorch "
+              "(without its deps: it pins an old torch)")
+
+
+@dataclass
+class Detections:
+    """Faces found in one image.
+
+    Attributes:
+        boxes: float32 ``(N, 4)`` pixel boxes ``x1, y1, x2, y2`` in the input image.
+        scores: float32 ``(N,)`` detector confidence (a probability for mediapipe/mtcnn; for
+            haar the cascade's level weight, higher = more confident, not bounded).
+        landmarks: float32 ``(N, 5, 2)`` pixel points (right eye, left eye, nose, mouth right,
+            mouth left, as seen in the image: first point has the smaller x) or ``None``.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), None)
+
+    def sorted(self) -> Detections:
+        """Largest face first (the usual "main" face)."""
+        if len(self) < 2:
+            return self
+        area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        order = np.argsort(-area, kind="stable")
+        lm = None if self.landmarks is None else self.landmarks[order]
+        return Detections(self.boxes[order], self.scores[order], lm)
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """``image``: uint8 RGB ``(H, W, 3)`` → :class:`Detections` (largest face first)."""
+        ...
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8:
+        raise FerbenchError(f"detect: expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return cv2.cvtColor(image[..., 0], cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise FerbenchError(f"detect: expected an (H, W, 3) image, got shape {tuple(image.shape)}")
+
+
+class HaarDetector:
+    """OpenCV frontal-face Haar cascade (Viola-Jones), as in seeds 002/003.
+
+    The image is downscaled so its longer side is at most ``max_side`` before detection (speed;
+    boxes are mapped back). ``min_face`` is the smallest face side in pixels of the detection image.
+    One cascade per thread: ``CascadeClassifier`` is not documented as thread-safe.
+    """
+
+    name = "haar"
+
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", scale_factor: float = 1.1,
+                 min_neighbors: int = 5, min_face: int = 24, max_side: int = 480) -> None:
+        self.path = str(cv2.data.haarcascades + cascade)
+        if cv2.CascadeClassifier(self.path).empty():
+            raise FerbenchError(f"haar: cannot load cascade {self.path}")
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+        self.min_face, self.max_side = min_face, max_side
+        self._local = threading.local()
+
+    def _cascade(self) -> cv2.CascadeClassifier:
+        c = getattr(self._local, "cascade", None)
+        if c is None:
+            c = self._local.cascade = cv2.CascadeClassifier(self.path)
+        return c
+
+    def detect(self, image: np.ndarray) -> Detections:
+        rgb = _as_rgb(image)
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        h, w = grey.shape
+        scale = min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+                              interpolation=cv2.INTER_AREA)
+        grey = cv2.equalizeHist(grey)
+        rects, _, weights = self._cascade().detectMultiScale3(
+            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(self.min_face, self.min_face), outputRejectLevels=True)
+        if len(rects) == 0:
+            return Detections.empty()
+        r = np.asarray(rects, np.float32).reshape(-1, 4) / scale
+        boxes = np.stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]], 1)
+        scores = np.asarray(weights, np.float32).reshape(-1)
+        return Detections(boxes, scores).sorted()
+
+
+class MediapipeDetector:
+    """MediaPipe BlazeFace short-range detector (legacy ``solutions`` API, model files in the wheel)."""
+
+    name = "mediapipe"
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        try:
+            from mediapipe.python.solutions import face_detection  # type: ignore[import-not-found]
+        except ImportError:
+            raise FerbenchError(MEDIAPIPE_HINT) from None
+        self._fd = face_detection
+        self.min_confidence = min_confidence
+        self._local = threading.local()
+
+    def detect(self, image: np.ndarray) -> Detections:
+        rgb = _as_rgb(image)
+        det = getattr(self._local, "det", None)
+        if det is None:
+            det = self._local.det = self._fd.FaceDetection(model_selection=0,
+                                                           min_detection_confidence=self.min_confidence)
+        res = det.process(np.ascontiguousarray(rgb))
+        if not res.detections:
+            return Detections.empty()
+        h, w = rgb.shape[:2]
+        boxes, scores, lms = [], [], []
+        for d in res.detections:
+            b = d.location_data.relative_bounding_box
+            boxes.append([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h])
+            scores.append(d.score[0])
+            kp = d.location_data.relative_keypoints  # eyes, nose tip, mouth centre, ear tragions
+            eyes = sorted([(kp[0].x * w, kp[0].y * h), (kp[1].x * w, kp[1].y * h)])
+            mouth = (kp[3].x * w, kp[3].y * h)
+            lms.append([eyes[0], eyes[1], (kp[2].x * w, kp[2].y * h), mouth, mouth])
+        return Detections(np.asarray(boxes, np.float32), np.asarray(scores, np.float32),
+                          np.asarray(lms, np.float32)).sorted()
+
+
+class MtcnnDetector:
+    """MTCNN from facenet-pytorch (its weights ship inside the package; CPU)."""
+
+    name = "mtcnn"
+
+    def __init__(self, min_confidence: float = 0.9) -> None:
+        try:
+            from facenet_pytorch import MTCNN  # type: ignore[import-not-found]
+        except ImportError:
+            raise FerbenchError(MTCNN_HINT) from None
+        self._mtcnn = MTCNN(keep_all=True, device="cpu")
+        self.min_confidence = min_confidence
+        self._lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> Detections:
+        rgb = _as_rgb(image)
+        with self._lock:
+            boxes, probs, lms = self._mtcnn.detect(rgb, landmarks=True)
+        if boxes is None:
+            return Detections.empty()
+        keep = np.asarray(probs, np.float32) >= self.min_confidence
+        if not keep.any():
+            return Detections.empty()
+        lm = np.asarray(lms, np.float32)[keep]
+        return Detections(np.asarray(boxes, np.float32)[keep], np.asarray(probs, np.float32)[keep], lm).sorted()
+
+
+_FACTORIES = {"haar": HaarDetector, "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
+
+
+def get_detector(name: str = "haar", **kwargs: object) -> Detector:
+    """Build a detector by name (``haar``, ``mediapipe``, ``mtcnn``); unknown → one-line error."""
+    key = name.lower()
+    if key not in _FACTORIES:
+        raise FerbenchError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return _FACTORIES[key](**kwargs)  # type: ignore[arg-type]
+
+
+def detect(image: np.ndarray, detector: str | Detector = "haar") -> Detections:
+    """Detect faces in a uint8 RGB ``(H, W, 3)`` image (grey ``(H, W)`` accepted)."""
+    det = get_detector(detector) if isinstance(detector, str) else detector
+    return det.detect(image)
