@@ -1,9 +1,163 @@
-"""CLI commands of this group (filled in by its issue)."""
+"""``ferbench sweep`` (run a study, resumably) and ``ferbench results`` (list a results store)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def sweep_cmd(
+    study: Path = typer.Argument(..., help="Study YAML (e.g. configs/studies/seed000_quick.yaml)."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine) or ray."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: start Ray locally)."),
+    max_parallel: int = typer.Option(1, "--max-parallel", min=1,
+                                     help="Trials at once (local: worker processes; ray: tasks in flight)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their status; train nothing."),
+    out: Path | None = typer.Option(None, "--out", help="Study folder: results.db + runs/<trial key>/ "
+                                    "(default runs/<study name>)."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the datasets."),
+) -> None:
+    """Run every trial of a study; re-running skips finished trials and resumes unfinished ones.
+
+    Results go to OUT/results.db (SQLite), run directories to OUT/runs/<trial key>/. With --executor ray each
+    trial is one Ray task with the study's `resources` request; the data and OUT must be on a filesystem the
+    Ray workers share. Then: ferbench results --db OUT/results.db; ferbench report --db OUT/results.db.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ferbench.errors import FerbenchError
+    from ferbench.sweep.executors import run_study
+    from ferbench.sweep.store import ResultsStore
+    from ferbench.sweep.study import load_study
+
+    con = Console()
+    if executor not in ("local", "ray"):
+        raise FerbenchError(f"--executor {executor!r}: choose local or ray")
+    n_all = len(load_study(study).trials(data_root))  # a bad study file fails here, before any progress bar
+    if dry_run:
+        res = run_study(study, out, executor, address, max_parallel, data_root, dry_run=True)
+        status: dict[str, str] = {}
+        if res["db"].exists():
+            with ResultsStore(res["db"], create=False) as store:
+                status = {t["key"]: t["status"] for t in store.trials()}
+        _trial_table(con, res["study"].name, [(t.key, status.get(t.key, "new"), t.label()) for t in res["trials"]])
+        con.print(f"{len(res['trials'])} trials; store {res['db']}; nothing was run (--dry-run)")
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=con) as bar:
+        task = bar.add_task("trials", total=None, info="")
+
+        def on_done(t: Any, rec: dict[str, Any] | None, err: str | None) -> None:
+            info = (f"{t.label()}: val {rec['val_accuracy']:.4f}" if rec and rec.get("val_accuracy") is not None
+                    else f"{t.label()}: {err}")
+            bar.update(task, advance=1, info=info[:80])
+            bar.console.print(("done   " if rec else "failed ") + info)
+
+        def log(msg: str) -> None:
+            bar.console.print(msg)
+
+        bar.update(task, total=n_all)
+        res = run_study(study, out, executor, address, max_parallel, data_root, log=log, on_done=on_done)
+        bar.update(task, completed=n_all - len(res["todo"]) + res["finished"] + res["failed"] + res["busy"])
+    skipped = len(res["trials"]) - len(res["todo"])
+    con.print(f"{res['finished']} trials finished, {res['failed']} failed, {res['busy']} busy elsewhere, "
+              f"{skipped} already done; results in {res['db']}")
+    con.print(f"report: ferbench report --db {res['db']} --out {res['out'] / 'report'}")
+    if res["failed"]:
+        raise typer.Exit(1)
+
+
+def _trial_table(con: Any, title: str, rows: list[tuple[str, ...]], extra: list[str] | None = None) -> None:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ["key", "status", "trial", *(extra or [])]:
+        t.add_column(c, justify="right" if c not in ("trial", "key", "status") else "left")
+    for r in rows:
+        t.add_row(*r)
+    con.print(t)
+
+
+def _lookup(trial: dict[str, Any], key: str) -> Any:
+    """Value of ``key`` for filtering: a study param, a column (status, study, key) or a dotted config key."""
+    if key in trial["params"]:
+        return trial["params"][key]
+    if key in ("status", "study", "key"):
+        return trial[key]
+    node: Any = trial["config"]
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def results_cmd(
+    db: Path = typer.Option(Path("results.db"), "--db", help="A sweep's results.db."),
+    filter_: list[str] = typer.Option([], "--filter", help="key=value (study param, status, or dotted config "
+                                      "key such as model.name); repeatable, all must match."),
+    study: str | None = typer.Option(None, "--study", help="Only this study."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """List the trials of a results store with their status and headline numbers."""
+    import yaml
+    from rich.console import Console
+
+    from ferbench.errors import FerbenchError
+    from ferbench.sweep.store import ResultsStore
+
+    wanted = []
+    for f in filter_:
+        if "=" not in f:
+            raise FerbenchError(f"--filter {f!r}: expected key=value")
+        k, v = f.split("=", 1)
+        wanted.append((k.strip(), yaml.safe_load(v)))
+    with ResultsStore(db, create=False) as store:
+        trials = store.trials(study)
+        recs = {r["key"]: r for r in store.results(study)}
+    trials = [t for t in trials if all(_match(_lookup(t, k), v) for k, v in wanted)]
+    rows, out = [], []
+    for t in trials:
+        r = recs.get(t["key"], {})
+        cells = [_fmt(r.get(k)) for k in ("val_accuracy", "test_accuracy", "test_f1_macro")]
+        cells += [_fmt_int(r.get("params_count")), _fmt(r.get("latency_ms"), 2), str(r.get("epochs") or "–")]
+        label = " ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
+        rows.append((t["key"], t["status"] + (f" ({t['error'][:40]})" if t.get("error") else ""), label, *cells))
+        out.append({"key": t["key"], "study": t["study"], "status": t["status"], "params": t["params"],
+                    "error": t.get("error"), **{k: r.get(k) for k in ("val_accuracy", "test_accuracy",
+                                                                     "test_f1_macro", "params_count",
+                                                                     "latency_ms", "epochs")}})
+    con = Console()
+    _trial_table(con, f"{db} ({len(rows)} trials)", rows,
+                 ["val acc", "test acc", "test macro F1", "params", "latency ms", "epochs"])
+    if json_out:
+        from ferbench.data.cache import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(out, indent=1))
+        con.print(f"wrote {json_out}")
+
+
+def _match(have: Any, want: Any) -> bool:
+    return have == want or str(have) == str(want)
+
+
+def _short(v: Any) -> str:
+    return "/".join(_short(x) for x in v.values()) if isinstance(v, dict) else str(v)
+
+
+def _fmt(v: Any, nd: int = 4) -> str:
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def _fmt_int(v: Any) -> str:
+    return "–" if v is None else f"{v / 1e6:.2f}M"
+
+
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add ``sweep`` and ``results``."""
+    app.command("sweep")(sweep_cmd)
+    app.command("results")(results_cmd)

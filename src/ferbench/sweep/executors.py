@@ -1,0 +1,344 @@
+"""Run a study's trials: in this process, in ``N`` local worker processes, or as Ray tasks.
+
+The split of work is the same for every executor:
+
+* a *worker* runs :func:`run_trial` on one trial spec (plain JSON: config, run dir, cross-evaluations). It
+  trains with ``resume=True`` (a killed trial continues from its last finished epoch; a finished one is only
+  re-evaluated), evaluates, measures cost, and returns a JSON-able *record*. Workers never touch the DB.
+* the *driver* (the ``ferbench sweep`` process) owns ``results.db``: it marks trials running, and writes each
+  returned record in one transaction (:meth:`ResultsStore.record_result`).
+
+Data travel by path (``data.root`` in the config), so a Ray cluster needs the data and the output folder on
+a shared filesystem. A run directory is locked (``flock``) while a worker trains in it, so two workers (say,
+an orphan of a killed sweep and the re-run) never train the same trial at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ferbench.data.cache import atomic_write_text
+from ferbench.errors import FerbenchError
+from ferbench.sweep.store import ResultsStore
+from ferbench.sweep.study import Study, Trial, materialize
+
+Log = Callable[[str], None]
+
+
+class TrialBusy(FerbenchError):
+    """Another process holds the trial's run directory."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Exclusive, non-blocking ``flock`` on ``run_dir/.lock`` (released by the OS if the process dies)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrialBusy(f"{run_dir} is being trained by another process") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def trial_spec(study: Study, trial: Trial, run_dir: Path) -> dict[str, Any]:
+    """What a worker needs to run one trial (JSON only, so it ships to any process or Ray node)."""
+    from ferbench.data.root import candidate_roots
+
+    try:  # where the driver would find the data when the config names no root (for workers in other folders)
+        roots = [str(r.resolve()) for r in candidate_roots(None)]
+    except FerbenchError:
+        roots = []
+    return {"key": trial.key, "study": study.name, "params": trial.params, "config": trial.config,
+            "run_dir": str(run_dir), "cross_eval": study.cross_eval, "threads": int(study.resources.get("cpus") or 1),
+            "data_roots": roots}
+
+
+def run_trial(spec: dict[str, Any], progress: bool = False, log: Log | None = None) -> dict[str, Any]:
+    """Train (or resume, or re-evaluate) one trial and return its record. Runs in the worker.
+
+    Returns:
+        JSON-able dict: ``key``, ``study``, ``params``, ``config`` (compact, as hashed), ``run_dir``,
+        ``val_accuracy``, ``test_accuracy``, ``test_balanced_accuracy``, ``test_f1_macro``, ``evals``
+        (split → full metrics), ``cross`` (list of cross-dataset metrics), ``history`` (metrics.jsonl rows),
+        ``params_count``, ``latency_ms`` (batch-1 CPU, 1 thread), ``epochs``, ``best_epoch``,
+        ``train_time_s``, ``stopped``.
+    """
+    import torch
+
+    from ferbench.train.loop import train
+
+    say = log or (lambda s: None)
+    run_dir = Path(spec["run_dir"])
+    torch.set_num_threads(max(1, int(spec.get("threads") or 1)))
+    if spec.get("worker") and spec["config"]["data"].get("root") is None and spec.get("data_roots"):
+        os.environ.setdefault("FERBENCH_DATA", spec["data_roots"][0])
+    cfg = materialize(spec["config"])
+    with run_dir_lock(run_dir):
+        train(cfg, run_dir, resume=True, progress=progress, log=say)
+        cross = [_cross_eval(run_dir, ce, cfg) for ce in spec.get("cross_eval") or []]
+    return _collect(spec, run_dir, cross)
+
+
+def _cross_eval(run_dir: Path, ce: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the trial's best checkpoint on another dataset split; cached in ``cross_<data>_<split>.json``."""
+    from ferbench.evaluate.crossdata import evaluate_checkpoint
+
+    split = ce.get("split", "test")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{ce['data']}_{split}")
+    path = run_dir / f"cross_{safe}.json"
+    best_mtime = (run_dir / "best.safetensors").stat().st_mtime_ns
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("best_mtime_ns") == best_mtime:
+            return old
+    root = ce.get("root", cfg["data"].get("root"))
+    m = evaluate_checkpoint(run_dir, ce["data"], split, root)
+    m["best_mtime_ns"] = best_mtime
+    atomic_write_text(path, json.dumps(m, indent=1))
+    return m
+
+
+def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -> dict[str, Any]:
+    """Read the run directory back into a record (numbers only; no tensors)."""
+    best = json.loads((run_dir / "best.json").read_text())
+    last = json.loads((run_dir / "last.json").read_text())
+    hist_path = run_dir / "metrics.jsonl"
+    history = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.exists() else []
+    evals = {p.stem[5:]: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval_*.json"))}
+    cfg = spec["config"]
+    indexed = isinstance(cfg["data"].get("indices"), dict)
+    val_name = "val" if indexed else cfg["data"].get("val_split")
+    test_name = "test" if indexed else cfg["data"].get("test_split")
+    val, test = evals.get(val_name or ""), evals.get(test_name or "")
+    cost = _cost(best)
+    return {
+        "key": spec["key"], "study": spec["study"], "params": spec["params"], "config": cfg,
+        "run_dir": str(run_dir), "classes": best.get("classes"), "architecture": best.get("architecture"),
+        "val_split": val_name, "test_split": test_name,
+        "val_accuracy": val["accuracy"] if val else None,
+        "test_accuracy": test["accuracy"] if test else None,
+        "test_balanced_accuracy": test["balanced_accuracy"] if test else None,
+        "test_f1_macro": test["f1_macro"] if test else None,
+        "evals": evals, "cross": cross, "history": history,
+        "epochs": last.get("epoch"), "best_epoch": best.get("epoch"), "train_time_s": last.get("elapsed_s"),
+        "stopped": last.get("stopped"), **cost,
+    }
+
+
+def _cost(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """Parameter count and batch-1 CPU latency (1 thread, median) of the trained architecture."""
+    from ferbench.models.registry import count_params
+    from ferbench.train.checkpoint import build_model
+
+    arch = sidecar["architecture"]
+    model = build_model(arch).eval()
+    out: dict[str, Any] = {"params_count": count_params(model), "latency_ms": None, "latency_threads": 1}
+    try:
+        from ferbench.models.cost import latency_ms
+    except ImportError:
+        return out
+    out["latency_ms"] = latency_ms(model, int(arch["in_chans"]), int(arch["input_size"]), threads=1, runs=20,
+                                   warmup=3)
+    return out
+
+
+def _error_line(e: BaseException) -> str:
+    if isinstance(e, FerbenchError):
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
+
+
+# -- drivers ------------------------------------------------------------------------------------------------
+def plan(study: Study, store: ResultsStore, out: Path, data_root: str | Path | None = None) -> list[Trial]:
+    """Register the study and its trials in the store; return the trials not finished yet."""
+    trials = study.trials(data_root)
+    store.register_study(study.name, study.source)
+    todo = []
+    for t in trials:
+        store.add_trial(t.key, study.name, t.params, t.config, str(out / "runs" / t.key))
+        if store.status(t.key) != "finished":
+            todo.append(t)
+    return todo
+
+
+def run_local(study: Study, store: ResultsStore, out: Path, todo: list[Trial], max_parallel: int = 1,
+              on_done: Callable[[Trial, dict[str, Any] | None, str | None], None] | None = None,
+              log: Log | None = None) -> dict[str, int]:
+    """Run ``todo`` here (``max_parallel`` 1) or in that many spawned worker processes.
+
+    Returns counts ``{"finished": n, "failed": n, "busy": n}``.
+    """
+    say = log or print
+    counts = {"finished": 0, "failed": 0, "busy": 0}
+
+    def finish(t: Trial, record: dict[str, Any] | None, err: BaseException | None) -> None:
+        if record is not None:
+            store.record_result(t.key, record)
+            counts["finished"] += 1
+            msg = None
+        elif isinstance(err, TrialBusy):
+            counts["busy"] += 1
+            msg = str(err)
+            say(f"skipped {t.key}: {msg}")
+        else:
+            msg = _error_line(err) if err else "unknown error"
+            store.mark_failed(t.key, msg)
+            counts["failed"] += 1
+            say(f"trial {t.key} ({t.label()}) failed: {msg}")
+        if on_done:
+            on_done(t, record, msg)
+
+    specs = {t.key: trial_spec(study, t, out / "runs" / t.key) for t in todo}
+    if max_parallel <= 1:
+        for t in todo:
+            store.mark_running(t.key)
+            try:
+                rec = run_trial(specs[t.key], log=say)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one bad trial must not stop the sweep; its error is recorded
+                finish(t, None, e)
+            else:
+                finish(t, rec, None)
+        return counts
+
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx, initializer=_worker_init) as pool:
+        running: dict[Future[dict[str, Any]], Trial] = {}
+        queue = list(todo)
+        while queue or running:
+            while queue and len(running) < max_parallel:
+                t = queue.pop(0)
+                store.mark_running(t.key)
+                running[pool.submit(run_trial, {**specs[t.key], "worker": True})] = t
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in done:
+                t = running.pop(f)
+                err = f.exception()
+                finish(t, None if err else f.result(), err)
+    return counts
+
+
+def _worker_init() -> None:
+    """Worker processes die with the driver (Linux ``PR_SET_PDEATHSIG``) and use one BLAS thread each."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def run_ray(study: Study, store: ResultsStore, out: Path, todo: list[Trial], address: str | None = None,
+            max_parallel: int | None = None,
+            on_done: Callable[[Trial, dict[str, Any] | None, str | None], None] | None = None,
+            log: Log | None = None, ray_init_kwargs: dict[str, Any] | None = None) -> dict[str, int]:
+    """One Ray task per trial with the study's ``resources`` (``cpus``, ``gpus``); results come back here.
+
+    ``address=None`` starts a local Ray instance (``ray.init()``); otherwise connects to that cluster.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise FerbenchError("the Ray executor needs ray: pip install 'ferbench[ray]'") from None
+    say = log or print
+    counts = {"finished": 0, "failed": 0, "busy": 0}
+    started_here = not ray.is_initialized()
+    if started_here:
+        kw = {"include_dashboard": False, "log_to_driver": False, **(ray_init_kwargs or {})}
+        if address:
+            kw["address"] = address
+        try:
+            ray.init(**kw)
+        except Exception as e:  # connection refused, bad address: one line, not a traceback
+            raise FerbenchError(f"cannot start/connect to Ray ({'address ' + address if address else 'local'}): "
+                                f"{str(e).splitlines()[0]}") from None
+    try:
+        res = study.resources
+        remote = ray.remote(num_cpus=float(res.get("cpus") or 1), num_gpus=float(res.get("gpus") or 0),
+                            max_retries=0)(run_trial)
+        limit = max_parallel or len(todo) or 1
+        queue = list(todo)
+        running: dict[Any, Trial] = {}
+        while queue or running:
+            while queue and len(running) < limit:
+                t = queue.pop(0)
+                store.mark_running(t.key)
+                spec = {**trial_spec(study, t, (out / "runs" / t.key).resolve()), "worker": True}
+                running[remote.remote(spec)] = t
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                t = running.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except Exception as e:
+                    cause = getattr(e, "cause", None) or e
+                    msg = _error_line(cause)
+                    if "TrialBusy" in type(cause).__name__ or "being trained by another" in str(e):
+                        counts["busy"] += 1
+                        say(f"skipped {t.key}: busy")
+                    else:
+                        store.mark_failed(t.key, msg)
+                        counts["failed"] += 1
+                        say(f"trial {t.key} ({t.label()}) failed: {msg}")
+                    if on_done:
+                        on_done(t, None, msg)
+                    continue
+                store.record_result(t.key, rec)
+                counts["finished"] += 1
+                if on_done:
+                    on_done(t, rec, None)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return counts
+
+
+def run_study(study_path: str | Path, out: str | Path | None = None, executor: str = "local",
+              address: str | None = None, max_parallel: int = 1, data_root: str | Path | None = None,
+              dry_run: bool = False, log: Log | None = None,
+              on_done: Callable[[Trial, dict[str, Any] | None, str | None], None] | None = None,
+              ) -> dict[str, Any]:
+    """Plan and run a study; returns ``{"db", "out", "trials", "todo", "finished", "failed", "busy"}``.
+
+    ``out`` defaults to ``runs/<study name>``; the store is ``out/results.db``, run dirs ``out/runs/<key>``.
+    """
+    from ferbench.sweep.study import load_study
+
+    study = load_study(study_path)
+    out_dir = Path(out) if out else Path("runs") / study.name
+    if executor not in ("local", "ray"):
+        raise FerbenchError(f"unknown executor {executor!r}; choose local or ray")
+    if dry_run:
+        trials = study.trials(data_root)
+        return {"db": out_dir / "results.db", "out": out_dir, "trials": trials, "todo": trials, "finished": 0,
+                "failed": 0, "busy": 0, "study": study}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ResultsStore(out_dir / "results.db") as store:
+        all_trials = study.trials(data_root)
+        todo = plan(study, store, out_dir, data_root)
+        t0 = time.perf_counter()
+        if executor == "ray":
+            counts = run_ray(study, store, out_dir, todo, address, max_parallel if max_parallel > 1 else None,
+                             on_done, log)
+        else:
+            counts = run_local(study, store, out_dir, todo, max_parallel, on_done, log)
+    return {"db": out_dir / "results.db", "out": out_dir, "trials": all_trials, "todo": todo, "study": study,
+            "elapsed_s": time.perf_counter() - t0, **counts}

@@ -1,0 +1,157 @@
+"""The results store: one SQLite file (``results.db``, WAL mode) next to a study's run directories.
+
+Two tables:
+
+* ``trials``: every trial of every study run against this file, keyed by the trial's config hash, with its
+  status (``pending`` → ``running`` → ``finished`` | ``failed``), assignments, resolved config and run dir.
+* ``results``: one row per *finished* trial (primary key = trial key): headline numbers as columns, plus the
+  whole record (metrics of every evaluated split, history, cost) as JSON.
+
+A trial's result row and its ``finished`` status are written in ONE transaction, so a kill at any moment
+leaves either both or neither; the primary key makes a second insert impossible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from ferbench.errors import FerbenchError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    name TEXT PRIMARY KEY, source TEXT, created REAL, updated REAL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    key TEXT PRIMARY KEY, study TEXT NOT NULL, params TEXT NOT NULL, config TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', run_dir TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT, host TEXT, created REAL, started REAL, finished REAL
+);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY REFERENCES trials(key), study TEXT NOT NULL, model TEXT, dataset TEXT,
+    size INTEGER, class_weights TEXT, init TEXT, method TEXT, seed INTEGER, fold INTEGER,
+    val_accuracy REAL, test_accuracy REAL, test_balanced_accuracy REAL, test_f1_macro REAL,
+    params_count INTEGER, latency_ms REAL, epochs INTEGER, train_time_s REAL, record TEXT NOT NULL,
+    recorded REAL
+);
+CREATE INDEX IF NOT EXISTS trials_study ON trials(study);
+"""
+
+STATUSES = ("pending", "running", "finished", "failed")
+
+
+class ResultsStore:
+    """A connection to ``results.db``. Only the sweep's driver process writes to it."""
+
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise FerbenchError(f"results database {self.path} not found")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise FerbenchError(f"{self.path}: not a ferbench results database ({e})") from None
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing (driver only) ------------------------------------------------------------------
+    def _tx(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(sql, args)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def register_study(self, name: str, source: str) -> None:
+        now = time.time()
+        self._tx("INSERT INTO studies(name, source, created, updated) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT(name) DO UPDATE SET source=excluded.source, updated=excluded.updated",
+                 (name, source, now, now))
+
+    def add_trial(self, key: str, study: str, params: dict[str, Any], config: dict[str, Any], run_dir: str) -> None:
+        """Insert a trial as ``pending`` unless the key is already known (then nothing changes)."""
+        self._tx("INSERT OR IGNORE INTO trials(key, study, params, config, status, run_dir, created) "
+                 "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                 (key, study, json.dumps(params, default=str), json.dumps(config, default=str), run_dir, time.time()))
+
+    def mark_running(self, key: str) -> None:
+        self._tx("UPDATE trials SET status='running', attempts=attempts+1, started=?, error=NULL, host=? "
+                 "WHERE key=? AND status!='finished'", (time.time(), f"{socket.gethostname()}:{os.getpid()}", key))
+
+    def mark_failed(self, key: str, error: str) -> None:
+        self._tx("UPDATE trials SET status='failed', error=?, finished=? WHERE key=? AND status!='finished'",
+                 (error[:2000], time.time(), key))
+
+    def record_result(self, key: str, record: dict[str, Any]) -> bool:
+        """Store a finished trial's record and mark it finished, atomically. False if it was already there."""
+        cfg = record["config"]
+        ix = cfg["data"].get("indices")
+        fold = ix.get("fold") if isinstance(ix, dict) else None
+        row = (key, record["study"], cfg["model"]["name"], cfg["data"]["name"], cfg["preprocessing"]["size"],
+               cfg["train"]["class_weights"], cfg["model"].get("init"), (cfg.get("method") or {}).get("name"),
+               cfg.get("seed"), fold, record.get("val_accuracy"), record.get("test_accuracy"),
+               record.get("test_balanced_accuracy"), record.get("test_f1_macro"), record.get("params_count"),
+               record.get("latency_ms"), record.get("epochs"), record.get("train_time_s"),
+               json.dumps(record, default=str), time.time())
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            exists = self.db.execute("SELECT 1 FROM results WHERE key=?", (key,)).fetchone()
+            if exists is None:
+                self.db.execute(f"INSERT INTO results VALUES ({', '.join('?' * len(row))})", row)
+            self.db.execute("UPDATE trials SET status='finished', error=NULL, finished=? WHERE key=?",
+                            (time.time(), key))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return exists is None
+
+    # -- reading --------------------------------------------------------------------------------
+    def status(self, key: str) -> str | None:
+        r = self.db.execute("SELECT status FROM trials WHERE key=?", (key,)).fetchone()
+        return None if r is None else r["status"]
+
+    def trials(self, study: str | None = None) -> list[dict[str, Any]]:
+        """All trials (optionally of one study) with params/config decoded, in insertion order."""
+        sql, args = "SELECT * FROM trials", ()
+        if study:
+            sql, args = sql + " WHERE study=?", (study,)
+        rows = self.db.execute(sql + " ORDER BY rowid", args).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["params"], d["config"] = json.loads(d["params"]), json.loads(d["config"])
+            out.append(d)
+        return out
+
+    def results(self, study: str | None = None) -> list[dict[str, Any]]:
+        """Finished trials' records (the JSON written by the executor), in recording order."""
+        sql, args = "SELECT record FROM results", ()
+        if study:
+            sql, args = sql + " WHERE study=?", (study,)
+        return [json.loads(r["record"]) for r in self.db.execute(sql + " ORDER BY recorded", args).fetchall()]
+
+    def counts(self, study: str | None = None) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for t in self.trials(study):
+            out[t["status"]] = out.get(t["status"], 0) + 1
+        return out

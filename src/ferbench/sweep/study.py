@@ -1,0 +1,243 @@
+"""Studies: a YAML file = a base config + a ``grid:`` (cartesian) + ``include:`` / ``exclude:`` lists.
+
+Example (``configs/studies/seed000_quick.yaml``)::
+
+    name: seed000_quick
+    base: protocols/seed000.yaml        # a config (beside the study, in its parent or configs/) ...
+    set:                                # ... plus a layer of config keys applied to every trial
+      train: {epochs: 3, time_limit_min: 1.5}
+    grid:                               # dotted config key -> list of values (cartesian product)
+      model.name: [lenet5, fer_vgg_s]
+      train.class_weights: [none]
+      arch:                             # a *named axis*: each value sets several keys at once
+        - {model.name: lenet5, train.lr: 1.0e-3}
+        - {model.name: vgg16_in}
+    include:                            # extra trials (keys not given keep the base value)
+      - {model.name: fer_vgg_s, train.class_weights: simple}
+    exclude:                            # drop every grid point matching all the given keys (axis names
+      - {model.name: lenet5, train.class_weights: simple}   # or dotted keys of the resolved config)
+    kfold: {k: 5}                       # optional: every trial becomes k fold trials (seed-001 protocol)
+    cross_eval:                         # optional: also evaluate every trial on these dataset splits
+      - {data: ckplus, split: all}
+    resources: {cpus: 1, gpus: 0}       # per-trial request (Ray task / local process)
+
+Each trial is the base config with its assignments applied; its key is the :func:`ferbench.config.config_hash`
+of that resolved config (``data.root`` excluded: where the data lives is not part of the experiment).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferbench.config import _find_config, config_hash, deep_merge, load_config, read_yaml, set_key
+from ferbench.errors import ConfigError
+
+STUDY_KEYS = {"name", "description", "base", "set", "grid", "include", "exclude", "kfold", "cross_eval",
+              "resources", "paper"}
+
+
+@dataclass
+class Trial:
+    """One point of a study: its assignments (``params``), resolved config and key."""
+
+    key: str
+    params: dict[str, Any]
+    config: dict[str, Any]
+
+    def label(self) -> str:
+        """Short human label, e.g. ``model.name=lenet5 train.class_weights=simple``."""
+        return " ".join(f"{k}={_short(v)}" for k, v in self.params.items()) or "base"
+
+
+@dataclass
+class Study:
+    """A parsed study file (see the module docstring for the format)."""
+
+    name: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    include: list[dict[str, Any]] = field(default_factory=list)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    kfold: dict[str, Any] | None = None
+    cross_eval: list[dict[str, Any]] = field(default_factory=list)
+    resources: dict[str, float] = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
+    source: str = ""
+
+    def trials(self, data_root: str | Path | None = None) -> list[Trial]:
+        """Expand grid × include − exclude (× folds) into trials, in a stable order, without duplicates."""
+        points = [dict(p) for p in _cartesian(self.grid)]
+        points = [p for p in points if not any(_matches(p, self.resolve(p), ex) for ex in self.exclude)]
+        points += [dict(inc) for inc in self.include]
+        if self.kfold:
+            k = int(self.kfold.get("k", 5))
+            points = [{**p, "fold": i} for p in points for i in range(k)]
+        out: list[Trial] = []
+        seen: set[str] = set()
+        for p in points:
+            cfg = self.resolve(p, data_root)
+            key = trial_key(cfg)
+            if key not in seen:
+                seen.add(key)
+                out.append(Trial(key, p, cfg))
+        return out
+
+    def resolve(self, params: dict[str, Any], data_root: str | Path | None = None) -> dict[str, Any]:
+        """The full config of the trial with assignments ``params``."""
+        cfg = copy.deepcopy(self.base)
+        for key, value in params.items():
+            if key == "fold":
+                kf = self.kfold or {}
+                cfg["data"]["indices"] = {"kfold": int(kf.get("k", 5)), "fold": int(value),
+                                          "seed": int(kf.get("seed", 10)),
+                                          "subject_independent": kf.get("subject_independent")}
+            elif isinstance(value, dict) and key in self.grid and not _is_config_key(cfg, key):
+                for sub_key, sub_value in value.items():  # named axis: one value sets several keys
+                    _assign(cfg, sub_key, sub_value)
+            else:
+                _assign(cfg, key, value)
+        cfg["name"] = self.name
+        if data_root is not None:  # absolute, so a resumed run (or a Ray worker elsewhere) sees the same path
+            cfg["data"]["root"] = str(Path(data_root).expanduser().resolve())
+        return cfg
+
+
+def trial_key(cfg: dict[str, Any]) -> str:
+    """``config_hash`` of a resolved trial config, without ``data.root``."""
+    c = copy.deepcopy(cfg)
+    c["data"]["root"] = None
+    return config_hash(c)
+
+
+def load_study(path: str | Path) -> Study:
+    """Parse a study YAML (also looked up under ``configs/``); errors name the file and the key."""
+    try:
+        p = _find_config(str(path), None)
+    except ConfigError:
+        raise ConfigError(f"study {str(path)!r} not found (also looked under configs/)") from None
+    raw = read_yaml(p)
+    unknown = set(raw) - STUDY_KEYS
+    if unknown:
+        raise ConfigError(f"{p}: unknown study key(s) {', '.join(sorted(unknown))}; "
+                          f"expected {', '.join(sorted(STUDY_KEYS))}")
+    base_ref = raw.get("base")
+    layer = raw.get("set") or {}
+    if not isinstance(layer, dict):
+        raise ConfigError(f"{p}: 'set' must be a mapping of config keys")
+    if base_ref is None:
+        base = load_config(layer)
+    elif isinstance(base_ref, dict):
+        base = load_config(deep_merge(base_ref, layer))
+    else:
+        near = [p.parent / base_ref, p.parent.parent / base_ref]  # beside the study, or in configs/
+        ref = next((str(c) for c in near if c.is_file()), str(base_ref))
+        base = load_config({"extends": str(ref), **layer}) if layer else load_config(str(ref))
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ConfigError(f"{p}: 'grid' must map each key to a non-empty list of values")
+    include, exclude = raw.get("include") or [], raw.get("exclude") or []
+    for name, lst in (("include", include), ("exclude", exclude)):
+        if not isinstance(lst, list) or any(not isinstance(e, dict) for e in lst):
+            raise ConfigError(f"{p}: '{name}' must be a list of mappings")
+    kfold = raw.get("kfold")
+    if kfold is not None and not isinstance(kfold, dict):
+        raise ConfigError(f"{p}: 'kfold' must be a mapping like {{k: 5}}")
+    resources = {"cpus": 1, "gpus": 0, **(raw.get("resources") or {})}
+    study = Study(name=str(raw.get("name") or p.stem), base=base, grid=grid, include=include, exclude=exclude,
+                  kfold=kfold, cross_eval=list(raw.get("cross_eval") or []), resources=resources,
+                  source=p.read_text())
+    for axis, values in grid.items():
+        if _is_config_key(base, axis) and any(isinstance(v, dict) and any("." in str(k) for k in v) for v in values):
+            raise ConfigError(f"{p}: grid axis {axis!r} is a config key; give a named axis another name")
+    for axis, values in grid.items():  # validate every key now, not in the middle of a sweep
+        for v in values:
+            study.resolve({axis: v})
+    for e in include:
+        study.resolve(e)
+    for e in exclude:
+        for k in e:
+            if k not in grid and not _is_config_key(base, k):
+                raise ConfigError(f"{p}: exclude key {k!r} is neither a grid axis nor a config key")
+    for ce in study.cross_eval:
+        if not isinstance(ce, dict) or "data" not in ce:
+            raise ConfigError(f"{p}: each cross_eval entry needs 'data' (and optionally 'split', 'root')")
+    return study
+
+
+def materialize(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Replace a compact fold spec in ``data.indices`` by the fold's index lists (seed-001 protocol).
+
+    ``{"kfold": k, "fold": i, "seed": s, "subject_independent": b}`` → ``{"train": [...], "val": [...],
+    "test": [...]}`` from :func:`ferbench.evaluate.kfold.kfold_indices`. Other configs are returned unchanged.
+    """
+    ix = cfg["data"].get("indices")
+    if not (isinstance(ix, dict) and "kfold" in ix):
+        return cfg
+    from ferbench.data import load_dataset
+    from ferbench.evaluate.kfold import kfold_indices
+
+    ds = load_dataset(cfg["data"]["name"], cfg["data"].get("root"))
+    subj = ix.get("subject_independent")
+    if subj is None:
+        subj = ds.subjects is not None
+    if subj and ds.subjects is None:
+        raise ConfigError(f"kfold.subject_independent: {ds.name} has no subject ids")
+    folds = kfold_indices(ds.labels.numpy(), int(ix["kfold"]), seed=int(ix["seed"]),
+                          groups=ds.subjects if subj else None)
+    out = copy.deepcopy(cfg)
+    out["data"]["indices"] = folds[int(ix["fold"])]
+    return out
+
+
+def _cartesian(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _matches(point: dict[str, Any], cfg: dict[str, Any], pattern: dict[str, Any]) -> bool:
+    """True when every ``key: value`` of ``pattern`` holds for the point (axis value or resolved config key)."""
+    for k, v in pattern.items():
+        if k in point:
+            have = point[k]
+        elif _is_config_key(cfg, k):
+            have = _get(cfg, k)
+        else:
+            return False
+        if _canon(have) != _canon(v):
+            return False
+    return True
+
+
+def _get(cfg: dict[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _canon(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _is_config_key(cfg: dict[str, Any], key: str) -> bool:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _assign(cfg: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` (validated like ``--set``) to a Python value."""
+    set_key(cfg, f"{key}={json.dumps(value)}")
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, dict):
+        return "/".join(_short(x) for x in v.values())
+    return str(v)

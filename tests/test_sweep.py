@@ -1,0 +1,346 @@
+"""Sweeps: study expansion, the SQLite store, resumable local execution, kill -9 safety, Ray, the study report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ferbench.errors import ConfigError, FerbenchError
+from ferbench.sweep.executors import run_study
+from ferbench.sweep.report import PaperNumbers, pareto_front, seed_results_path, write_study_report
+from ferbench.sweep.store import ResultsStore
+from ferbench.sweep.study import load_study, materialize, trial_key
+
+REPO = Path(__file__).resolve().parents[1]
+
+# a trial that takes about a second: lenet5, 1 channel, tiny data, no early stopping
+TINY_SET = """
+set:
+  model: {name: lenet5}
+  preprocessing: {channels: 1, mean: [0.5], std: [0.5], interpolation: bilinear}
+  train: {batch_size: 16, lr: 3.0e-3, augment: light, early_stopping: 0, epochs: 2, scheduler: none}
+  eval: {batch_size: 64}
+"""
+
+
+def _study(tmp_path: Path, body: str, name: str = "tiny") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"name: {name}\nbase: protocols/seed000.yaml\n{TINY_SET}{body}")
+    return p
+
+
+def _runs(out: Path) -> list[Path]:
+    return sorted(p for p in (out / "runs").iterdir() if p.is_dir())
+
+
+# -- study expansion ---------------------------------------------------------------------------------------
+def test_grid_include_exclude_and_named_axes(tmp_path: Path) -> None:
+    p = _study(tmp_path, """
+grid:
+  model.name: [lenet5, fer_vgg_s]
+  train.class_weights: [none, simple, conservative]
+  arch:
+    - {train.lr: 1.0e-3}
+    - {train.lr: 1.0e-4, train.batch_size: 32}
+exclude:
+  - {model.name: fer_vgg_s, train.class_weights: conservative}
+include:
+  - {model.name: seq3conv}
+""")
+    study = load_study(p)
+    trials = study.trials()
+    # 2 × 3 × 2 = 12, minus 2 excluded (fer_vgg_s conservative × 2 arch values), plus 1 included
+    assert len(trials) == 11
+    assert len({t.key for t in trials}) == 11
+    inc = trials[-1]
+    assert inc.params == {"model.name": "seq3conv"} and inc.config["model"]["name"] == "seq3conv"
+    assert inc.config["train"]["lr"] == pytest.approx(3e-3)  # base value kept
+    named = next(t for t in trials if t.params["arch"] == {"train.lr": 1.0e-4, "train.batch_size": 32})
+    assert named.config["train"]["lr"] == pytest.approx(1e-4) and named.config["train"]["batch_size"] == 32
+    assert not any(t.params.get("model.name") == "fer_vgg_s" and t.params.get("train.class_weights") ==
+                   "conservative" for t in trials)
+    # the key is the hash of the resolved config and does not depend on where the data lives
+    assert trials[0].key == trial_key(study.resolve(trials[0].params))
+    assert [t.key for t in study.trials(data_root="/somewhere")] == [t.key for t in trials]
+    assert study.trials(data_root="/somewhere")[0].config["data"]["root"] == "/somewhere"
+    assert study.trials(data_root=".")[0].config["data"]["root"] == str(Path.cwd())
+
+
+def test_duplicate_points_collapse_to_one_trial(tmp_path: Path) -> None:
+    p = _study(tmp_path, "grid:\n  model.name: [lenet5]\ninclude:\n  - {model.name: lenet5}\n")
+    assert len(load_study(p).trials()) == 1
+
+
+@pytest.mark.parametrize(("body", "msg"), [
+    ("grid:\n  train.nope: [1]\n", "unknown config key"),
+    ("grid:\n  model.name: lenet5\n", "non-empty list"),
+    ("exclude:\n  - {foo: 1}\n", "neither a grid axis nor a config key"),
+    ("colour: red\n", "unknown study key"),
+])
+def test_bad_study_files_raise_one_line(tmp_path: Path, body: str, msg: str) -> None:
+    with pytest.raises(ConfigError, match=msg):
+        load_study(_study(tmp_path, body))
+
+
+def test_kfold_trials_materialize_fold_indices(tiny_root: Path, tmp_path: Path) -> None:
+    p = _study(tmp_path, "kfold: {k: 3}\n")
+    trials = load_study(p).trials(data_root=tiny_root)
+    assert [t.params["fold"] for t in trials] == [0, 1, 2]
+    ix = [materialize(t.config)["data"]["indices"] for t in trials]
+    tests = [set(i["test"]) | set(i["val"]) for i in ix]
+    assert all(not (a & b) for k, a in enumerate(tests) for b in tests[k + 1:])  # held-out parts disjoint
+    assert sum(len(t) for t in tests) == 280  # every image held out exactly once
+
+
+# -- store ---------------------------------------------------------------------------------------------------
+def test_store_records_a_trial_once_in_wal_mode(tmp_path: Path) -> None:
+    cfg = load_study(_study(tmp_path, "")).trials()[0].config
+    with ResultsStore(tmp_path / "results.db") as s:
+        s.add_trial("k1", "st", {"a": 1}, cfg, "runs/k1")
+        s.add_trial("k1", "st", {"a": 2}, cfg, "runs/k1")  # known key: unchanged
+        assert s.status("k1") == "pending" and s.trials()[0]["params"] == {"a": 1}
+        s.mark_running("k1")
+        rec = {"key": "k1", "study": "st", "config": cfg, "val_accuracy": 0.5, "test_accuracy": 0.25}
+        assert s.record_result("k1", rec) is True
+        assert s.record_result("k1", rec) is False
+        s.mark_failed("k1", "late error")  # a finished trial stays finished
+        assert s.status("k1") == "finished" and s.counts()["finished"] == 1
+    con = sqlite3.connect(tmp_path / "results.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT COUNT(*), MAX(test_accuracy) FROM results").fetchone() == (1, 0.25)
+
+
+def test_store_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    bad = tmp_path / "results.db"
+    bad.write_text("hello, I am not SQLite " * 100)
+    with pytest.raises(FerbenchError, match="not a ferbench results database"):
+        ResultsStore(bad)
+    with pytest.raises(FerbenchError, match="not found"):
+        ResultsStore(tmp_path / "missing.db", create=False)
+
+
+# -- local execution, resume, report --------------------------------------------------------------------------
+def test_sweep_runs_skips_finished_and_reports(tiny_root: Path, tmp_path: Path) -> None:
+    from conftest import write_folder
+
+    other = write_folder(tmp_path / "other", ["happy", "sad", "surprise"], n=10, size=48)  # a cross-domain set
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n"
+                         f"cross_eval:\n  - {{data: 'folder:{other}', split: test}}\n")
+    out = tmp_path / "study"
+    res = run_study(p, out, data_root=tiny_root, log=lambda s: None)
+    assert (res["finished"], res["failed"], len(res["todo"])) == (2, 0, 2)
+    with ResultsStore(out / "results.db") as s:
+        recs = s.results()
+        assert [t["status"] for t in s.trials()] == ["finished", "finished"]
+    assert {r["config"]["train"]["class_weights"] for r in recs} == {"none", "simple"}
+    for r in recs:
+        assert r["epochs"] == 2 and [h["epoch"] for h in r["history"]] == [1, 2]
+        assert r["test_split"] == "PrivateTest" and r["evals"]["PrivateTest"]["n"] == 70
+        assert r["params_count"] > 1000 and r["latency_ms"] > 0
+        assert r["test_accuracy"] == r["evals"]["PrivateTest"]["accuracy"]
+        (ce,) = r["cross"]
+        assert ce["classes"] == ["happy", "sad", "surprise"] and ce["n"] > 0  # scored on the shared classes
+        assert list(Path(r["run_dir"]).glob("cross_*.json"))
+    again = run_study(p, out, data_root=tiny_root, log=lambda s: None)
+    assert (again["finished"], len(again["todo"])) == (0, 0)  # nothing retrained, nothing recorded twice
+
+    md = write_study_report(out / "results.db", tmp_path / "report")
+    text = md.read_text()
+    for section in ("## Ranking", "## Seed-000 tables", "## Per-class results", "## Train × test dataset accuracy",
+                    "## Recommendation", "acc_vs_latency.png", "per_class_recall.png", "learning_curves.png"):
+        assert section in text, section
+    best = max(recs, key=lambda r: r["test_accuracy"])
+    assert f"test accuracy {best['test_accuracy']:.4f}" in text  # the recommendation quotes the numbers
+    for f in ("report.html", "results.csv", "acc_vs_latency.png", "acc_vs_params.png", "per_class_recall.png",
+              "learning_curves.png", f"cm_{best['key']}.png"):
+        assert (tmp_path / "report" / f).stat().st_size > 0, f
+    rows = (tmp_path / "report" / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("key,study,architecture") and "cross_folder:" in rows[0]
+    assert f"folder:{other} (test)" in text  # a column of the train × test matrix
+
+
+@pytest.mark.slow
+def test_local_executor_with_worker_processes(tiny_root: Path, tmp_path: Path) -> None:
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple, conservative]\n")
+    out = tmp_path / "study"
+    res = run_study(p, out, data_root=tiny_root, max_parallel=2, log=lambda s: None)
+    assert (res["finished"], res["failed"]) == (3, 0)
+    with ResultsStore(out / "results.db") as s:
+        recs = s.results()
+    assert sorted(r["config"]["train"]["class_weights"] for r in recs) == ["conservative", "none", "simple"]
+    assert all([h["epoch"] for h in r["history"]] == [1, 2] for r in recs)
+
+
+def test_failed_trial_is_recorded_and_retried(tiny_root: Path, tmp_path: Path) -> None:
+    p = _study(tmp_path, "grid:\n  train.lr: [3.0e-3, 1.0e+9]\n")  # a huge LR makes the loss non-finite
+    out = tmp_path / "study"
+    res = run_study(p, out, data_root=tiny_root, log=lambda s: None)
+    assert (res["finished"], res["failed"]) == (1, 1)
+    with ResultsStore(out / "results.db") as s:
+        failed = [t for t in s.trials() if t["status"] == "failed"]
+    assert len(failed) == 1 and "loss became" in failed[0]["error"]
+    again = run_study(p, out, data_root=tiny_root, log=lambda s: None)
+    assert len(again["todo"]) == 1 and again["failed"] == 1  # only the failed trial is tried again
+
+
+def test_unfinished_trial_resumes_from_its_last_epoch(tiny_root: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import ferbench.train.loop as loop
+
+    p = _study(tmp_path, "grid:\n  train.epochs: [3]\n")
+    out = tmp_path / "study"
+    real_aug, calls = loop.augment_batch, {"n": 0}
+
+    def crashing(*a, **k):  # dies early in epoch 2 (140 // 16 = 8 steps per epoch), like a kill
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return real_aug(*a, **k)
+
+    monkeypatch.setattr(loop, "augment_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(p, out, data_root=tiny_root, log=lambda s: None)
+    monkeypatch.setattr(loop, "augment_batch", real_aug)
+    with ResultsStore(out / "results.db") as s:
+        assert [t["status"] for t in s.trials()] == ["running"] and not s.results()
+    logs: list[str] = []
+    run_study(p, out, data_root=tiny_root, log=logs.append)
+    assert any("resuming" in m and "after epoch 1" in m for m in logs)
+    with ResultsStore(out / "results.db") as s:
+        (rec,) = s.results()
+        assert s.trials()[0]["attempts"] == 2
+    assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
+
+
+def test_kill9_loses_at_most_one_epoch_and_never_records_twice(tiny_root: Path, tmp_path: Path) -> None:
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n  train.epochs: [3]\n")
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "ferbench.cli.main", "sweep", str(p), "--out", str(out),
+           "--data-root", str(tiny_root)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            lasts = list(out.glob("runs/*/last.json"))
+            if lasts:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    first = lasts[0].parent
+    killed_at = json.loads(lasts[0].read_text())["epoch"]
+    assert 1 <= killed_at < 3
+    with ResultsStore(out / "results.db") as s:
+        assert s.counts()["finished"] == 0
+
+    # re-run (in this process: the store and the run dirs are all it shares with the killed one)
+    res = run_study(p, out, data_root=tiny_root, log=lambda s: None)
+    assert (res["finished"], res["failed"], len(res["todo"])) == (2, 0, 2)
+    con = sqlite3.connect(out / "results.db")
+    keys = [k for (k,) in con.execute("SELECT key FROM results")]
+    assert len(keys) == 2 and len(set(keys)) == 2 and first.name in keys
+    assert con.execute("SELECT COUNT(*) FROM trials WHERE status='finished'").fetchone()[0] == 2
+    for run in _runs(out):
+        epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [1, 2, 3], (run.name, epochs)
+    # and a third run changes nothing
+    assert len(run_study(p, out, data_root=tiny_root, log=lambda s: None)["todo"]) == 0
+    assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
+
+
+def test_cli_dry_run_and_results_table(tiny_root: Path, tmp_path: Path) -> None:
+    from ferbench.cli.main import app
+
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n")
+    out = tmp_path / "study"
+    runner = CliRunner()
+    r = runner.invoke(app, ["sweep", str(p), "--dry-run", "--out", str(out), "--data-root", str(tiny_root)])
+    assert r.exit_code == 0, r.output
+    assert "2 trials" in r.output and "nothing was run" in r.output and not (out / "results.db").exists()
+    run_study(p, out, data_root=tiny_root, log=lambda s: None)
+    r = runner.invoke(app, ["results", "--db", str(out / "results.db"), "--filter", "train.class_weights=simple",
+                            "--json", str(tmp_path / "rows.json")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert len(rows) == 1 and rows[0]["params"] == {"train.class_weights": "simple"}
+    assert rows[0]["status"] == "finished" and 0 <= rows[0]["test_accuracy"] <= 1
+    r = runner.invoke(app, ["results", "--db", str(tmp_path / "nope.db")])
+    assert r.exit_code != 0 and "not found" in str(r.exception)
+
+
+def test_a_run_dir_in_use_is_not_trained_twice(tmp_path: Path) -> None:
+    from ferbench.sweep.executors import TrialBusy, run_dir_lock
+
+    with run_dir_lock(tmp_path / "run"):
+        with pytest.raises(TrialBusy, match="another process"):
+            with run_dir_lock(tmp_path / "run"):
+                pass
+    with run_dir_lock(tmp_path / "run"):  # released again
+        pass
+
+
+# -- report helpers -------------------------------------------------------------------------------------------
+def test_pareto_front() -> None:
+    pts = [(1.0, 0.5), (2.0, 0.6), (3.0, 0.55), (0.5, 0.4), (4.0, 0.7), (2.5, 0.6)]
+    assert pareto_front(pts) == [3, 0, 1, 4]
+
+
+def test_paper_numbers_match_the_seed_cells() -> None:
+    path = seed_results_path()
+    assert path is not None
+    paper = PaperNumbers(path)
+
+    def rec(model: str, size: int = 48, bal: str = "simple", data: str = "fer2013", init: str = "scratch") -> dict:
+        return {"config": {"model": {"name": model, "init": init}, "preprocessing": {"size": size},
+                           "data": {"name": data}, "train": {"class_weights": bal}}}
+
+    # seed 000 Table 2: VGG16-IN, FER2013, 48 px, simple → val 0.68; conservative → 0.68; RAF-DB is not ours
+    assert paper.for_record(rec("vgg16_in"))[:2] == (0.68, "val")
+    assert paper.for_record(rec("vgg19", bal="conservative"))[:2] == (0.67, "val")
+    assert paper.for_record(rec("vgg16_in", bal="none"))[0] is None  # seed 000 always balanced
+    # seed 002: shallow CNN test accuracy; seed 003: ResNet-18 accuracy
+    assert paper.for_record(rec("shallow_cnn_s002", bal="none"))[:2] == (0.6839, "test")
+    assert paper.for_record(rec("resnet18_s003", bal="none"))[:2] == (0.65, "test")
+    assert paper.for_record(rec("fer_vgg_s"))[0] is None
+
+
+def test_report_of_an_empty_store_is_one_line(tmp_path: Path) -> None:
+    ResultsStore(tmp_path / "results.db").close()
+    with pytest.raises(FerbenchError, match="no finished trial"):
+        write_study_report(tmp_path / "results.db", tmp_path / "rep")
+
+
+def test_shipped_studies_parse() -> None:
+    studies = sorted((REPO / "configs" / "studies").glob("*.yaml"))
+    names = {p.stem for p in studies}
+    for seed in ("seed000", "seed001", "seed002", "seed003"):
+        assert seed in names and f"{seed}_quick" in names
+    for p in studies:
+        trials = load_study(p).trials()
+        assert trials, p.name
+
+
+# -- Ray ------------------------------------------------------------------------------------------------------
+@pytest.mark.ray
+def test_ray_executor_runs_two_trials(tiny_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\nresources: {cpus: 1}\n")
+    out = tmp_path / "study"
+    res = run_study(p, out, executor="ray", data_root=tiny_root, log=lambda s: None)
+    assert (res["finished"], res["failed"]) == (2, 0)
+    with ResultsStore(out / "results.db") as s:
+        recs = s.results()
+    assert len(recs) == 2 and all(r["epochs"] == 2 and r["test_accuracy"] is not None for r in recs)
+    assert {Path(r["run_dir"]).name for r in recs} == {t["key"] for t in ResultsStore(out / "results.db").trials()}
