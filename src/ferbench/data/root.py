@@ -1,0 +1,33 @@
+"""Where datasets are found: --data-root, then $FERBENCH_DATA, then ./data, then ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ferbench.errors import DataError
+
+
+def candidate_roots(data_root: str | Path | None = None) -> list[Path]:
+    """Data roots in priority order (only existing directories)."""
+    cands: list[Path] = []
+    if data_root:
+        p = Path(data_root).expanduser()
+        if not p.is_dir():
+            raise DataError(f"--data-root {p}: no such directory")
+        return [p]
+    if os.environ.get("FERBENCH_DATA"):
+        cands.append(Path(os.environ["FERBENCH_DATA"]).expanduser())
+    cands += [Path("data"), Path("..") / "shared" / "data"]
+    return [c for c in cands if c.is_dir()]
+
+
+def find_in_roots(relpaths: list[str], data_root: str | Path | None, what: str) -> Path:
+    """First existing ``root/relpath`` over the candidate roots; a one-line error when none exists."""
+    roots = candidate_roots(data_root)
+    for r in roots:
+        for rel in relpaths:
+            if (r / rel).exists():
+                return r / rel
+    looked = ", ".join(str(r) for r in roots) or "no data root found (./data, ../shared/data, $FERBENCH_DATA)"
+    raise DataError(f"{what}: none of {', '.join(relpaths)} found under {looked}; pass --data-root DIR")
