@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import real_data_root, write_fer_csv, write_folder
+
 from ferbench.data import canonical_name, carve_splits, kfold, load_dataset
 from ferbench.data.fer2013 import ferplus_majority
 from ferbench.errors import DataError
