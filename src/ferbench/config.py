@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "augment": "keras",             # keras | light | strong | none
         "augment_overrides": {},
         "mixup": 0.0,                   # Beta(a, a) mixup alpha; 0 = off
-        "ema": 0.0,                     # EMA decay of weights used for eval/checkpoints; 0 = off
+        "ema": 0.0,                     # EMA decay of weights used for eval/checkpoints (timm warm-up); 0 = off
         "drop_last": True,
         "channels_last": True,
         "compile": False,
