@@ -54,7 +54,25 @@ def main() -> None:
         "date_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
     }
     atomic_write_text(args.out.with_suffix(".meta.json"), json.dumps(meta, indent=2))
-    print(f"wrote {args.out} ({len(rows)} models)")
+    atomic_write_text(args.out.with_suffix(".md"), markdown(args.out, meta))
+    print(f"wrote {args.out} (+ .md, .meta.json; {len(rows)} models)")
+
+
+def markdown(csv_path: Path, meta: dict) -> str:
+    """The CSV as a Markdown table (sorted by params), for the README."""
+    import csv
+
+    rows = sorted(csv.DictReader(csv_path.open()), key=lambda r: int(r["params"] or 0))
+    lines = ["| model | family | paper | params (M) | GFLOPs 48 px | GFLOPs 224 px | CPU batch-1 ms at 48 px |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lat = f"{float(r['latency_ms_48']):.2f}" if r["latency_ms_48"] else "–"
+        g224 = r["gflops_224"] or "–"
+        lines.append(f"| {r['name']} | {r['family']} | {r['paper'] or '–'} | {int(r['params']) / 1e6:.2f} | "
+                     f"{r['gflops_48']} | {g224} | {lat} |")
+    lines.append(f"\n{meta['threads']} threads, median of {meta['runs']} runs after {meta['warmup']} warm-up; "
+                 f"load average {meta['loadavg_start'][0]:.1f} → {meta['loadavg_end'][0]:.1f}; {meta['date_utc']}.")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -88,8 +88,14 @@ def _try_meta(name: str, size: int) -> tuple[int | None, int | None, str | None]
     """``(params, flops, error)`` of ``name`` built at ``size`` on the meta device."""
     info = model_info(name)
     try:
-        m = build_meta(name, size)
-        return count_params(m), flops(m, info.in_chans, size), None
+        try:
+            m = build_meta(name, size)
+            return count_params(m), flops(m, info.in_chans, size), None
+        except RuntimeError as e:  # data-dependent code (e.g. ESR's .item()) cannot run on meta: count on CPU
+            if "meta" not in str(e):
+                raise
+            m = create_model(name, input_size=size).eval()
+            return count_params(m), flops(m, info.in_chans, size), None
     except (RuntimeError, ValueError, FerbenchError) as e:
         return None, None, f"{size}px: {str(e).splitlines()[0][:80]}"
 
