@@ -1,0 +1,83 @@
+"""Copy a finished run into the package as a shipped model: ``src/ferbench/weights/NAME.safetensors + NAME.json``.
+
+    python scripts/ship_model.py runs/default --name default \
+        --command "ferbench train configs/recipes/default.yaml --out runs/default"
+
+The sidecar keeps the run's architecture, classes and preprocessing (one definition for train, evaluate,
+predict, export and serve) and adds: the full test-split evaluation (``metrics.test``, as scored by
+``ferbench evaluate``), the same without h-flip TTA (``metrics.test_single``), batch-1 CPU latency, the
+training command and the data licence note. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ferbench.data.cache import atomic_write_text
+from ferbench.evaluate.crossdata import evaluate_checkpoint
+from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ferbench" / "weights"
+LICENCES = {
+    "fer2013": "Trained on FER2013 (Goodfellow et al., 2013; Kaggle ICML 2013 challenge): research and "
+               "non-commercial use only. The weights inherit the dataset's terms.",
+    "ferplus": "Trained on FER2013 images (research and non-commercial use only) with FER+ labels "
+               "(Microsoft, MIT licence for the label file). The weights inherit FER2013's terms.",
+}
+
+
+def latency_ms(run: Path, threads: int = 2, n: int = 200) -> float:
+    """Median batch-1 CPU forward time (ms) of the checkpoint, preprocessing included."""
+    torch.set_num_threads(threads)
+    model, meta = load_checkpoint(run)
+    pre = preprocessing_of(meta)
+    x = torch.randint(0, 256, (1, pre.size, pre.size, pre.channels), dtype=torch.uint8)  # (N, H, W, C)
+    times = []
+    with torch.inference_mode():
+        for i in range(n + 20):
+            t0 = time.perf_counter()
+            model(pre(x))
+            if i >= 20:
+                times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--command", required=True, help="the exact training command (stored in the sidecar)")
+    ap.add_argument("--data-root", default=None)
+    args = ap.parse_args()
+
+    src = args.run / "best.safetensors"
+    side = json.loads(src.with_suffix(".json").read_text())
+    data, split = side["protocol"]["data"]["name"], side["protocol"]["data"]["test_split"]
+    tta = bool(side["protocol"]["eval"]["tta_hflip"])
+    test = evaluate_checkpoint(src, data, split, args.data_root, tta_hflip=tta)
+    single = evaluate_checkpoint(src, data, split, args.data_root, tta_hflip=False)
+    side["metrics"] = {**side.get("metrics", {}), "test": test,
+                       "test_single": {k: single[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "n")},
+                       "cpu_batch1_latency_ms_2threads": round(latency_ms(args.run), 3)}
+    side["training_command"] = args.command
+    side["licence"] = LICENCES.get(data, "see the training dataset's licence")
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    dst = WEIGHTS / f"{args.name}.safetensors"
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+    atomic_write_text(dst.with_suffix(".json"), json.dumps(side, indent=1))
+    print(f"shipped {dst} ({dst.stat().st_size / 2**20:.2f} MB): {split} accuracy {test['accuracy']:.4f} "
+          f"(tta_hflip={tta}; single pass {single['accuracy']:.4f}), latency "
+          f"{side['metrics']['cpu_batch1_latency_ms_2threads']} ms")
+
+
+if __name__ == "__main__":
+    main()

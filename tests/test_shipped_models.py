@@ -1,0 +1,71 @@
+"""The models shipped inside the package (issue 5): they load with no download and score what they claim.
+
+Accuracy tests need the real FER2013 csv (``../shared/data`` or ``$FERBENCH_DATA``) and are skipped with the
+reason when it (or the shipped weights file) is absent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import real_data_root
+
+from ferbench.deploy.recognizer import WEIGHTS_DIR, Recognizer
+
+SHIPPED = {"default": ("fer2013", "PrivateTest"), "default-ferplus": ("ferplus", "PrivateTest")}
+
+
+def _sidecar(name: str) -> dict:
+    path = WEIGHTS_DIR / f"{name}.json"
+    if not path.is_file() or not (WEIGHTS_DIR / f"{name}.safetensors").is_file():
+        pytest.skip(f"{name}: not shipped in this build (no ferbench/weights/{name}.safetensors)")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_model_is_small_and_documented(name: str) -> None:
+    side = _sidecar(name)
+    size = (WEIGHTS_DIR / f"{name}.safetensors").stat().st_size + (WEIGHTS_DIR / f"{name}.json").stat().st_size
+    assert size <= 10 * 2**20
+    for key in ("architecture", "classes", "preprocessing", "metrics", "training_command", "licence"):
+        assert key in side, key
+    assert "crop_margin" in side["preprocessing"]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_model_scores_its_recorded_accuracy(name: str) -> None:
+    from ferbench.evaluate.crossdata import evaluate_checkpoint
+
+    side = _sidecar(name)
+    root = real_data_root()
+    if root is None:
+        pytest.skip("real datasets not found (set FERBENCH_DATA or put them in ../shared/data)")
+    data, split = SHIPPED[name]
+    rec = side["metrics"]["test"]
+    got = evaluate_checkpoint(WEIGHTS_DIR / f"{name}.safetensors", data, split, root, tta_hflip=rec["tta_hflip"])
+    assert got["n"] == rec["n"]
+    assert abs(got["accuracy"] - rec["accuracy"]) <= 0.001, (got["accuracy"], rec["accuracy"])
+
+
+@pytest.mark.data
+def test_recognizer_classify_uses_the_shipped_default() -> None:
+    """``Recognizer.load("default").classify`` on FER2013 face crops = the checkpoint's own forward."""
+    from ferbench.data import load_dataset
+    from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+
+    _sidecar("default")
+    root = real_data_root()
+    if root is None:
+        pytest.skip("real datasets not found (set FERBENCH_DATA or put them in ../shared/data)")
+    ds = load_dataset("fer2013", root).split("PrivateTest")
+    crops = [img.numpy() for img in ds.images[:64]]  # (48, 48, 1) uint8 each
+    preds = Recognizer.load("default").classify(crops)
+    model, meta = load_checkpoint(WEIGHTS_DIR / "default.safetensors")
+    with torch.no_grad():
+        ref = torch.softmax(model(preprocessing_of(meta)(ds.images[:64])), 1).numpy()
+    got = np.array([[p.probs[c] for c in meta["classes"]] for p in preds])
+    assert np.abs(got - ref).max() < 1e-4
