@@ -3,6 +3,10 @@
 (a) naive baseline: per-sample decode to a PIL image + torchvision transforms in a DataLoader;
 (b) ferbench: uint8 tensor in memory → batched torch augmentation → preprocessing → model step;
 (c) model step only, on pre-made tensors (the ceiling for (b)).
+A second table times the input pipelines alone (no model): (a) per-sample PIL + torchvision in a DataLoader
+vs (b) ferbench's batched torch augmentation on the uint8 tensor. When the model step is compute-bound
+(shallow CNN, resnet18 on 2 cores), (b)/(a) of the full step cannot exceed (c)/(a); the input table shows
+what the pipeline itself costs.
 
 Usage:  .venv/bin/python benchmarks/train_throughput.py [--steps 30] [--models shallow_cnn_s002,resnet18,fer_vgg_s]
 """
@@ -94,6 +98,25 @@ def bench(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, pix
     return out
 
 
+def bench_input(steps: int, images: torch.Tensor, labels: torch.Tensor, pixels: list[str]) -> dict[str, float]:
+    """Images/s of the input pipelines alone: decode + Keras-style augmentation + normalisation, batch 64."""
+    pre = Preprocessing(size=48, channels=1, mean=[0.5], std=[0.5])
+    aug = AugmentConfig.preset("keras")
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(labels), generator=g)
+    t = time.perf_counter()
+    for s in range(steps):
+        idx = order[s * BATCH:(s + 1) * BATCH]
+        pre.from_float(augment_batch(images[idx].permute(0, 3, 1, 2).float().div_(255.0), aug, g))
+    b = steps * BATCH / (time.perf_counter() - t)
+    it = iter(DataLoader(NaiveFer(pixels, labels.numpy()), batch_size=BATCH, shuffle=True, num_workers=0))
+    t = time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    a = steps * BATCH / (time.perf_counter() - t)
+    return {"a_naive": a, "b_ferbench": b}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=30)
@@ -111,6 +134,11 @@ def main() -> None:
         r = bench(name, args.steps, images, labels, pixels)
         print(f"| {name} | {r['a_naive']:.0f} | {r['b_ferbench']:.0f} | {r['c_model_only']:.0f} | "
               f"{r['b_ferbench'] / r['a_naive']:.2f}× | {r['b_ferbench'] / r['c_model_only']:.2f} |", flush=True)
+    r = bench_input(args.steps, images, labels, pixels)
+    print("\n| input pipeline only (no model) | (a) naive img/s | (b) ferbench img/s | (b)/(a) |")
+    print("|---|---|---|---|")
+    print(f"| decode + augment + normalise, batch {BATCH} | {r['a_naive']:.0f} | {r['b_ferbench']:.0f} | "
+          f"{r['b_ferbench'] / r['a_naive']:.1f}× |")
 
 
 if __name__ == "__main__":

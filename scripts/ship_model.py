@@ -49,6 +49,28 @@ def latency_ms(run: Path, threads: int = 2, n: int = 200) -> float:
     return statistics.median(times)
 
 
+def metrics_markdown(side: dict) -> str:
+    """The model card's metrics block (Markdown) from a shipped sidecar."""
+    m = side["metrics"]
+    t, single = m["test"], m["test_single"]
+    lines = [
+        "| metric | value |", "|---|---:|",
+        f"| accuracy (h-flip TTA {'on' if t['tta_hflip'] else 'off'}) | {100 * t['accuracy']:.2f} % |",
+        f"| accuracy, single pass | {100 * single['accuracy']:.2f} % |",
+        f"| balanced accuracy | {100 * t['balanced_accuracy']:.2f} % |",
+        f"| macro-F1 | {100 * t['f1_macro']:.2f} % |",
+        f"| weighted F1 | {100 * t['f1_weighted']:.2f} % |",
+        f"| weighted one-vs-rest AUC | {t['auc_weighted']:.3f} |",
+        f"| ECE (15 bins) | {t['ece']:.3f} |",
+        f"| CPU batch-1 latency (2 threads, preprocessing included) | {m['cpu_batch1_latency_ms_2threads']:.2f} ms |",
+        "", "| class | recall | precision | F1 | support |", "|---|---:|---:|---:|---:|",
+    ]
+    for c, v in t["per_class"].items():
+        lines.append(f"| {c} | {100 * v['recall']:.1f} % | {100 * v['precision']:.1f} % | "
+                     f"{100 * v['f1']:.1f} % | {v['support']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -77,6 +99,7 @@ def main() -> None:
     print(f"shipped {dst} ({dst.stat().st_size / 2**20:.2f} MB): {split} accuracy {test['accuracy']:.4f} "
           f"(tta_hflip={tta}; single pass {single['accuracy']:.4f}), latency "
           f"{side['metrics']['cpu_batch1_latency_ms_2threads']} ms")
+    print(metrics_markdown(side))
 
 
 if __name__ == "__main__":

@@ -145,3 +145,16 @@ def test_mtcnn_gives_boxes_and_five_landmarks() -> None:
     assert d.landmarks is not None and d.landmarks.shape == (1, 5, 2)
     x1, y1, x2, y2 = d.boxes[0]
     assert 180 < x1 < 230 and 270 < x2 < 400 and all(x1 < x < x2 for x in d.landmarks[0, :, 0])
+
+
+@pytest.mark.data
+def test_mediapipe_gives_boxes_and_eye_landmarks() -> None:
+    pytest.importorskip("mediapipe", reason="optional: pip install 'ferbench[mediapipe]'")
+    (face,) = fer_faces([0])
+    d = get_detector("mediapipe").detect(face_scene(face, 192, (200, 100)))
+    assert len(d) == 1 and 0.5 <= d.scores[0] <= 1.0
+    assert d.landmarks is not None and d.landmarks.shape == (1, 5, 2)
+    x1, y1, x2, y2 = d.boxes[0]
+    assert 180 < x1 < 260 and 330 < x2 < 420  # pasted face spans x 200..392
+    (lx, ly), (rx, ry) = d.landmarks[0, 0], d.landmarks[0, 1]
+    assert x1 < lx < rx < x2 and y1 < ly < y2 and y1 < ry < y2  # eyes inside the box, left before right

@@ -17,8 +17,8 @@ from ferbench.errors import FerbenchError
 
 DETECTORS = ("haar", "mediapipe", "mtcnn")
 
-MEDIAPIPE_HINT = ("detector 'mediapipe' is not installed: pip install mediapipe==0.10.21 "
-                  "(the last release whose wheel ships the face-detection model files)")
+MEDIAPIPE_HINT = ("detector 'mediapipe' is not installed: pip install 'ferbench[mediapipe]' "
+                  "(= mediapipe==0.10.21, the last release whose wheel ships the face-detection model files)")
 MTCNN_HINT = ("detector 'mtcnn' is not installed: pip install --no-deps facenet-pytorch "
               "(without its deps: it pins an old torch)")
 
