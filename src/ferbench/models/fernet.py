@@ -47,7 +47,7 @@ def fer_vgg_s(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.3, *
 
 @register_model("fernet", target_layer="features.2")
 def fer_vgg_m(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.3, **_: object) -> nn.Module:
-    """Compact VGG 32-64-128-256 (1.17 M params)."""
+    """Compact VGG 32-64-128-256 (1.18 M params)."""
     return FerVGG((32, 64, 128, 256), num_classes, in_chans, drop_rate=drop_rate)
 
 
