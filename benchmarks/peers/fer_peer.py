@@ -99,7 +99,8 @@ def timeit(fn, n: int, warmup: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--data-root", type=Path,
+                    default=Path(os.environ.get("FERBENCH_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")))
     ap.add_argument("--split", default="PrivateTest")
     ap.add_argument("--threads", type=int, default=2, help="TF intra-op threads (inter-op: 1)")
     ap.add_argument("--n1", type=int, default=200, help="batch-1 repetitions (after warm-up)")
