@@ -17,6 +17,8 @@ import csv
 import json
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DATASET = {"ckplus": "CK+", "ferplus": "FER+"}
 PAPER_METHOD = {"esr": "ESR", "scn": "SCN", "dacl": "DACL"}
@@ -33,7 +35,16 @@ def paper_cells(path: Path) -> dict[tuple[str, str, str], float]:
                 for r in csv.DictReader(f) if r["source_seed"] == "001"}
 
 
-def row(summary: dict, paper: dict[tuple[str, str, str], float]) -> str:
+def input_of(run: Path) -> str:
+    """``'96 px RGB'``-style input description from the first fold's resolved training config."""
+    cfg_path = run / "fold0" / "run" / "config.yaml"
+    if not cfg_path.exists():
+        return "?"
+    pre = (yaml.safe_load(cfg_path.read_text()) or {}).get("preprocessing", {})
+    return f"{pre.get('size', '?')} px {'grey' if pre.get('channels') == 1 else 'RGB'}"
+
+
+def row(summary: dict, paper: dict[tuple[str, str, str], float], inp: str = "?") -> str:
     """One Markdown table row for a k-fold ``summary.json``."""
     def ms(key: str) -> str:
         return f"{summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}"
@@ -43,7 +54,7 @@ def row(summary: dict, paper: dict[tuple[str, str, str], float]) -> str:
     pa = paper.get((pm, pd, "accuracy_mean")) if pm else None
     pb = paper.get((pm, pd, "balanced_accuracy_mean")) if pm else None
     ptxt = f"{pa:.3f} / {pb:.3f}" if pa is not None and pb is not None else "– (not in seed 001)"
-    return (f"| {LABEL.get(method, method)} | {summary['model']} | {pd} | {summary['mode']} | {summary['folds']} | "
+    return (f"| {LABEL.get(method, method)} | {summary['model']} | {inp} | {pd} | {summary['mode']} | {summary['folds']} | "
             f"{summary['epochs']} | {ms('accuracy')} | {ms('balanced_accuracy')} | {ms('f1_hm')} | "
             f"{ms('auc_weighted')} | {ptxt} |")
 
@@ -54,16 +65,17 @@ def main() -> None:
     ap.add_argument("--seed-results", type=Path, default=ROOT.parent / "shared" / "docs" / "seed_results.csv")
     args = ap.parse_args()
     paper = paper_cells(args.seed_results)
-    summaries = [json.loads(p.read_text()) for p in sorted(args.runs.glob("*/summary.json"))]
+    summaries = [{**json.loads(p.read_text()), "_input": input_of(p.parent)}
+                 for p in sorted(args.runs.glob("*/summary.json"))]
     if not summaries:
         raise SystemExit(f"error: no k-fold summary.json under {args.runs}")
     summaries.sort(key=lambda s: (s["dataset"], s["mode"] != "subject-independent",
-                                  ORDER.get(s.get("method") or "", 9)))
-    print("| method | backbone | dataset | folds | k | epochs | accuracy | balanced acc. | F1 = HM(wP, wR) | "
+                                  ORDER.get(s.get("method") or "", 9), s["epochs"]))
+    print("| method | backbone | input | dataset | folds | k | epochs | accuracy | balanced acc. | F1 = HM(wP, wR) | "
           "AUC (weighted) | seed 001 Table 2, acc / bal. acc |")
-    print("|---|---|---|---|---:|---:|---|---|---|---|---|")
+    print("|---|---|---|---|---|---:|---:|---|---|---|---|---|")
     for s in summaries:
-        print(row(s, paper))
+        print(row(s, paper, s["_input"]))
 
 
 if __name__ == "__main__":

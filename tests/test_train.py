@@ -141,3 +141,23 @@ def test_ema_model_is_usable_early(tiny_root: Path, tmp_path: Path) -> None:
     assert ev["accuracy"] > 0.3 and max(h["val_accuracy"] for h in hist) > 0.3
     pred_classes = [c for c, v in ev["per_class"].items() if v["recall"] > 0]
     assert len(pred_classes) > 1
+
+
+def test_steps_in_epoch_never_leaves_a_single_sample_batch() -> None:
+    from ferbench.train.loop import steps_in_epoch
+
+    assert steps_in_epoch(784, 16, drop_last=False) == 49      # exact
+    assert steps_in_epoch(790, 16, drop_last=False) == 50      # trailing batch of 6 is trained on
+    assert steps_in_epoch(785, 16, drop_last=False) == 49      # trailing batch of 1 would break BatchNorm
+    assert steps_in_epoch(785, 16, drop_last=True) == 49
+    assert steps_in_epoch(10, 16, drop_last=True) == 1         # the only (partial) batch is kept
+    assert steps_in_epoch(1, 16, drop_last=False) == 1
+
+
+def test_batchnorm_after_pooling_trains_when_last_batch_would_be_one(tiny_root: Path, tmp_path: Path) -> None:
+    # 140 training rows, batch 139: without the rule the second step gets one sample and BatchNorm1d raises
+    # "Expected more than 1 value per channel when training" (seen on a random CK+ fold of ESR-4).
+    run = train("protocols/seed000.yaml", tmp_path / "run",
+                overrides=_sets(tiny_root, "train.epochs=1", "train.batch_size=139", "train.drop_last=false",
+                                "model.name=esr_4_lab", "preprocessing.size=48"), progress=False)
+    assert (run / "best.safetensors").exists()

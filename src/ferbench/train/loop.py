@@ -124,6 +124,21 @@ def make_optimizer(model: nn.Module, t: dict[str, Any], lr: float) -> torch.opti
     raise ConfigError(f"unknown optimizer {name!r}; choose adam, adamw or sgd")
 
 
+def steps_in_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
+    """Optimiser steps per epoch over ``n_train`` samples.
+
+    ``drop_last`` drops the trailing partial batch (kept when it is the only batch). Without it the partial
+    batch is trained on, except a trailing batch of exactly one sample: BatchNorm cannot normalise a single
+    sample (``Expected more than 1 value per channel``), so that sample sits out this epoch (the order is
+    reshuffled every epoch).
+    """
+    if drop_last and n_train >= batch_size:
+        return n_train // batch_size
+    if n_train % batch_size == 1 and n_train > 1:
+        return n_train // batch_size
+    return math.ceil(n_train / batch_size)
+
+
 def lr_factor(t: dict[str, Any], step: int, total_steps: int, steps_per_epoch: int) -> float:
     """Multiplier on the base LR at ``step`` for the per-step schedules (plateau is handled per epoch)."""
     warm = t["warmup_epochs"] * steps_per_epoch
@@ -255,7 +270,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
 
     bs = int(t["batch_size"])
     n_train = len(data.train)
-    steps_per_epoch = n_train // bs if t["drop_last"] and n_train >= bs else math.ceil(n_train / bs)
+    steps_per_epoch = steps_in_epoch(n_train, bs, bool(t["drop_last"]))
     total_steps = steps_per_epoch * int(t["epochs"])
 
     ema = None
