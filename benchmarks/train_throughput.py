@@ -26,7 +26,8 @@ from torchvision import transforms
 from ferbench.data import load_dataset
 from ferbench.data.preprocess import Preprocessing
 from ferbench.models import create_model
-from ferbench.train.augment import AugmentConfig, augment_batch
+from ferbench.train.augment import AugmentConfig
+from ferbench.train.loop import train_batch
 
 BATCH = 64
 
@@ -58,12 +59,6 @@ def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
     opt.step()
 
 
-def ferbench_batch(images: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug: AugmentConfig,
-                   g: torch.Generator) -> torch.Tensor:
-    """ferbench's input path: uint8 ``(N, H, W, C)`` rows → float ``(B, C, H, W)`` augmented and normalised."""
-    return pre.from_float(augment_batch(images[idx].permute(0, 3, 1, 2).float().div_(255.0), aug, g))
-
-
 def bench(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, pixels: list[str]) -> dict[str, float]:
     model = create_model(name, num_classes=7, in_chans=1).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-4)
@@ -88,7 +83,7 @@ def bench(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, pix
     t = time.perf_counter()
     for s in range(steps):
         idx = order[s * BATCH:(s + 1) * BATCH]
-        _step(model, opt, ferbench_batch(images, idx, pre, aug, g), labels[idx])
+        _step(model, opt, train_batch(images, idx, pre, aug, g), labels[idx])
     out["b_ferbench"] = steps * BATCH / (time.perf_counter() - t)
 
     # (a) naive DataLoader
@@ -111,7 +106,7 @@ def bench_input(steps: int, images: torch.Tensor, labels: torch.Tensor, pixels: 
     t = time.perf_counter()
     for s in range(steps):
         idx = order[s * BATCH:(s + 1) * BATCH]
-        ferbench_batch(images, idx, pre, aug, g)
+        train_batch(images, idx, pre, aug, g)
     b = steps * BATCH / (time.perf_counter() - t)
     it = iter(DataLoader(NaiveFer(pixels, labels.numpy()), batch_size=BATCH, shuffle=True, num_workers=0))
     t = time.perf_counter()

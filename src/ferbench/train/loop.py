@@ -124,6 +124,13 @@ def make_optimizer(model: nn.Module, t: dict[str, Any], lr: float) -> torch.opti
     raise ConfigError(f"unknown optimizer {name!r}; choose adam, adamw or sgd")
 
 
+def train_batch(images: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug: AugmentConfig,
+                g: torch.Generator) -> torch.Tensor:
+    """The trainer's input path: uint8 ``(N, H, W, C)`` rows ``idx`` → float ``(B, C, H, W)``, augmented
+    (batched, on tensors) and normalised by the checkpoint's preprocessing."""
+    return pre.from_float(augment_batch(images[idx].permute(0, 3, 1, 2).float().div_(255.0), aug, g))
+
+
 def steps_in_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
     """Optimiser steps per epoch over ``n_train`` samples.
 
@@ -340,8 +347,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
             tot_loss, tot_correct, seen = 0.0, 0, 0
             for s in range(steps_per_epoch):
                 idx = order[s * bs:(s + 1) * bs]
-                x = train_images[idx].permute(0, 3, 1, 2).float().div_(255.0)
-                x = pre.from_float(augment_batch(x, aug, g))
+                x = train_batch(train_images, idx, pre, aug, g)
                 y = train_labels[idx]
                 soft = train_soft[idx] if train_soft is not None else None
                 if mixup is not None and len(idx) % 2 == 0:
