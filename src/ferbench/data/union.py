@@ -69,8 +69,10 @@ def parse_dataset_names(name_or_list: str | Sequence[str]) -> list[str]:
             return [text]
         parts: list[str] = []
         for tok in text.split("+"):
-            if parts and (tok == "" or (split_argument(parts[-1])[1] is not None and not _starts_member(tok))):
-                parts[-1] += "+" + tok  # "ck+" and "folder:/a+b"
+            glue_empty = tok == "" and bool(parts) and is_dataset_name(parts[-1] + "+")  # "ck+"
+            in_path = bool(parts) and split_argument(parts[-1])[1] is not None and not _starts_member(tok)
+            if glue_empty or (in_path and tok != ""):
+                parts[-1] += "+" + tok  # "folder:/a+b"
             else:
                 parts.append(tok)
         names = [p.strip() for p in parts]
@@ -139,7 +141,7 @@ def conform_images(images: torch.Tensor, size: int, channels: int) -> torch.Tens
             x = x.expand(-1, 3, -1, -1)
         if (h, w) != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=h > size)
-        out.append(x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+        out.append(x.round().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
     return torch.cat(out).contiguous()
 
 
