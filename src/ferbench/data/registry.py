@@ -126,7 +126,7 @@ _BUILTIN: tuple[DatasetSpec, ...] = (
         split_origin="official (FER2013's Usage; FER+ calls them train / valid / test)",
         label_map={"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
                    "anger": "angry", "disgust": "disgust", "fear": "fear", "contempt": "contempt"},
-        image_source="fer2013",
+        image_source="fer2013", aliases=("fer+", "fer2013plus"),
         soft_labels=(SoftLabelSource("votes", "its own vote distributions (attached by the loader)"),),
         description="FER+ majority-vote labels on FER2013's pixels: 8 classes (unknown / not-a-face dropped)"),
     DatasetSpec(
