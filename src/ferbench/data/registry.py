@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,8 +192,7 @@ def _discover() -> None:
     """Import every adapter module of :mod:`ferbench.data.adapters` and the ``ferbench.datasets`` entry points."""
     global _discovered
     _discovered = True
-    from ferbench.data import adapters
-
+    adapters = importlib.import_module("ferbench.data.adapters")
     for mod in pkgutil.iter_modules(adapters.__path__):
         if not mod.name.startswith("_"):
             importlib.import_module(f"{adapters.__name__}.{mod.name}")
@@ -275,12 +274,44 @@ def list_datasets() -> list[DatasetSpec]:
     return list(_REGISTRY.values())
 
 
+def parse_dataset_names(name_or_list: str | Sequence[str]) -> list[str]:
+    """Member names of ``"a+b+folder:PATH"`` or ``["a", "b"]`` (a single name → one member).
+
+    ``"ck+"`` stays one name; a ``folder:`` path may itself contain ``+`` when the text after it is not a
+    registered dataset name.
+    """
+    if isinstance(name_or_list, str):
+        text = name_or_list.strip()
+        if not text:
+            raise DataError("empty dataset name")
+        if is_dataset_name(text) and split_argument(text)[1] is None:
+            return [text]
+        parts: list[str] = []
+        for tok in text.split("+"):
+            glue_empty = tok == "" and bool(parts) and is_dataset_name(parts[-1] + "+")  # "ck+"
+            in_path = bool(parts) and split_argument(parts[-1])[1] is not None and not _starts_member(tok)
+            if glue_empty or (in_path and tok != ""):
+                parts[-1] += "+" + tok  # "folder:/a+b"
+            else:
+                parts.append(tok)
+        names = [p.strip() for p in parts]
+    else:
+        names = [str(n).strip() for n in name_or_list]
+        if not names:
+            raise DataError("empty list of datasets")
+    if any(not n for n in names):
+        raise DataError(f"dataset list {name_or_list!r} has an empty member")
+    return names
+
+
+def _starts_member(tok: str) -> bool:
+    return is_dataset_name(tok.strip()) if tok.strip() else False
+
+
 def split_name(name: str, role: str) -> str:
     """The split of dataset ``name`` that plays ``role`` (``train``/``val``/``test``); unions use the roles."""
     if role not in ROLES:
         raise DataError(f"split role {role!r}: choose one of {', '.join(ROLES)}")
-    from ferbench.data.union import parse_dataset_names
-
     names = parse_dataset_names(name)
     if len(names) > 1:
         return role
@@ -289,8 +320,6 @@ def split_name(name: str, role: str) -> str:
 
 def display_name(name: str) -> str:
     """``"ckplus"`` → ``"CK+48"``; unions join with ``+``; folders show their folder name."""
-    from ferbench.data.union import parse_dataset_names
-
     out = []
     for n in parse_dataset_names(name):
         spec = get_spec(n)

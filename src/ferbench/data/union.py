@@ -47,46 +47,12 @@ from ferbench.data.registry import (
     load_registered,
     role_of_splits,
     soft_labels_for,
-    split_argument,
 )
+from ferbench.data.registry import parse_dataset_names as parse_dataset_names  # re-exported
 from ferbench.data.taxonomy import CANONICAL
 from ferbench.errors import DataError
 
 TAXONOMIES = ("union", "intersection")
-
-
-def parse_dataset_names(name_or_list: str | Sequence[str]) -> list[str]:
-    """Member names of ``"a+b+folder:PATH"`` or ``["a", "b"]`` (a single name → one member).
-
-    ``"ck+"`` stays one name; a ``folder:`` path may itself contain ``+`` when the text after it is not a
-    registered dataset name.
-    """
-    if isinstance(name_or_list, str):
-        text = name_or_list.strip()
-        if not text:
-            raise DataError("empty dataset name")
-        if is_dataset_name(text) and split_argument(text)[1] is None:
-            return [text]
-        parts: list[str] = []
-        for tok in text.split("+"):
-            glue_empty = tok == "" and bool(parts) and is_dataset_name(parts[-1] + "+")  # "ck+"
-            in_path = bool(parts) and split_argument(parts[-1])[1] is not None and not _starts_member(tok)
-            if glue_empty or (in_path and tok != ""):
-                parts[-1] += "+" + tok  # "folder:/a+b"
-            else:
-                parts.append(tok)
-        names = [p.strip() for p in parts]
-    else:
-        names = [str(n).strip() for n in name_or_list]
-        if not names:
-            raise DataError("empty list of datasets")
-    if any(not n for n in names):
-        raise DataError(f"dataset list {name_or_list!r} has an empty member")
-    return names
-
-
-def _starts_member(tok: str) -> bool:
-    return is_dataset_name(tok.strip()) if tok.strip() else False
 
 
 def union_classes(member_classes: Sequence[Sequence[str]], taxonomy: str = "union") -> list[str]:

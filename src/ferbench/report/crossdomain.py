@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ferbench.data.cache import atomic_write_bytes, atomic_write_text
 from ferbench.data.taxonomy import CANONICAL
+from ferbench.persist.atomic import atomic_write_bytes, atomic_write_text
 
 MARK = {"in-domain": "**", "same-images": "_", "cross-domain": ""}
 

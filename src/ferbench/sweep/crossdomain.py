@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from ferbench.config import config_hash, load_config, read_yaml
-from ferbench.data.cache import atomic_write_text
 from ferbench.data.registry import canonical_dataset_name, display_name, get_spec, split_name
 from ferbench.data.union import parse_dataset_names
 from ferbench.errors import FerbenchError
+from ferbench.persist.atomic import atomic_write_text
 
 DEFAULT_LOO = ("fer2013", "ferplus", "ckplus")
 RESULTS_JSON = "crossdomain.json"
