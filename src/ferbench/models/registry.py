@@ -245,6 +245,7 @@ def _resolve_pending() -> None:
         target = _REGISTRY.get(entry["network"])
         if target is None:
             continue
+        _PENDING_ALIASES.remove(entry)
         if target.is_alias:
             raise ValueError(f"alias {entry['alias']!r} must name a canonical model, not the alias {target.name!r}")
         unknown = set(entry["preset"]) - set(target.options)
@@ -269,7 +270,6 @@ def _resolve_pending() -> None:
             preset=entry["preset"],
             legacy_keys=entry["legacy_keys"],
         )
-        _PENDING_ALIASES.remove(entry)
 
 
 def load_families() -> None:
