@@ -113,7 +113,7 @@ def test_param_count_matches_spec(name: str, size: int, expected: int) -> None:
         ("efficientnetv2_b0", {"pool": "flatten"}, 48, 7_203_479),  # Flatten of the 2×2 map
         ("vgg16_in", {"pool": "flatten"}, 224, 21_171_271),
         ("vgg19", {"pool": "flatten"}, 224, 26_480_967),
-        ("resnet50_in", {"pool": "flatten"}, 224, 49_232_199),  # §2.17 "timm 49 232 199"
+        ("resnet50_in", {"pool": "flatten"}, 224, 49_232_199),  # docs/protocol.md §2.17 "timm 49 232 199"
         ("xception", {"pool": "flatten"}, 224, 46_531_119),
         ("seq3conv", {}, 224, 1_364_679),
     ],
@@ -125,7 +125,7 @@ def test_param_count_variants(name: str, kwargs: dict, size: int, expected: int)
 @pytest.mark.parametrize(
     ("name", "size", "approx"),
     [
-        # §2.17 "hypothetical" 224-px sizes, given to 3–4 significant digits.
+        # docs/protocol.md §2.17 "hypothetical" 224-px sizes, given to 3–4 significant digits.
         ("seq4conv", 224, 279.7e6),
         ("smmb", 224, 106.2e6),
         ("lenet5", 224, 5.41e6),

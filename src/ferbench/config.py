@@ -1,7 +1,7 @@
 """Configs: YAML files with ``extends:`` inheritance, ``--set key=value`` overrides and a stable hash.
 
 Every key has a default here, so a config file only states what differs from the defaults
-(which are the seed-000 protocol, protocol.md §1.3–1.8).
+(which are the seed-000 protocol, docs/protocol.md §1.3–1.8).
 """
 
 from __future__ import annotations

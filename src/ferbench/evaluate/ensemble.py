@@ -1,4 +1,4 @@
-"""Ensembles of trained checkpoints (seed 002 §4): sum of probabilities or majority vote.
+"""Ensembles of trained checkpoints (docs/protocol.md §4.5): sum of probabilities or majority vote.
 
 * :func:`combine` — ``sum`` (argmax of summed softmaxes; seed 002's 70.24 % rule) or ``vote``
   (majority of member argmaxes, ties → lowest class index).

@@ -69,7 +69,7 @@ def backbone_features(model: nn.Module) -> FeatureTrunk:
 
 def class_weighted_ce(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None,
                       soft: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy, Keras-style class weighting (``mean_i w[y_i]·CE_i``, protocol §1.5).
+    """Cross-entropy, Keras-style class weighting (``mean_i w[y_i]·CE_i``, docs/protocol.md §1.5).
 
     Args:
         logits: ``(B, C)`` float.

@@ -1,4 +1,4 @@
-"""ESR — Ensembles with Shared Representations (Siqueira et al. 2020; protocol.md §3.2).
+"""ESR — Ensembles with Shared Representations (Siqueira et al. 2020; docs/protocol.md §3.2).
 
 A shared base feeds N branches. All branches are built at construction; the ``active`` buffer
 counts those in use, so growing the ensemble never changes the state-dict keys. Training loss is
@@ -223,7 +223,7 @@ def esr_4(num_classes: int = 8, in_chans: int = 3, input_size: int = 96, **kw: A
 
 @register_model("esr", paper="001", input_size=48, in_chans=1, target_layer="base", sizes=(48, 96))
 def esr_4_lab(num_classes: int = 8, in_chans: int = 1, input_size: int = 48, **kw: Any) -> nn.Module:
-    """ESR-4, the official small grey CK+ network (protocol §3.2; BN after each conv and valid padding assumed)."""
+    """ESR-4, the official small grey CK+ network (docs/protocol.md §3.2; BN after each conv and valid padding assumed)."""
     if ((input_size - 6) // 2 - 2) // 2 < 8:
         raise ConfigError(f"esr_4_lab: input size {input_size} px is too small (needs ≥ 42 px)")
     return ESR(esr_lab_base(in_chans), [ESRLabBranch(num_classes) for _ in range(4)], num_classes, **kw)

@@ -55,7 +55,7 @@ class ModelInfo:
         in_chans: default number of input channels.
         target_layer: dotted module path Grad-CAM should hook (a map that is not 1×1 at 48 px).
         sizes: input sizes the spec lists for this model (for tests and the cost table).
-        expected_params: ``{input_size: n_params}`` from docs/protocol.md §2.6 where known.
+        expected_params: ``{input_size: n_params}`` from docs/protocol.md §2.17 where known.
         description: one line for ``ferbench models list/info``.
         default_method: the training method this network is built for (``"esr"`` for ESR networks); the
             trainer and the loader apply it when a config or sidecar names none.

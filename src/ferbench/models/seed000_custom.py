@@ -1,8 +1,8 @@
-"""Seed 000 custom networks, written from protocol.md §2.2–2.16 (all trained from scratch).
+"""Seed 000 custom networks, written from docs/protocol.md §2.2–2.16 (all trained from scratch).
 
 Every model maps ``(B, in_chans, S, S)`` float → ``(B, num_classes)`` logits and exposes its final
 classification layers as ``head``. Dense-layer widths after a Flatten are sized from ``input_size``
-(a dry run on the meta device), so the 224-px variants of §2.17 build from the same code.
+(a dry run on the meta device), so the 224-px variants of docs/protocol.md §2.17 build from the same code.
 ``faithful=True`` applies Keras BN eps/momentum and Keras initialisers (Glorot-uniform, or the
 layer's own ``kernel_initializer`` where the notebooks set one).
 """
@@ -66,7 +66,7 @@ class FeaturesHead(nn.Module):
         return self.head(self.features(x))
 
 
-# --------------------------------------------------------------------------------------------- §2.2
+# ---------------------------------------------------------------------------- docs/protocol.md §2.2
 class ResNet18DD(nn.Module):
     """timm ResNet-18 trunk with a CIFAR stem at 48 px (3×3/1, no max-pool) or the ImageNet stem at 224,
     then GAP → Dr 0.2 → D1024 ReLU → Dr 0.5 → D(C).
@@ -103,7 +103,7 @@ def resnet18_dd(
     return _finish(ResNet18DD(num_classes, in_chans, input_size, stem), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.3
+# ---------------------------------------------------------------------------- docs/protocol.md §2.3
 class RepVGGRepoBlock(nn.Module):
     """C3(s,nb)-BN-ReLU-C3(nb)-BN + (identity | 1×1/s conv nb, no BN); no activation after the sum."""
 
@@ -161,7 +161,7 @@ def repvgg_repo(
     return _finish(_repvgg_repo(num_classes, in_chans, partial_stop_grad), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.4
+# ---------------------------------------------------------------------------- docs/protocol.md §2.4
 class RepoInception(nn.Module):
     """Inception module read in the repo's order f=[a,b,c,d,e,g]: 1×1(a)→3×3(b) | 1×1(c)→5×5(d) |
     MP3/1→1×1(e) | 1×1(g); concat → b+d+e+g channels. ReLU after every conv, no BN."""
@@ -231,7 +231,7 @@ def googlenet_repo(
     return _finish(_googlenet_repo(num_classes, in_chans, input_size), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.5
+# ---------------------------------------------------------------------------- docs/protocol.md §2.5
 @register_model(paper="000",
     target_layer="features.23",
     sizes=(48, 224),
@@ -249,7 +249,7 @@ def vggnet(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.6
+# ---------------------------------------------------------------------------- docs/protocol.md §2.6
 @register_model(paper="000", target_layer="features.4", sizes=(48,), expected_params={48: 21_611_079}
 )
 def alexnet(
@@ -288,7 +288,7 @@ def alexnet(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.7
+# ---------------------------------------------------------------------------- docs/protocol.md §2.7
 @register_model(paper="000", target_layer="features.3", sizes=(48,), expected_params={48: 21_589_127}
 )
 def zf_net(
@@ -324,7 +324,7 @@ def zf_net(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.8
+# ---------------------------------------------------------------------------- docs/protocol.md §2.8
 @register_model(paper="000", target_layer="features.17", sizes=(48,), expected_params={48: 18_328_455}
 )
 def mnist_net(
@@ -371,7 +371,7 @@ def mnist_net(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.9
+# ---------------------------------------------------------------------------- docs/protocol.md §2.9
 @register_model(paper="000", target_layer="features.0", sizes=(48,), expected_params={48: 169_271}
 )
 def lenet5(
@@ -393,7 +393,7 @@ def lenet5(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.10–2.12
+# ---------------------------------------------------------------------------- docs/protocol.md §2.10–2.12
 def _seq_trunk(in_chans: int) -> list[nn.Module]:
     return [
         conv(in_chans, 32, 3),
@@ -497,7 +497,7 @@ def seq_simple(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.13
+# ---------------------------------------------------------------------------- docs/protocol.md §2.13
 def _ens_sub(in_chans: int, widths: tuple[int, int, int], num_classes: int) -> FeaturesHead:
     layers: list[nn.Module] = []
     cin = in_chans
@@ -558,7 +558,7 @@ def ensemble3(
     return _finish(Ensemble3(num_classes, in_chans), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.14
+# ---------------------------------------------------------------------------- docs/protocol.md §2.14
 class Modular(nn.Module):
     """Local (3×3) and global (5×5) sub-networks → concat(256 + 256) → ``head`` D(C)."""
 
@@ -603,7 +603,7 @@ def modular(
     return _finish(Modular(num_classes, in_chans, input_size), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.15
+# ---------------------------------------------------------------------------- docs/protocol.md §2.15
 class KerasMHA(nn.Module):
     """Keras ``MultiHeadAttention(num_heads, key_dim)`` self-attention: Q/K/V project E→h·d, output h·d→E.
 
@@ -664,7 +664,7 @@ def smmb(
     return _finish(SMMB(num_classes, in_chans, input_size), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.16
+# ---------------------------------------------------------------------------- docs/protocol.md §2.16
 @register_model(paper="000",
     in_chans=1,
     target_layer="features.21",

@@ -1,10 +1,10 @@
-"""Seed 000 Keras-Applications backbones (protocol.md §2.1) as timm models + the §1.8 head.
+"""Seed 000 Keras-Applications backbones (docs/protocol.md §2.1) as timm models + the standard head.
 
 Every model here is :class:`BackboneClassifier`: a timm backbone used through ``forward_features``
-(the un-pooled map), a pool (``"gap"`` or ``"flatten"``, §1.8) and a ferbench head (``"seed000"``
-by default; ``"alt1024"`` is the "Simple" MobileNet head). Parameter counts equal the Keras
-*trainable* counts of §2.17 (see the tests), except where timm's architecture differs (ResNet50:
-Keras convs carry biases; InceptionV3: Keras BN has no γ).
+(the un-pooled map), a pool (``"gap"`` or ``"flatten"``) and a ferbench head (``"seed000"`` by default;
+``"alt1024"`` is the "Simple" MobileNet head), as docs/protocol.md §1.8 describes. Parameter counts equal
+the Keras *trainable* counts of docs/protocol.md §2.17 (see the tests), except where timm's architecture
+differs (ResNet50: Keras convs carry biases; InceptionV3: Keras BN has no γ).
 
 ``faithful=True`` switches BatchNorm to Keras eps/momentum (1e-3 / 0.01) and re-initialises
 kernels Glorot-uniform with zero biases (Keras defaults).
@@ -177,7 +177,7 @@ def _build(
     )
 
 
-# VGG16 @48: Keras code uses Flatten (1×1 map, so = GAP); @224 GAP is the intended default (§1.8).
+# VGG16 @48: Keras code uses Flatten (1×1 map, so = GAP); @224 GAP is the intended default (docs/protocol.md §1.8).
 def _vgg_pool(pool: str | None, input_size: int) -> str:
     return pool or ("flatten" if input_size < 64 else "gap")
 

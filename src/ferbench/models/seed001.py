@@ -1,4 +1,4 @@
-"""Seed 001 backbone (docs/protocol.md §3): the ResNet-18 of SCN / DACL / DAN.
+"""Seed 001 backbone (docs/protocol.md §3.3–3.4): the ResNet-18 of SCN / DACL / DAN.
 
 Seed 001 uses the torchvision ResNet-18 with ImageNet weights, 96 px input in the FER methods' runs. That is
 the zoo's ``resnet18`` network; ``resnet18_s001`` is its paper name (an alias that presets the torchvision

@@ -1,4 +1,4 @@
-"""Seed 002 (Li et al., FER2013): the shallow CNN of the 70.24 % ensemble (docs/protocol.md §4)."""
+"""Seed 002 (Li et al., FER2013): the shallow CNN of the 70.24 % ensemble (docs/protocol.md §4.2)."""
 
 from __future__ import annotations
 

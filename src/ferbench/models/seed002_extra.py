@@ -1,4 +1,4 @@
-"""Seed 002 (Li et al., FER2013) transfer models and ResNet-18 of protocol.md §4.
+"""Seed 002 (Li et al., FER2013) transfer models and ResNet-18 (docs/protocol.md §4.3–4.4).
 
 * ``resnet18_s002``: Keras ResNet-18 from scratch: convs with biases, 1×1 stride-2 shortcut conv
   *without* BN, GAP → D(C). 11 176 839 params = the Keras total 11 184 647 minus the 7 808 BN moving

@@ -420,7 +420,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
                 if meta["elapsed_s"] + per_epoch > float(limit) * 60:
                     meta["stopped"] = f"time limit {limit} min after epoch {epoch}"
             if meta.pop("switch_phase", False) and not meta["stopped"]:
-                # seed 000 §1.7: reload the phase-1 best, unfreeze, fresh optimiser, reset callbacks
+                # docs/protocol.md §1.7: reload the phase-1 best, unfreeze, fresh optimiser, reset callbacks
                 from safetensors.torch import load_file
 
                 model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
