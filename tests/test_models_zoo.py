@@ -489,3 +489,21 @@ def test_registration_errors_are_caught_at_import() -> None:
         register_alias("resnet18", "lenet5")
     with pytest.raises(ValueError, match="must name a canonical model"):
         register_alias("resnet18_again", "resnet18_s003")
+
+
+@pytest.mark.parametrize(("name", "size", "chans"), [("resnet18_s001", 96, 3), ("inceptionv3", 224, 3),
+                                                     ("fer_vgg_s", 48, 1), ("vgg16_sc", 48, 3)])
+def test_a_config_naming_only_the_model_trains_at_its_registered_input(name: str, size: int, chans: int) -> None:
+    """Config → model → sidecar → rebuilt model, with preprocessing left to the registry (aliases included)."""
+    from ferbench.config import load_config, typed
+    from ferbench.loader import build_model
+    from ferbench.train.build import build_for_training, fill_model_defaults
+
+    cfg = fill_model_defaults(load_config({"model": {"name": name}}))
+    assert (cfg["preprocessing"]["size"], cfg["preprocessing"]["channels"]) == (size, chans)
+    with torch.device("meta"):
+        model, arch = build_for_training(typed(cfg), [f"c{i}" for i in range(7)])
+        assert arch["name"] == name  # the sidecar keeps the name the config used
+        again = build_model(arch, cfg["preprocessing"])
+    assert model(torch.zeros(1, chans, size, size, device="meta")).shape == (1, 7)
+    assert _structure(again) == _structure(model)

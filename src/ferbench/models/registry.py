@@ -115,7 +115,7 @@ def _family_of(module: str, namespace: dict[str, Any] | None) -> str:
 
 
 def _signature_defaults(fn: Callable[..., nn.Module]) -> tuple[dict[str, Any], bool]:
-    """``({keyword parameter: default}, takes **kwargs)`` of a builder (``inspect.Parameter.empty`` = none)."""
+    """``({keyword parameter: default}, takes **kwargs)`` of a builder (no default: ``Parameter.empty``)."""
     params = inspect.signature(fn).parameters
     named = {
         k: p.default
@@ -125,13 +125,16 @@ def _signature_defaults(fn: Callable[..., nn.Module]) -> tuple[dict[str, Any], b
     return named, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _declared_once(name: str, what: str, declared: int | None, signature: dict[str, Any], fallback: int) -> int:
+def _declared_once(name: str, what: str, declared: int | None, signature: dict[str, Any],
+                   fallback: int) -> int:
     """A default stated by the builder's signature or by the decorator; both must agree when both state it."""
     own = signature.get(what, inspect.Parameter.empty)
     if own is inspect.Parameter.empty:
         return fallback if declared is None else declared
     if declared is not None and declared != own:
-        raise ValueError(f"model {name!r}: register_model({what}={declared}) contradicts the builder's default {own}")
+        raise ValueError(
+            f"model {name!r}: register_model({what}={declared}) contradicts the builder's default {own}"
+        )
     return int(own)
 
 
@@ -227,9 +230,10 @@ def register_alias(
         legacy_keys: ``(old_prefix, new_prefix)`` state-dict renames for checkpoints saved under this name by
             an earlier module layout (applied on ``load_state_dict``).
     """
-    caller = sys._getframe(1).f_globals
+    caller = sys._getframe(1).f_globals  # the declaring module: its name (or FAMILY) is the alias's family
     entry = {
-        "alias": alias, "network": network, "family": family or _family_of(str(caller.get("__name__", "")), caller),
+        "alias": alias, "network": network,
+        "family": family or _family_of(str(caller.get("__name__", "")), caller),
         "paper": paper, "input_size": input_size, "sizes": sizes, "expected_params": expected_params,
         "description": description, "preset": dict(preset or {}), "legacy_keys": tuple(legacy_keys),
     }
@@ -247,10 +251,13 @@ def _resolve_pending() -> None:
             continue
         _PENDING_ALIASES.remove(entry)
         if target.is_alias:
-            raise ValueError(f"alias {entry['alias']!r} must name a canonical model, not the alias {target.name!r}")
+            raise ValueError(
+                f"alias {entry['alias']!r} must name a canonical model, not the alias {target.name!r}"
+            )
         unknown = set(entry["preset"]) - set(target.options)
         if unknown and not target.accepts_any:
-            raise ValueError(f"alias {entry['alias']!r}: {target.name} has no option(s) {', '.join(sorted(unknown))}")
+            bad = ", ".join(sorted(unknown))
+            raise ValueError(f"alias {entry['alias']!r}: {target.name} has no option(s) {bad}")
         size = entry["input_size"] or target.input_size
         _REGISTRY[entry["alias"]] = ModelInfo(
             name=entry["alias"],

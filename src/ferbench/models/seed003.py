@@ -1,4 +1,4 @@
-"""Seed 003 (Sheng & Lau): torchvision-architecture ResNet-18/34/50 with ``fc`` replaced (docs/protocol.md §5).
+"""Seed 003 (Sheng & Lau, docs/protocol.md §5): torchvision-architecture ResNet-18/34/50, ``fc`` replaced.
 
 These are plain timm ResNets (same architecture and, with ``--init imagenet``, the torchvision ``tv_in1k``
 weights). The classifier is ``fc`` and the last stage ``layer4``: the seed's "freeze all but layer4" is the
@@ -31,13 +31,17 @@ def _tv_resnet(arch: str, num_classes: int, in_chans: int, drop_rate: float = 0.
     )
 
 
-@register_model(paper="003", target_layer="layer3", sizes=(48, 224), expected_params={48: 21_288_263, 224: 21_288_263})
+@register_model(
+    paper="003", target_layer="layer3", sizes=(48, 224), expected_params={48: 21_288_263, 224: 21_288_263}
+)
 def resnet34_s003(num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0) -> nn.Module:
     """ResNet-34 (torchvision arch), ``fc`` → Linear(512, C); last stage = layer4."""
     return _tv_resnet("resnet34", num_classes, in_chans, drop_rate)
 
 
-@register_model(paper="003", target_layer="layer3", sizes=(48, 224), expected_params={48: 23_522_375, 224: 23_522_375})
+@register_model(
+    paper="003", target_layer="layer3", sizes=(48, 224), expected_params={48: 23_522_375, 224: 23_522_375}
+)
 def resnet50_s003(num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0) -> nn.Module:
     """ResNet-50 (torchvision arch), ``fc`` → Linear(2048, C); last stage = layer4."""
     return _tv_resnet("resnet50", num_classes, in_chans, drop_rate)
