@@ -292,3 +292,14 @@ def test_union_soft_labels_from_registered_sources(two_root: Path) -> None:
     assert fer_soft[:, u.classes.index("contempt")].eq(0).all()  # FER2013's 7-class distributions
     # without soft_labels=True none are invented
     assert load_dataset("fer2013+ckplus", two_root).soft_labels is None
+
+
+def test_cli_data_list_shows_the_registry() -> None:
+    from typer.testing import CliRunner
+
+    from ferbench.cli.main import app
+
+    r = CliRunner().invoke(app, ["data", "list"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    assert "ckplus (ck+, ckplus48, ck+48)" in r.output and "Training / PublicTest / PrivateTest" in r.output
+    assert "ferplus_votes" in r.output and "folder:PATH" in r.output

@@ -107,12 +107,17 @@ def file_digest(path: Path) -> str:
 def run_config(config: str | Path | dict[str, Any], train_set: str, overrides: Sequence[str] = (),
                data_root: str | Path | None = None) -> dict[str, Any]:
     """The resolved training config of one row: ``config`` + ``overrides``, with ``data.name`` set to the
-    training set and the splits set to the sets' train / val / test roles (from the registry)."""
+    training set, the splits set to the set's train / val / test roles (from the registry) and
+    ``data.sampling_weights`` restricted to the set's members."""
     cfg = load_config(config, list(overrides))
     d = cfg["data"]
     d["name"] = train_set
     d["train_split"], d["val_split"], d["test_split"] = (split_name(train_set, r) for r in ("train", "val", "test"))
     d["indices"] = None
+    if d.get("sampling_weights"):  # a config shared by several rows: each row keeps its own members' weights
+        members = {canonical_dataset_name(m) for m in parse_dataset_names(train_set)}
+        d["sampling_weights"] = {k: v for k, v in d["sampling_weights"].items()
+                                 if canonical_dataset_name(k) in members} or None
     if data_root is not None:
         d["root"] = str(data_root)
     return cfg
