@@ -129,8 +129,8 @@ def _random_blur(x: torch.Tensor, p: float, generator: torch.Generator | None) -
 
 
 def _random_jpeg(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """A JPEG encode/decode round trip at quality U(30, 90) with probability ``p`` per image (torchvision.io)."""
-    from torchvision.io import decode_jpeg, encode_jpeg
+    """A JPEG encode/decode round trip (OpenCV) at quality U(30, 90) with probability ``p`` per image."""
+    import cv2
 
     n = x.shape[0]
     r = torch.rand(n, 2, generator=generator)
@@ -138,8 +138,10 @@ def _random_jpeg(x: torch.Tensor, p: float, generator: torch.Generator | None) -
     if not pick:
         return x
     x = x.clone()
-    u8 = (x[pick].clamp(0, 1) * 255).round().to(torch.uint8)
+    u8 = (x[pick].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (m, H, W, C)
+    flag = cv2.IMREAD_GRAYSCALE if x.shape[1] == 1 else cv2.IMREAD_COLOR
     for j, i in enumerate(pick):
-        q = int(30 + r[i, 0] * 60)
-        x[i] = decode_jpeg(encode_jpeg(u8[j], quality=q)).to(x.dtype) / 255.0
+        ok, buf = cv2.imencode(".jpg", u8[j], [cv2.IMWRITE_JPEG_QUALITY, int(30 + r[i, 0] * 60)])
+        dec = cv2.imdecode(buf, flag)
+        x[i] = torch.from_numpy(dec.reshape(u8[j].shape)).permute(2, 0, 1).to(x.dtype) / 255.0
     return x
