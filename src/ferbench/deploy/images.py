@@ -28,7 +28,7 @@ MAX_PIXELS = 50_000_000  # a 50 MP photo is plenty; above is refused before deco
 # and crafted bombs compress more.
 BOMB_MIN_PIXELS = 4_000_000
 MAX_PIXELS_PER_BYTE = 256
-PIL_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "TIFF", "WEBP", "GIF", "PPM")
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "TIFF", "WEBP", "GIF", "PPM")  # JPEG covers MPO
 
 
 class ImageTooLarge(FerbenchError):
