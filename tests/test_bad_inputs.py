@@ -210,7 +210,7 @@ def test_16bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     import cv2
 
     from ferbench.data.folder import decode_image
-    from ferbench.deploy.images import read_image
+    from ferbench.data.images import read_image
 
     rgb = face_photo()
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

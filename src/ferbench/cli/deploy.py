@@ -52,7 +52,7 @@ def check_outputs(paths: list[Path], annotate: Path | None, outputs: list[Path |
 
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
     """Files and folders → (images, videos, problems). Folders are walked recursively, sorted."""
-    from ferbench.deploy.images import IMAGE_EXTS, VIDEO_EXTS
+    from ferbench.data.images import IMAGE_EXTS, VIDEO_EXTS
 
     images, videos, problems = [], [], []
     for p in paths:
@@ -172,7 +172,7 @@ def predict(
     except (Exception, KeyboardInterrupt) as e:  # keep what was computed: write it, then re-raise
         stopped = e
 
-    from ferbench.data.cache import atomic_write_bytes, atomic_write_text
+    from ferbench.persist.atomic import atomic_write_bytes, atomic_write_text
 
     done = f" (partial: stopped after {len(records)} of {len(images)} images)" if stopped else ""
     if json_out:
@@ -203,7 +203,7 @@ def _predict_images(rec: Any, images: list[Path], records: list[dict[str, Any]],
     import cv2
     from rich.progress import Progress
 
-    from ferbench.deploy.images import read_image
+    from ferbench.data.images import read_image
     from ferbench.deploy.video import annotate as draw
 
     inputs = {f.resolve() for f in images}

@@ -42,8 +42,8 @@ def evaluate_cmd(
     data_root: Path | None = DataRoot,
 ) -> None:
     """Evaluate a checkpoint on a dataset split (other taxonomies: shared canonical classes only)."""
-    from ferbench.data.cache import atomic_write_text
     from ferbench.evaluate.crossdata import evaluate_checkpoint
+    from ferbench.persist.atomic import atomic_write_text
 
     m = evaluate_checkpoint(run, data, split, data_root, tta_hflip=tta)
     print_metrics(m)

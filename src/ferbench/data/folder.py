@@ -58,7 +58,7 @@ def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
 
     Decoding goes through the shared decoder (pixel budget checked on the header first, 16-bit scaled).
     """
-    from ferbench.deploy.images import decode_pil  # moves to ferbench.data.images with the redesign
+    from ferbench.data.images import decode_pil
 
     try:
         a = decode_pil(path, str(path), mode="L" if channels == 1 else "RGB")
@@ -73,7 +73,7 @@ def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
 
 def _probe(files: list[Path]) -> tuple[int, int]:
     """Common size and channel count of the first images (grey if all are grey); headers only."""
-    from ferbench.deploy.images import image_size
+    from ferbench.data.images import image_size
 
     sizes, chans = [], 1
     for f in files[:50]:

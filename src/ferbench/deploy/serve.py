@@ -38,10 +38,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ferbench import __version__
-from ferbench.deploy.images import MAX_PIXELS, ImageTooLarge, check_pixels, decode_pil, image_size
+from ferbench.data.images import MAX_PIXELS, ImageTooLarge, check_pixels, decode_pil, image_size
 from ferbench.deploy.recognizer import Recognizer
 from ferbench.errors import FerbenchError
+from ferbench.version import __version__
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BYTES = 10 * 1024 * 1024
