@@ -31,6 +31,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,9 +63,10 @@ def jpeg(a: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def real_faces(data_root: str | None, n: int = 7) -> list[bytes]:
-    """JPEGs with one real face each: the astronaut photo + the first ``n`` FER2013 PrivateTest faces that
-    the server's detector (Haar) finds once upscaled 48 → 192 px and pasted on a 640×480 grey frame."""
+def real_faces(data_root: str | None, n: int = 7, keep: Any = None) -> list[bytes]:
+    """JPEGs with one real face each: the astronaut photo + the first ``n`` FER2013 PrivateTest faces,
+    upscaled 48 → 192 px and pasted on a 640×480 grey frame, for which ``keep(jpeg)`` holds (the server
+    finds the face)."""
     import cv2
     from skimage import data
 
@@ -72,10 +74,6 @@ def real_faces(data_root: str | None, n: int = 7) -> list[bytes]:
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
         from ferbench.data.fer2013 import find_fer2013_csv
-        from ferbench.data.images import decode_image_bytes
-        from ferbench.faces.detectors import get_detector
-
-        haar = get_detector("haar")
 
         path = find_fer2013_csv(data_root)
         opener = gzip.open if str(path).endswith(".gz") else open
@@ -89,7 +87,7 @@ def real_faces(data_root: str | None, n: int = 7) -> list[bytes]:
                 frame = np.full((480, 640), 128, np.uint8)
                 frame[100:292, 200:392] = cv2.resize(face, (192, 192), interpolation=cv2.INTER_CUBIC)
                 enc = jpeg(frame)
-                if len(haar.detect(decode_image_bytes(enc))) != 1:  # what the server will see
+                if keep is not None and not keep(enc):
                     continue
                 out.append(enc)
                 if len(out) > n:
@@ -133,7 +131,12 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.25)
-        faces = real_faces(args.data_root)
+        def server_finds_face(b: bytes) -> bool:
+            r = httpx.post(f"{url}/predict", files={"file": ("f.jpg", b, "image/jpeg")}, timeout=60)
+            return r.status_code == 200 and len(r.json()["faces"]) == 1
+
+        faces = real_faces(args.data_root, keep=server_finds_face)
+        print(f"{len(faces)} real face images ({len(faces) - 1} FER2013 PrivateTest faces + the astronaut)")
         bomb = bomb_png()
         rng = np.random.default_rng(0)
         corrupt = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()

@@ -255,27 +255,32 @@ def _h11_protocol(header_timeout: float) -> type:
 
 
 # -- decoding -----------------------------------------------------------------------------------------------
-def _read_upload(up: UploadFile, max_bytes: int, max_pixels: int) -> tuple[str, bytes, int]:
-    """Check type, size and the header's pixel count of one upload → (name, encoded bytes, pixels).
+def _read_upload(up: UploadFile, max_bytes: int, max_pixels: int) -> tuple[str, Any, int, int]:
+    """Check type, size and the header's pixel count of one upload → (name, file, bytes, pixels).
 
-    Nothing is decoded: the pixel count comes from the image header.
+    Nothing is decoded and the file is not read into memory: its size comes from the spooled file, the pixel
+    count from the image header; ``file`` is rewound for :func:`decode_pil`.
     """
     name = up.filename or "upload"
     ctype = (up.content_type or "application/octet-stream").split(";")[0].strip().lower()
     if ctype not in CONTENT_TYPES:
         raise ApiError(415, f"{name}: unsupported content type {ctype!r} (send a JPEG/PNG/WebP/BMP image)")
-    data = up.file.read(max_bytes + 1)
-    if len(data) > max_bytes:
+    f = up.file
+    nbytes = f.seek(0, io.SEEK_END)
+    if nbytes > max_bytes:
         raise ApiError(413, f"{name}: file larger than the {max_bytes:,}-byte limit")
-    if not data:
+    if not nbytes:
         raise ApiError(400, f"{name}: empty file")
+    f.seek(0)
     try:
-        w, h, _ = image_size(io.BytesIO(data), name)
-        return name, data, check_pixels(name, w, h, len(data), max_pixels)
+        w, h, _ = image_size(f, name)
+        pixels = check_pixels(name, w, h, nbytes, max_pixels)
     except ImageTooLarge as e:
         raise ApiError(413, str(e)) from None
     except FerbenchError as e:
         raise ApiError(400, str(e)) from None
+    f.seek(0)
+    return name, f, nbytes, pixels
 
 
 def _result(rgb: Any, faces: list[Any], name: str) -> dict[str, Any]:
@@ -335,14 +340,14 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
     def _internal(_: Request, e: Exception) -> JSONResponse:
         return _json_error(500, f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
-    def decode_all(items: list[tuple[str, bytes, int]]) -> tuple[list[Any], list[ApiError | None]]:
+    def decode_all(items: list[tuple[str, Any, int, int]]) -> tuple[list[Any], list[ApiError | None]]:
         """Decode checked uploads (≤ ``max_decodes`` at once in the process) → arrays / per-file errors."""
         arrays: list[Any] = []
         errors: list[ApiError | None] = []
-        for name, data, _ in items:
+        for name, f, nbytes, _ in items:
             with decodes:
                 try:
-                    arrays.append(decode_pil(io.BytesIO(data), name, max_pixels, nbytes=len(data)))
+                    arrays.append(decode_pil(f, name, max_pixels, nbytes=nbytes))
                     errors.append(None)
                 except ImageTooLarge as e:
                     arrays.append(None)
@@ -383,7 +388,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
     def predict(file: UploadFile = File(..., description="an image (JPEG, PNG, WebP, BMP)")) -> dict[str, Any]:
         t0 = time.perf_counter()
         item = _read_upload(file, max_bytes, max_pixels)
-        with reserve(item[2]):
+        with reserve(item[3]):
             (rgb,), (err,) = decode_all([item])
             if err is not None:
                 raise err
@@ -398,13 +403,13 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
         if len(files) > max_files:
             raise ApiError(413, f"{len(files)} files in one request; the limit is {max_files}")
         results: list[dict[str, Any] | None] = [None] * len(files)
-        checked: list[tuple[int, tuple[str, bytes, int]]] = []
+        checked: list[tuple[int, tuple[str, Any, int, int]]] = []
         for i, up in enumerate(files):
             try:
                 checked.append((i, _read_upload(up, max_bytes, max_pixels)))
             except ApiError as e:
                 results[i] = {"file": up.filename, "error": e.message, "status": e.status}
-        with reserve(sum(item[2] for _, item in checked)):
+        with reserve(sum(item[3] for _, item in checked)):
             arrays, errors = decode_all([item for _, item in checked])
             ok = []
             for (i, item), rgb, err in zip(checked, arrays, errors, strict=True):
