@@ -58,12 +58,14 @@ def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
 
     Decoding goes through the shared decoder (pixel budget checked on the header first, 16-bit scaled).
     """
-    from ferbench.data.images import decode_pil
+    from ferbench.data.images import ImageTooLarge, decode_pil
 
     try:
         a = decode_pil(path, str(path), mode="L" if channels == 1 else "RGB")
-    except FerbenchError as e:
+    except ImageTooLarge as e:
         raise DataError(str(e)) from None
+    except FerbenchError as e:
+        raise DataError(f"{path}: unreadable image ({str(e).removeprefix(f'{path}: ')})") from None
     except OSError as e:
         raise DataError(f"{path}: unreadable image ({type(e).__name__})") from None
     if a.shape[:2] != (size, size):
@@ -80,7 +82,7 @@ def _probe(files: list[Path]) -> tuple[int, int]:
         try:
             w, _, mode = image_size(f, str(f))
         except FerbenchError as e:
-            raise DataError(str(e)) from None
+            raise DataError(f"{f}: unreadable image ({str(e).removeprefix(f'{f}: ')})") from None
         except OSError as e:
             raise DataError(f"{f}: unreadable image ({type(e).__name__})") from None
         sizes.append(w)
