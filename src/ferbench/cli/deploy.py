@@ -283,7 +283,8 @@ def serve(
     max_bytes: int = typer.Option(10 * 1024 * 1024, "--max-bytes", min=1024, help="Largest accepted upload."),
     detector: str = DetectorOpt,
 ) -> None:
-    """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page)."""
+    """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page),
+    GET /docs and /redoc (offline). Errors are {"error": "one line"}; limits: see README "HTTP service"."""
     from ferbench.deploy.serve import serve as run
 
     run(model, host, port, max_bytes, detector)
