@@ -1,4 +1,4 @@
-"""Bad input, one row each (issue 18): exit code, one line naming the problem, no traceback, nothing lost.
+"""Bad input, one row each: exit code, one line naming the problem, no traceback, nothing lost.
 
 Each CLI row is a :class:`Case` in ``CASES``: ``setup(tmp)`` writes the inputs and returns the argv after
 ``ferbench``. The runner snapshots every file under ``tmp`` before the command and checks afterwards that each
