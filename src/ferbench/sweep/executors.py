@@ -142,7 +142,7 @@ def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -
         "test_f1_macro": test["f1_macro"] if test else None,
         "evals": evals, "cross": cross, "history": history,
         "epochs": last.get("epoch"), "best_epoch": best.get("epoch"), "train_time_s": last.get("elapsed_s"),
-        "stopped": last.get("stopped"), **cost,
+        "stopped": last.get("stopped"), "threads": int(spec.get("threads") or 1), **cost,
     }
 
 
@@ -155,9 +155,13 @@ def _cost(sidecar: dict[str, Any]) -> dict[str, Any]:
     model = build_model(arch, pre).eval()
     out: dict[str, Any] = {"params_count": count_params(model), "latency_ms": None, "latency_threads": 1}
     try:
-        from ferbench.models.cost import latency_ms
+        from ferbench.models.cost import flops, latency_ms
     except ImportError:
         return out
+    try:
+        out["gflops"] = flops(model, int(pre["channels"]), int(pre["size"])) / 1e9
+    except (RuntimeError, ValueError):  # data-dependent forwards that the counter cannot trace
+        out["gflops"] = None
     out["latency_ms"] = latency_ms(model, int(pre["channels"]), int(pre["size"]), threads=1, runs=20,
                                    warmup=3)
     return out
