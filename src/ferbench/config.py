@@ -57,7 +57,9 @@ DEFAULTS: dict[str, Any] = {
         "mixup": 0.0,                   # Beta(a, a) mixup alpha; 0 = off
         "ema": 0.0,                     # EMA decay of weights used for eval/checkpoints (timm warm-up); 0 = off
         "drop_last": True,
-        "channels_last": True,
+        "precision": "auto",            # auto | fp32 | bf16 (autocast forward, fp32 weights and loss); auto = bf16
+                                        # where the CPU has avx512_bf16/amx_bf16 (train/precision.py)
+        "channels_last": "auto",        # auto | true | false; auto = on for models with 2-D convolutions
         "compile": False,
         "threads": None,
         "time_limit_min": None,         # stop (after a finished epoch) before exceeding this wall time

@@ -29,6 +29,7 @@ from ferbench.train.augment import AugmentConfig, augment_batch
 from ferbench.train.checkpoint import save_checkpoint
 from ferbench.train.losses import class_weights, weighted_cross_entropy
 from ferbench.train.policies import apply_policy, set_train_mode
+from ferbench.train.precision import PrecisionPlan, cpu_bf16_support, resolve_channels_last, resolve_precision
 from ferbench.train.state import load_state, prefixed, save_state, unflatten_optimizer
 
 # Keys that may change between a run and its resumption (budgets, not the experiment itself).
@@ -125,10 +126,11 @@ def make_optimizer(model: nn.Module, t: dict[str, Any], lr: float) -> torch.opti
 
 
 def train_batch(images: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug: AugmentConfig,
-                g: torch.Generator) -> torch.Tensor:
+                g: torch.Generator, plan: PrecisionPlan | None = None) -> torch.Tensor:
     """The trainer's input path: uint8 ``(N, H, W, C)`` rows ``idx`` → float ``(B, C, H, W)``, augmented
-    (batched, on tensors) and normalised by the checkpoint's preprocessing."""
-    return pre.from_float(augment_batch(images[idx].permute(0, 3, 1, 2).float().div_(255.0), aug, g))
+    (batched, on tensors) and normalised by the checkpoint's preprocessing, in ``plan``'s memory format."""
+    x = pre.from_float(augment_batch(images[idx].permute(0, 3, 1, 2).float().div_(255.0), aug, g))
+    return plan.prepare_input(x) if plan is not None else x
 
 
 def steps_in_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
@@ -214,6 +216,10 @@ class _Progress:
 
 def _same_experiment(a: dict[str, Any], b: dict[str, Any]) -> bool:
     a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))
+    if "precision" not in a["train"]:  # a run from before train.precision: it resumes in fp32
+        for k in ("precision", "channels_last"):
+            a["train"].pop(k, None)
+            b["train"].pop(k, None)
     for sec, key in _RESUMABLE_CHANGES:
         a[sec].pop(key, None)
         b[sec].pop(key, None)
@@ -261,8 +267,10 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     classes = data.full.classes
     pre = Preprocessing.from_dict(cfg["preprocessing"])
     model, arch = build_for_training(cfg, classes)
-    if t["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
+    # bf16/channels_last (train/precision.py); a resumed run keeps the precision it started with
+    precision = state[1].get("precision", "fp32") if state is not None else resolve_precision(t["precision"])
+    plan = PrecisionPlan(precision, resolve_channels_last(t["channels_last"], model))
+    model = plan.prepare_model(model)
     policy = cfg["model"].get("policy", "full")
     phase = 1
     aug = AugmentConfig.preset(t["augment"], **(t.get("augment_overrides") or {}))
@@ -306,7 +314,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         min_lr=t["plateau"]["min_lr"], threshold=1e-4, threshold_mode="abs")
     meta: dict[str, Any] = {"epoch": 0, "phase": 1, "best_val_accuracy": -1.0, "best_epoch": -1,
                             "best_val_loss": math.inf, "bad_epochs": 0, "history": [], "elapsed_s": 0.0,
-                            "stopped": None}
+                            "stopped": None, "precision": plan.precision}
     if state is not None:
         # weights first (they carry method structure such as ESR's active branches), then the optimiser
         tensors, meta = state
@@ -324,6 +332,10 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         else:
             say(f"resuming {run_dir} after epoch {meta['epoch']}")
 
+    meta["precision"] = plan.precision
+    if plan.precision == "bf16" and not cpu_bf16_support()[0]:
+        say(f"train.precision=bf16 on a CPU without native bf16 ({cpu_bf16_support()[1]}): expect it to be "
+            "much slower than fp32")
     train_fn: nn.Module = torch.compile(model) if t["compile"] else model
     eval_model = ema.module if ema is not None else model
     sidecar_base = {"architecture": arch, "classes": classes, "preprocessing": pre.to_dict(), "protocol": cfg,
@@ -347,7 +359,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
             tot_loss, tot_correct, seen = 0.0, 0, 0
             for s in range(steps_per_epoch):
                 idx = order[s * bs:(s + 1) * bs]
-                x = train_batch(train_images, idx, pre, aug, g)
+                x = train_batch(train_images, idx, pre, aug, g, plan)
                 y = train_labels[idx]
                 soft = train_soft[idx] if train_soft is not None else None
                 if mixup is not None and len(idx) % 2 == 0:
@@ -359,7 +371,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
                     for gr, b in zip(opt.param_groups, base_lrs, strict=True):
                         gr["lr"] = b * f
                 batch = Batch(x, y, soft, idx, epoch, cw)
-                out = train_fn.forward_train(x) if hasattr(model, "forward_train") else train_fn(x)
+                with plan.autocast():  # forward only; the loss and the weights stay fp32
+                    out = plan.to_fp32(train_fn.forward_train(x) if hasattr(model, "forward_train") else train_fn(x))
                 if hasattr(model, "compute_loss"):
                     loss = model.compute_loss(out, batch)
                 else:
@@ -377,7 +390,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
                 elif isinstance(out, (tuple, list)) and torch.is_tensor(out[0]) and out[0].shape[0] == len(idx):
                     logits = out[0]  # methods return (logits (B, C), extras...) from forward_train
                 else:
-                    logits = model(x)
+                    with plan.autocast():
+                        logits = plan.to_fp32(model(x))
                 tot_loss += loss.item() * len(idx)
                 tot_correct += int((logits.detach().argmax(1) == y).sum()) if logits.shape[-1] == len(classes) else 0
                 seen += len(idx)
