@@ -14,4 +14,5 @@ import ferbench.models.seed000_keras  # noqa: E402,F401  (zoo family: seed000_ke
 import ferbench.models.seed001  # noqa: E402,F401  (zoo family: seed001)
 import ferbench.models.seed002_extra  # noqa: E402,F401  (zoo family: seed002_extra)
 import ferbench.models.seed003  # noqa: E402,F401  (zoo family: seed003)
+import ferbench.models.seed004  # noqa: E402,F401  (zoo family: seed004)
 from ferbench.methods import esr as _esr_family  # noqa: E402,F401  (registers esr_4 / esr_9)

@@ -52,3 +52,31 @@ def _timm(timm_name: str, num_classes: int, in_chans: int, head: str = "linear",
 def resnet18(num_classes: int = 7, in_chans: int = 3, head: str = "linear", **kw: object) -> nn.Module:
     """timm ResNet-18 (ImageNet stem; 2×2 layer4 map at 48 px)."""
     return _timm("resnet18", num_classes, in_chans, head, **kw)
+
+
+@register_model("seed004", paper="004", sizes=(48, 112))
+def vit_tiny_fer(num_classes: int = 7, in_chans: int = 3, input_size: int = 48, patch_size: int | None = None,
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.1, **kw: object) -> nn.Module:
+    """timm ViT-Tiny (depth 12, width 192, 3 heads) with 144 tokens: patch 4 at 48 px, 8 at 96, ``S/12`` else.
+
+    The seed-004 survey's transformer baseline, from scratch (ImageNet/face pre-training cannot be loaded here).
+    No CAM layer is declared (its maps are token sequences, not feature maps).
+    """
+    if kw:
+        from ferbench.errors import ConfigError
+
+        raise ConfigError(f"model 'vit_tiny_fer' does not take option(s) {', '.join(sorted(kw))}")
+    p = patch_size or max(1, input_size // 12)
+    return TimmClassifier("vit_tiny_patch16_224", num_classes, in_chans, img_size=input_size, patch_size=p,
+                          drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+
+
+@register_model("seed004", paper="004", target_layer="backbone.stages.3", sizes=(112, 48))
+def mobilevit_xxs(num_classes: int = 7, in_chans: int = 3, input_size: int = 112, drop_rate: float = 0.0,
+                  **kw: object) -> nn.Module:
+    """timm MobileViT-XXS (1.3 M params; conv stem + MobileViT transformer blocks), 112 px by default."""
+    if kw:
+        from ferbench.errors import ConfigError
+
+        raise ConfigError(f"model 'mobilevit_xxs' does not take option(s) {', '.join(sorted(kw))}")
+    return TimmClassifier("mobilevit_xxs", num_classes, in_chans, drop_rate=drop_rate)
