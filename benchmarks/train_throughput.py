@@ -40,9 +40,9 @@ from ferbench.train.loop import train_batch
 from ferbench.train.precision import PrecisionPlan, cpu_bf16_support, to_fp32
 
 BATCH = 64
-STUDY_MODELS = ("lenet5,mnist_net,seq3conv,seq4conv,seq_simple,alexnet,zf_net,modular,smmb,ensemble3,mobilenet,"
-                "mobilenetv2,resnet18_dd,googlenet_repo,vggnet,vgg16_sc,shallow_cnn_s002,resnet18_s002,vgg16_s002,"
-                "resnet18_s003,resnet34_s003,resnet50_s003,efficientface,vit_tiny_fer,resnet18")
+STUDY_MODELS = ("lenet5,seq3conv,seq_simple,seq4conv,mobilenetv2,mobilenet,alexnet,zf_net,modular,googlenet_repo,"
+                "ensemble3,smmb,vgg16_sc,vggnet,mnist_net,resnet18_dd,shallow_cnn_s002,resnet18_s002,vgg16_s002,"
+                "resnet18_s003,resnet34_s003,resnet50_s003,efficientface,vit_tiny_fer,resnet18,fer_vgg_m")
 
 
 class NaiveFer(Dataset):
@@ -132,7 +132,7 @@ def bench_input(steps: int, images: torch.Tensor, labels: torch.Tensor, pixels: 
 def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, plans: list[PrecisionPlan],
                     batch: int = 128, warmup: int = 2) -> dict[str, float]:
     """Training images/s of ``name`` under each plan: real FER2013 rows → ``train_batch`` (Keras augmentation)
-    → forward under the plan's autocast → fp32 cross-entropy → AdamW step. Same batches for every plan."""
+    → forward under the plan's autocast → fp32 cross-entropy → fused AdamW step. Same batches for every plan."""
     torch.manual_seed(0)
     base = create_model(name, num_classes=7, in_chans=1, input_size=48)
     pre = Preprocessing(size=48, channels=1, mean=[0.5], std=[0.5])
@@ -141,7 +141,7 @@ def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.T
     for plan in plans:
         model = plan.prepare_model(copy.deepcopy(base))
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), 1e-3)
+        opt = torch.optim.AdamW(model.parameters(), 1e-3, fused=True)  # as the trainer (train/precision.fused_ok)
         g = torch.Generator().manual_seed(0)
         order = torch.randperm(len(labels), generator=g)
         t = 0.0
@@ -160,19 +160,20 @@ def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.T
     return out
 
 
-def precision_table(models: list[str], steps: int, bf16: str, images: torch.Tensor, labels: torch.Tensor) -> None:
+def precision_table(models: list[str], steps: int, bf16: str, images: torch.Tensor, labels: torch.Tensor,
+                    warmup: int = 2) -> None:
     supported, why = cpu_bf16_support()
     plans = [PrecisionPlan("fp32", False), PrecisionPlan("fp32", True)]
     if bf16 == "always" or (bf16 == "auto" and supported):
         plans.append(PrecisionPlan("bf16", True))
     print(f"CPU bf16: {'native' if supported else 'not native'} ({why}); batch 128, 48 px, AdamW, "
-          f"{torch.get_num_threads()} threads, {steps} timed steps after 2 warm-up; load {os.getloadavg()[0]:.1f}")
+          f"{torch.get_num_threads()} threads, {steps} timed steps after {warmup} warm-up; load {os.getloadavg()[0]:.1f}")
     cols = [p.describe() for p in plans]
     print("| model | " + " | ".join(f"{c} img/s" for c in cols) + " | " +
           " | ".join(f"{c} / fp32" for c in cols[1:]) + " |")
     print("|---|" + "---|" * (2 * len(cols) - 1))
     for name in models:
-        r = bench_precision(name, steps, images, labels, plans)
+        r = bench_precision(name, steps, images, labels, plans, warmup=warmup)
         base = r[cols[0]]
         print(f"| {name} | " + " | ".join(f"{r[c]:.0f}" for c in cols) + " | " +
               " | ".join(f"{r[c] / base:.2f}x" for c in cols[1:]) + " |", flush=True)
@@ -186,12 +187,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--table", choices=["pipeline", "precision"], default="pipeline")
     ap.add_argument("--bf16", choices=["auto", "always", "never"], default="auto")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per plan (precision table)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.table == "precision":
         tr = load_dataset("fer2013").split("Training")
         n = min(len(tr), 128 * (args.steps + 3) + 128)
-        precision_table((args.models or STUDY_MODELS).split(","), args.steps, args.bf16, tr.images[:n], tr.labels[:n])
+        precision_table((args.models or STUDY_MODELS).split(","), args.steps, args.bf16, tr.images[:n], tr.labels[:n],
+                        args.warmup)
         return
     args.models = args.models or "shallow_cnn_s002,resnet18,fer_vgg_s"
     ds = load_dataset("fer2013").split("Training")

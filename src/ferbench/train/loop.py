@@ -29,7 +29,13 @@ from ferbench.train.augment import AugmentConfig, augment_batch
 from ferbench.train.checkpoint import save_checkpoint
 from ferbench.train.losses import class_weights, weighted_cross_entropy
 from ferbench.train.policies import apply_policy, set_train_mode
-from ferbench.train.precision import PrecisionPlan, cpu_bf16_support, resolve_channels_last, resolve_precision
+from ferbench.train.precision import (
+    PrecisionPlan,
+    cpu_bf16_support,
+    fused_ok,
+    resolve_channels_last,
+    resolve_precision,
+)
 from ferbench.train.state import load_state, prefixed, save_state, unflatten_optimizer
 
 # Keys that may change between a run and its resumption (budgets, not the experiment itself).
@@ -115,13 +121,14 @@ def make_optimizer(model: nn.Module, t: dict[str, Any], lr: float) -> torch.opti
     for g in groups:
         g["params"] = [p for p in g["params"] if p.requires_grad]
     name = t["optimizer"]
+    fused = fused_ok(groups) if t.get("fused_optimizer") else None
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, eps=t["eps"], weight_decay=t["weight_decay"])
+        return torch.optim.Adam(groups, lr=lr, eps=t["eps"], weight_decay=t["weight_decay"], fused=fused)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, eps=t["eps"], weight_decay=t["weight_decay"])
+        return torch.optim.AdamW(groups, lr=lr, eps=t["eps"], weight_decay=t["weight_decay"], fused=fused)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=t["momentum"], nesterov=t["nesterov"],
-                               weight_decay=t["weight_decay"])
+                               weight_decay=t["weight_decay"], fused=fused)
     raise ConfigError(f"unknown optimizer {name!r}; choose adam, adamw or sgd")
 
 
