@@ -149,7 +149,7 @@ def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.T
             if s == warmup:
                 t = time.perf_counter()
             idx = order[(s * batch) % (len(labels) - batch):][:batch]
-            x = train_batch(images, idx, pre, aug, g, plan)
+            x = plan.prepare_input(train_batch(images, idx, pre, aug, g))
             with plan.autocast():
                 logits = to_fp32(model(x))
             loss = F.cross_entropy(logits, labels[idx])

@@ -24,7 +24,7 @@ def _err(msg: str) -> None:
 
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
     """Files and folders → (images, videos, problems). Folders are walked recursively, sorted."""
-    from ferbench.deploy.images import IMAGE_EXTS, VIDEO_EXTS
+    from ferbench.data.images import IMAGE_EXTS, VIDEO_EXTS
 
     images, videos, problems = [], [], []
     for p in paths:
@@ -100,7 +100,7 @@ def predict(
     """
     from rich.progress import Progress
 
-    from ferbench.deploy.images import read_image
+    from ferbench.data.images import read_image
     from ferbench.deploy.recognizer import Recognizer
     from ferbench.deploy.video import annotate as draw
     from ferbench.deploy.video import process_video, summary_dict
@@ -167,7 +167,7 @@ def predict(
                    + (f", {mp4}" if mp4 else ""))
         video_summaries.append(summary_dict(s))
 
-    from ferbench.data.cache import atomic_write_text
+    from ferbench.persist.atomic import atomic_write_text
 
     if json_out:
         atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,

@@ -28,7 +28,6 @@ from torchvision.models.shufflenetv2 import InvertedResidual
 
 from ferbench.errors import ConfigError
 from ferbench.models.registry import register_model
-from ferbench.models.seed000_keras import reject_options
 
 
 def _dw_block(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -100,11 +99,10 @@ class EfficientFace(nn.Module):
         return self.fc(self.drop(x.mean((2, 3))))
 
 
-@register_model("seed004", paper="004", target_layer="stage3", sizes=(48, 112, 224))
+@register_model(paper="004", target_layer="stage3", sizes=(48, 112, 224))
 def efficientface(num_classes: int = 7, in_chans: int = 3, input_size: int = 48, stem_pool: bool = True,
-                  drop_rate: float = 0.0, **kw: object) -> nn.Module:
+                  drop_rate: float = 0.0) -> nn.Module:
     """EfficientFace (local-feature extractor + channel-spatial modulator on ShuffleNet-V2), from scratch."""
-    reject_options("efficientface", kw)
     if input_size % (16 if stem_pool else 8):
         raise ConfigError(f"efficientface: input size {input_size} must be a multiple of {16 if stem_pool else 8} "
                           "(the local-feature extractor tiles four quadrants onto the stage-2 map)")

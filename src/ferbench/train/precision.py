@@ -11,7 +11,10 @@ the outputs are cast back to fp32 before the loss, and the backward runs each op
 ``channels_last: auto | true | false``: NHWC weights and inputs (oneDNN's native layout, no reorders per
 convolution). ``auto`` = on for models with 2-D convolutions, off for models without (ViT token models).
 
-Usage in a training step::
+The trainer resolves ``train.precision`` with :func:`ferbench.train.build.resolve_precision` (whose CPU test
+is :func:`cpu_bf16_support`), records the result in ``last.json`` so a resumed run keeps it, autocasts the
+forward and casts its outputs back with :func:`to_fp32`. The same steps, as benchmarks/train_throughput.py
+takes them::
 
     plan = resolve_plan(t["precision"], t["channels_last"], model)
     model = plan.prepare_model(model)
