@@ -47,6 +47,7 @@ from ferbench.train.build import (
     prepare_data,
     resolve_device,
     resolve_precision,
+    split_names,
 )
 from ferbench.train.losses import class_weights
 from ferbench.train.mix import mix_batch
@@ -472,9 +473,10 @@ def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]
     model, meta = load_checkpoint(rd.best)
     pre = preprocessing_of(meta)
     d, ev = cfg["data"], cfg["eval"]
-    named = [(d.get("val_split") or "val", data.val)]
+    _, val_name, test_name = split_names(typed(cfg))
+    named = [(val_name or "val", data.val)]
     if data.test is not None:
-        named.append((d.get("test_split") or "test", data.test))
+        named.append((test_name or "test", data.test))
     if d.get("indices"):
         named = [("val", data.val)] + ([("test", data.test)] if data.test is not None else [])
     results = {}
