@@ -114,6 +114,7 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     tta_hflip: bool = False
     batch_size: Positive = 512
+    calibrate: bool = False               # fit a temperature on the validation split, store it in the sidecar
 
 
 class RunConfig(_Section):

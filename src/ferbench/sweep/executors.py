@@ -53,6 +53,11 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def skipped_line(t: Trial) -> str:
+    """The one line for a trial another driver holds (its run dir is locked): skipped, not failed."""
+    return f"skipped {t.key} ({t.label()}): claimed by another driver"
+
+
 def trial_spec(study: Study, trial: Trial, run_dir: Path) -> dict[str, Any]:
     """What a worker needs to run one trial (JSON only, so it ships to any process or Ray node)."""
     from ferbench.data.root import candidate_roots
@@ -188,7 +193,8 @@ def run_local(study: Study, store: ResultsStore, out: Path, todo: list[Trial], m
               log: Log | None = None) -> dict[str, int]:
     """Run ``todo`` here (``max_parallel`` 1) or in that many spawned worker processes.
 
-    Returns counts ``{"finished": n, "failed": n, "busy": n}``.
+    Returns counts ``{"finished": n, "failed": n, "busy": n}``; ``busy`` trials (claimed by another driver)
+    are only logged: ``on_done`` is called for finished and failed ones.
     """
     say = log or print
     counts = {"finished": 0, "failed": 0, "busy": 0}
@@ -198,10 +204,10 @@ def run_local(study: Study, store: ResultsStore, out: Path, todo: list[Trial], m
             store.record_result(t.key, record)
             counts["finished"] += 1
             msg = None
-        elif isinstance(err, TrialBusy):
+        elif isinstance(err, TrialBusy):  # not a failure: another driver trains it and records the result
             counts["busy"] += 1
-            msg = str(err)
-            say(f"skipped {t.key}: {msg}")
+            say(skipped_line(t))
+            return
         else:
             msg = _error_line(err) if err else "unknown error"
             store.mark_failed(t.key, msg)
@@ -301,11 +307,11 @@ def run_ray(study: Study, store: ResultsStore, out: Path, todo: list[Trial], add
                     msg = _error_line(cause)
                     if "TrialBusy" in type(cause).__name__ or "being trained by another" in str(e):
                         counts["busy"] += 1
-                        say(f"skipped {t.key}: busy")
-                    else:
-                        store.mark_failed(t.key, msg)
-                        counts["failed"] += 1
-                        say(f"trial {t.key} ({t.label()}) failed: {msg}")
+                        say(skipped_line(t))
+                        continue
+                    store.mark_failed(t.key, msg)
+                    counts["failed"] += 1
+                    say(f"trial {t.key} ({t.label()}) failed: {msg}")
                     if on_done:
                         on_done(t, None, msg)
                     continue
