@@ -12,7 +12,7 @@ A third table (``--table precision``) times ferbench's training step (real FER20
 ``train_batch``, AdamW, fp32 loss) at batch 128, 48 px, in fp32 NCHW, fp32 channels_last and bf16 autocast +
 channels_last (train/precision.py), for the model families of configs/studies/seed000_48px.yaml; every ratio
 is against fp32 NCHW measured in the same run. bf16 is timed only where the CPU has native bf16
-(``--bf16 auto``) unless ``--bf16 always``: elsewhere it falls back to reference kernels (~30x slower).
+(``--bf16 auto``) unless ``--bf16 always``: elsewhere it falls back to reference kernels (1.2-2.8x slower per step here).
 
 Usage:  .venv/bin/python benchmarks/train_throughput.py [--steps 30] [--models shallow_cnn_s002,resnet18,fer_vgg_s]
         .venv/bin/python benchmarks/train_throughput.py --table precision --steps 4 [--bf16 always] [--models ...]

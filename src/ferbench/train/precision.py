@@ -5,7 +5,7 @@ torch.bfloat16)``): the weights stay fp32 (the optimiser updates fp32 master wei
 the outputs are cast back to fp32 before the loss, and the backward runs each op in the dtype its forward used.
 ``auto`` picks bf16 only where the CPU has bf16 arithmetic (``avx512_bf16`` or ``amx_bf16`` in
 ``/proc/cpuinfo`` *and* oneDNN reporting bf16 support); elsewhere bf16 convolutions fall back to
-``aten::_slow_conv2d_*`` (im2col reference kernels), measured 30x slower than fp32 on an AVX2-only EPYC
+``aten::_slow_conv2d_*`` (im2col reference kernels), measured 1.2-2.8x slower per step than fp32 on an AVX2-only EPYC
 (benchmarks/results/bf16_cpu.md), so ``auto`` is fp32 there.
 
 ``channels_last: auto | true | false``: NHWC weights and inputs (oneDNN's native layout, no reorders per
