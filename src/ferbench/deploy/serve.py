@@ -130,7 +130,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
 
 
 def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8000, max_bytes: int = MAX_BYTES,
-          detector: str = "haar") -> None:
+          detector: str = "blazeface") -> None:
     """Load ``model`` once and run the app with uvicorn (blocks until Ctrl-C)."""
     import uvicorn
 
