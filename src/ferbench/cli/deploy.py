@@ -16,9 +16,9 @@ from ferbench.errors import FerbenchError
 ModelOpt = typer.Option("default", "--model", "-m",
                         help="'default' (shipped model), a run dir, a .safetensors checkpoint, or a .onnx / .tflite export.")
 DetectorOpt = typer.Option("blazeface", "--detector", "-d", help="Face detector: blazeface (default, CNN), "
-                           "blazeface-full (small faces too), haar, mediapipe, mtcnn.")
+                           "blazeface-fast (one pass: big faces only), blazeface-full, haar, mediapipe, mtcnn.")
 PredictDetectorOpt = typer.Option("blazeface", "--detector", "-d", help="Face detector: blazeface (default, CNN), "
-                                  "blazeface-full (small faces too), haar, mediapipe, mtcnn; auto = images that "
+                                  "blazeface-fast (one pass: big faces only), blazeface-full, haar, mediapipe, mtcnn; auto = images that "
                                   "are already face crops (small, or square with no face found) are classified whole.")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="Threads for the detector and the classifier "
                           "(default 1: they run one after the other and never fight over the cores).")

@@ -299,7 +299,7 @@ class Recognizer:
         return Prediction(self.classes[int(p.argmax())], {c: float(v) for c, v in zip(self.classes, p, strict=True)})
 
     def classify(self, faces: Any, color: str = "bgr", batch_size: int = 256) -> Prediction | list[Prediction]:
-        """Already-cropped faces → :class:`Prediction`\ s; no detection, each image is one whole face.
+        """Already-cropped faces → :class:`Prediction` objects; no detection, each image is one whole face.
 
         ``faces``: one face (numpy array, PIL image or path) → one Prediction; a list/tuple of them →
         a list, classified in batches of ``batch_size``.

@@ -165,7 +165,12 @@ class BlazeFaceDetector:
     """MediaPipe BlazeFace (``model="short"`` 128 px or ``"full"`` 192 px) on the whole frame, letterboxed.
 
     Args:
-        model: ``"short"`` (faces ≥ ~1/8 of the frame's longer side; fastest) or ``"full"`` (small faces too).
+        model: ``"short"`` (128 px input; finds faces larger than ~1/5 of the input's longer side) or
+            ``"full"`` (192 px).
+        tiles: 0 = one pass on the whole frame; ``n`` ≥ 2 = also ``n×n`` overlapping tiles (each 1.4/n of
+            the frame side), so faces down to ~1/5 of a tile are found. Tile detections touching an
+            inner tile edge are dropped (a neighbouring tile sees that face whole), then everything is
+            merged by weighted NMS. Cost: ``1 + n²`` passes.
         min_confidence: sigmoid score threshold (MediaPipe's default 0.5).
         threads: interpreter threads (XNNPACK); 1 is fastest for these small nets on a busy CPU.
         backend: ``"auto"`` (ai-edge-litert if installed, else OpenCV dnn), ``"litert"`` or ``"opencv"``.
@@ -175,7 +180,7 @@ class BlazeFaceDetector:
     """
 
     def __init__(self, model: str = "short", min_confidence: float = 0.5, threads: int = 1,
-                 backend: str = "auto", nms_iou: float = 0.3) -> None:
+                 backend: str = "auto", nms_iou: float = 0.3, tiles: int = 0, name: str | None = None) -> None:
         from ferbench.errors import FerbenchError
 
         if model not in _SPECS:
@@ -191,7 +196,8 @@ class BlazeFaceDetector:
         if backend == "litert" and not litert_available():
             raise FerbenchError("blazeface: backend 'litert' needs ai-edge-litert (pip install ai-edge-litert)")
         self.model, self.backend = model, backend
-        self.name = "blazeface" if model == "short" else "blazeface-full"
+        self.name = name or ("blazeface" if model == "short" else "blazeface-full")
+        self.tiles = int(tiles)
         self.anchors = ssd_anchors(self.size, strides, per)
         self.min_confidence, self.threads, self.nms_iou = min_confidence, max(1, int(threads)), nms_iou
         self._local = threading.local()
@@ -204,20 +210,39 @@ class BlazeFaceDetector:
             r = self._local.runner = cls(self.path, self.threads)
         return r
 
+    def _pass(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One letterboxed pass → boxes ``(N, 4)``, scores, keypoints ``(N, 6, 2)`` in ``rgb`` pixels (pre-NMS)."""
+        x, scale, px, py = letterbox(rgb, self.size)
+        reg, cls = self._runner()(x)
+        boxes, scores, kps = decode(reg, cls, self.anchors, self.size, self.min_confidence)
+        s = self.size
+        boxes = (boxes * s - np.array([px, py, px, py], np.float32)) / scale
+        kps = (kps * s - np.array([px, py], np.float32)) / scale
+        return boxes, scores, kps
+
     def detect(self, image: np.ndarray) -> Any:
         from ferbench.faces.detectors import Detections, _as_rgb
 
         rgb = _as_rgb(image)
         h, w = rgb.shape[:2]
-        x, scale, px, py = letterbox(rgb, self.size)
-        reg, cls = self._runner()(x)
-        boxes, scores, kps = decode(reg, cls, self.anchors, self.size, self.min_confidence)
+        parts = [self._pass(rgb)]
+        n = self.tiles
+        if n >= 2:
+            tw, th = min(w, round(w * 1.4 / n)), min(h, round(h * 1.4 / n))
+            for i in range(n):
+                for j in range(n):
+                    x0, y0 = round((w - tw) * i / (n - 1)), round((h - th) * j / (n - 1))
+                    b, sc, k = self._pass(rgb[y0:y0 + th, x0:x0 + tw])
+                    inner = (((b[:, 0] < 2) & (x0 > 0)) | ((b[:, 2] > tw - 2) & (x0 + tw < w))
+                             | ((b[:, 1] < 2) & (y0 > 0)) | ((b[:, 3] > th - 2) & (y0 + th < h)))
+                    off = np.array([x0, y0], np.float32)
+                    parts.append((b[~inner] + np.tile(off, 2), sc[~inner], k[~inner] + off))
+        boxes = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        kps = np.concatenate([p[2] for p in parts])
         if len(scores) == 0:
             return Detections.empty()
         boxes, scores, kps = weighted_nms(boxes, scores, kps, self.nms_iou)
-        s = self.size
-        boxes = (boxes * s - np.array([px, py, px, py], np.float32)) / scale
-        kps = (kps * s - np.array([px, py], np.float32)) / scale
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)

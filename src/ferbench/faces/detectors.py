@@ -1,8 +1,9 @@
 """Face detectors behind one interface: ``detector.detect(rgb) -> Detections``.
 
-``blazeface`` (MediaPipe's BlazeFace CNN, model files shipped in ``faces/models``, run by
-ai-edge-litert or OpenCV's dnn module) is the default; ``blazeface-full`` is its 192-px full-range
-model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
+``blazeface`` (MediaPipe's BlazeFace short-range CNN, model files shipped in ``faces/models``, run by
+ai-edge-litert or OpenCV's dnn module, on the frame + 2×2 overlapping tiles so small faces are found)
+is the default; ``blazeface-fast`` is one pass on the whole frame (faces larger than ~1/5 of the
+frame: webcam, portrait); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
 are optional and raise a one-line install hint when missing.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from ferbench.errors import FerbenchError
 
-DETECTORS = ("blazeface", "blazeface-full", "haar", "mediapipe", "mtcnn")
+DETECTORS = ("blazeface", "blazeface-fast", "blazeface-full", "haar", "mediapipe", "mtcnn")
 DEFAULT_DETECTOR = "blazeface"
 
 MEDIAPIPE_HINT = ("detector 'mediapipe' is not installed: pip install 'ferbench[mediapipe]' "
@@ -217,19 +218,20 @@ class MtcnnDetector:
         return Detections(np.asarray(boxes, np.float32)[keep], np.asarray(probs, np.float32)[keep], lm).sorted()
 
 
-def _blazeface(model: str) -> Callable[..., Detector]:
+def _blazeface(model: str, tiles: int, name: str) -> Callable[..., Detector]:
     def make(**kwargs: Any) -> Detector:
         from ferbench.faces.blazeface import BlazeFaceDetector
 
         if kwargs.get("threads") is None:
             kwargs.pop("threads", None)
-        return BlazeFaceDetector(model, **kwargs)
+        return BlazeFaceDetector(model, tiles=kwargs.pop("tiles", tiles), name=name, **kwargs)
 
     return make
 
 
 _FACTORIES: dict[str, Callable[..., Detector]] = {
-    "blazeface": _blazeface("short"), "blazeface-full": _blazeface("full"), "haar": HaarDetector,
+    "blazeface": _blazeface("short", 2, "blazeface"), "blazeface-fast": _blazeface("short", 0, "blazeface-fast"),
+    "blazeface-full": _blazeface("full", 0, "blazeface-full"), "haar": HaarDetector,
     "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
 
 
