@@ -58,17 +58,20 @@ class FrameRecognizer:
         smooth: EMA weight of the past for each track's probabilities, in [0, 1) (0 = off):
             ``p_t = smooth * p_{t-1} + (1 - smooth) * p_frame``.
         detect: False = classify the whole frame (no detection, no tracking).
+        max_missed: detection rounds a face may go unseen before its track ends (it keeps moving with
+            the optical flow meanwhile, but is not reported); default ``max(1, 6 // detect_every)``,
+            i.e. about 6 frames.
     """
 
     def __init__(self, recognizer: Recognizer, detect_every: int = DEFAULT_DETECT_EVERY,
-                 smooth: float = DEFAULT_SMOOTH, detect: bool = True, max_missed: int = 1) -> None:
+                 smooth: float = DEFAULT_SMOOTH, detect: bool = True, max_missed: int | None = None) -> None:
         if detect_every < 1:
             raise FerbenchError(f"detect_every must be >= 1, got {detect_every}")
         if not 0.0 <= smooth < 1.0:
             raise FerbenchError(f"smooth must be in [0, 1), got {smooth}")
         self.rec, self.detect_every, self.smooth = recognizer, int(detect_every), float(smooth)
         self.detect = detect and recognizer.detector_name != "none"
-        self.tracker = IouTracker(max_missed=max_missed)
+        self.tracker = IouTracker(max_missed=max(1, 6 // detect_every) if max_missed is None else max_missed)
         self._n = 0
 
     def __call__(self, frame: np.ndarray, color: str = "bgr") -> list[FacePrediction]:

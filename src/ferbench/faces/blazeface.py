@@ -104,6 +104,25 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, iou: fl
     return np.asarray(out_b, np.float32), np.asarray(out_s, np.float32), np.asarray(out_k, np.float32)
 
 
+def drop_merged(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, inside: float = 0.3
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop a box that straddles two or more higher-scoring detections (each with ≥ ``inside`` of its
+    area in the box): at low input resolution two neighbouring faces also fire as one big face."""
+    if len(boxes) < 3:
+        return boxes, scores, kps
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    held = inter / np.maximum(area[None, :], 1e-9) >= inside  # held[i, j]: box j lies (mostly) in box i
+    held &= scores[None, :] > scores[:, None]
+    np.fill_diagonal(held, False)
+    keep = held.sum(1) < 2
+    return boxes[keep], scores[keep], kps[keep]
+
+
 def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
     """Fit ``rgb`` (H, W, 3) into a ``size``² square (aspect kept, zero padding, centred).
 
@@ -243,6 +262,7 @@ class BlazeFaceDetector:
         if len(scores) == 0:
             return Detections.empty()
         boxes, scores, kps = weighted_nms(boxes, scores, kps, self.nms_iou)
+        boxes, scores, kps = drop_merged(boxes, scores, kps)
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)

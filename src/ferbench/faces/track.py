@@ -31,6 +31,21 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+def similarity(tracks: np.ndarray, dets: np.ndarray) -> np.ndarray:
+    """Match score ``(N, M)``: IoU, or — when a detector's box changes scale between detections (IoU
+    low although it is the same face) — up to 0.5 for a detection centred within half a side of the
+    track's centre with a side ratio in [0.5, 2]."""
+    iou = iou_matrix(tracks, dets)
+    ct = (tracks[:, None, :2] + tracks[:, None, 2:]) / 2
+    cd = (dets[None, :, :2] + dets[None, :, 2:]) / 2
+    st = np.maximum(tracks[:, 2] - tracks[:, 0], tracks[:, 3] - tracks[:, 1])[:, None]
+    sd = np.maximum(dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1])[None, :]
+    dist = np.linalg.norm(ct - cd, axis=-1) / np.maximum(st / 2, 1e-6)
+    ratio = sd / np.maximum(st, 1e-6)
+    near = np.clip(1 - dist, 0, None) * 0.5 * ((ratio >= 0.5) & (ratio <= 2))
+    return np.maximum(iou, near)
+
+
 @dataclass
 class Track:
     """One followed face.
@@ -62,7 +77,8 @@ class IouTracker:
     """Detections on some frames + optical flow on the others → tracks with stable ids.
 
     Args:
-        iou_threshold: least IoU between a track's predicted box and a detection to match them.
+        iou_threshold: least :func:`similarity` (IoU, or centre nearness) between a track's
+            flow-moved box and a detection to match them.
         max_missed: detection rounds a track survives without a match (it keeps moving with the flow).
         flow_points: points per side of the grid tracked inside each box (``flow_points²`` points).
     """
@@ -91,7 +107,7 @@ class IouTracker:
         matched_t: set[int] = set()
         matched_d: set[int] = set()
         if self.tracks and len(boxes):
-            iou = iou_matrix(np.stack([t.box for t in self.tracks]), boxes)
+            iou = similarity(np.stack([t.box for t in self.tracks]), boxes)
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols, strict=True):
                 if iou[r, c] >= self.iou_threshold:
