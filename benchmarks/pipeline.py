@@ -259,7 +259,7 @@ def main() -> None:  # noqa: C901 — one linear report
     ap.add_argument("--reps", type=int, default=50, help="timed repetitions on the astronaut frame")
     ap.add_argument("--composites", type=int, default=200, help="composite photos")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--detectors", default="blazeface,blazeface-full,haar,mediapipe,mtcnn")
+    ap.add_argument("--detectors", default="blazeface,blazeface-fast,blazeface-full,haar,mediapipe,mtcnn")
     ap.add_argument("--detect-every", default="3,5", help="tracking rows for the video")
     ap.add_argument("--margins", default="0,0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4")
     ap.add_argument("--fer-venv", type=Path, default=Path(__file__).resolve().parent / "peers" / ".venv-fer")
