@@ -7,7 +7,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-__version__ = "0.1.0"
+from ferbench.version import __version__
 
 __all__ = ["Recognizer", "__version__", "create_model", "list_models", "load_dataset"]
 

@@ -30,7 +30,7 @@ def _err(msg: str) -> None:
 
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
     """Files and folders → (images, videos, problems). Folders are walked recursively, sorted."""
-    from ferbench.deploy.images import IMAGE_EXTS, VIDEO_EXTS
+    from ferbench.data.images import IMAGE_EXTS, VIDEO_EXTS
 
     images, videos, problems = [], [], []
     for p in paths:
@@ -73,7 +73,7 @@ def _csv_text(records: list[dict[str, Any]], classes: list[str]) -> str:
 
 def _frames_csv(jsonl: Path, classes: list[str]) -> Path:
     """VIDEO.frames.jsonl → VIDEO.frames.csv: one row per face per frame, with its track_id."""
-    from ferbench.data.cache import atomic_write_text
+    from ferbench.persist.atomic import atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -131,7 +131,7 @@ def predict(
     """
     from rich.progress import Progress, TextColumn
 
-    from ferbench.deploy.images import read_image
+    from ferbench.data.images import read_image
     from ferbench.deploy.recognizer import Recognizer
     from ferbench.deploy.video import annotate as draw
     from ferbench.deploy.video import annotated_name, process_video, summary_dict
@@ -206,7 +206,7 @@ def predict(
                    + (f", {mp4}" if mp4 else ""))
         video_summaries.append(summary_dict(s))
 
-    from ferbench.data.cache import atomic_write_text
+    from ferbench.persist.atomic import atomic_write_text
 
     if json_out:
         atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,

@@ -18,6 +18,7 @@ COLUMNS = (
     "name",
     "family",
     "paper",
+    "aliases",
     "input_size",
     "params",
     "params_224",
@@ -41,10 +42,11 @@ def _fmt(v: object, digits: int = 3) -> str:
 def cost_rows(pattern: str, measure: bool, threads: int, runs: int) -> list[dict[str, object]]:
     """Cost rows (see :class:`ferbench.models.cost.ModelCost`) for every model matching ``pattern``."""
     from ferbench.errors import FerbenchError
-    from ferbench.models import list_models
+    from ferbench.models import list_models, model_info
     from ferbench.models.cost import model_cost
 
-    names = list_models(pattern)
+    # one row per network: a pattern that matches an alias (a paper's name) selects its network
+    names = sorted({model_info(n).network for n in list_models(pattern, include_aliases=True)})
     if not names:
         raise FerbenchError(f"no model matches {pattern!r}; see `ferbench models list`")
     rows = []
@@ -67,7 +69,7 @@ def write_csv(rows: list[dict[str, object]], out: Path) -> None:
     """Write cost rows to ``out`` (atomically)."""
     import io
 
-    from ferbench.data.cache import atomic_write_text
+    from ferbench.persist.atomic import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
@@ -95,13 +97,17 @@ def list_cmd(
     threads: int = typer.Option(2, "--threads", help="CPU threads for --measure."),
     runs: int = typer.Option(50, "--runs", min=50, help="Timed runs for --measure (median reported)."),
 ) -> None:
-    """Table of registered models: family, paper, params, GFLOPs at 48 and 224 px (optionally latency)."""
+    """Table of registered networks: family, paper, aliases, params, GFLOPs at 48 and 224 px (optionally latency).
+
+    One row per network; a pattern matching an alias (a paper's name for the network) selects that network.
+    """
     rows = cost_rows(pattern, measure, threads, runs)
     table = Table(title=f"ferbench models ({len(rows)}) — GFLOPs = 2×multiply-adds, batch 1")
     for col, just in (
         ("name", "left"),
         ("family", "left"),
         ("paper", "center"),
+        ("aliases", "left"),
         ("params", "right"),
         ("GFLOPs@48", "right"),
         ("GFLOPs@224", "right"),
@@ -114,6 +120,7 @@ def list_cmd(
             str(r["name"]),
             str(r["family"]),
             str(r["paper"] or "—"),
+            str(r["aliases"]).replace(" ", ", ") or "—",
             _fmt(r["params"]),
             _fmt(r["gflops_48"]),
             _fmt(r["gflops_224"]),
@@ -129,7 +136,7 @@ def list_cmd(
 
 @models_app.command("info")
 def info_cmd(
-    name: str = typer.Argument(..., help="Registry name (see `ferbench models list`)."),
+    name: str = typer.Argument(..., help="Registry name or alias (see `ferbench models list`)."),
     size: int | None = typer.Option(None, "--size", help="Input side in px (default: the model's own)."),
     depth: int = typer.Option(2, "--depth", min=1, help="Module nesting depth to show."),
 ) -> None:
@@ -154,7 +161,14 @@ def info_cmd(
         f"family {info.family} · paper {info.paper or '—'} · input {info.in_chans}×{s}×{s} · "
         f"sizes {', '.join(map(str, info.sizes))} · Grad-CAM layer {info.target_layer or '—'}"
     )
-    con.print(f"parameters: {total:,}" + (f" (spec §2.17: {exp:,})" if exp else ""))
+    if info.is_alias:
+        preset = ", ".join(f"{k}={v!r}" for k, v in info.preset.items())
+        con.print(f"alias of {info.network}" + (f" with {preset}" if preset else ""))
+    if info.aliases:
+        con.print(f"{'other aliases' if info.is_alias else 'aliases'}: {', '.join(info.aliases)}")
+    opts = ", ".join(f"{k}={v!r}" for k, v in info.options.items())
+    con.print(f"options: {opts or 'none'}")
+    con.print(f"parameters: {total:,}" + (f" (docs/protocol.md §2.17: {exp:,})" if exp else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -135,7 +135,7 @@ def results_cmd(
     _trial_table(con, f"{db} ({len(rows)} trials)", rows,
                  ["val acc", "test acc", "test macro F1", "params", "latency ms", "epochs"])
     if json_out:
-        from ferbench.data.cache import atomic_write_text
+        from ferbench.persist.atomic import atomic_write_text
 
         atomic_write_text(json_out, json.dumps(out, indent=1))
         con.print(f"wrote {json_out}")

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import FerbenchError
-from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+from ferbench.loader import load_checkpoint, preprocessing_of
+from ferbench.persist.atomic import atomic_write_text
 
 FORMATS = ("onnx", "onnx-int8", "tflite")
 SUFFIX = {"onnx": ".onnx", "onnx-int8": ".int8.onnx", "tflite": ".tflite"}

@@ -23,7 +23,7 @@ def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str |
     classes and renormalised. The result lists ``dropped_classes`` (dataset classes the model lacks) and
     ``ignored_model_classes``.
     """
-    from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+    from ferbench.loader import load_checkpoint, preprocessing_of
 
     model, meta = load_checkpoint(ref)
     ds = load_dataset(data, data_root).split(split)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.common import MethodModule, backbone_features
+from ferbench.methods.base import Batch, Method, MethodModule, Supervised, as_method, cross_entropy
+from ferbench.methods.common import backbone_features
 from ferbench.methods.dacl import build_dacl
 from ferbench.methods.dan import build_dan
 from ferbench.methods.esr import build_esr
@@ -49,13 +51,26 @@ def build_method(name: str, backbone: nn.Module, num_classes: int, **opts: Any) 
         close = difflib.get_close_matches(key, list(METHODS), n=2)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.{hint}")
-    try:
-        return METHODS[key](backbone, num_classes, **opts)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            bad = str(e).split("argument")[-1].strip()
-            raise ConfigError(f"method {key}: unknown option {bad}") from None
-        raise
+    known = _builder_options(METHODS[key])
+    bad = sorted(set(opts) - known) if known is not None else []
+    if bad:
+        raise ConfigError(f"method {key}: unknown option {bad[0]!r} (its options: {', '.join(sorted(known or ()))})")
+    return METHODS[key](backbone, num_classes, **opts)
+
+
+def _builder_options(fn: Callable[..., Any]) -> set[str] | None:
+    """Option names a method builder takes: its keyword parameters with a default, plus those of the class it
+    returns (its return annotation) when it forwards ``**opts`` there; ``None`` when that cannot be known."""
+    names: set[str] = set()
+    for target in (fn, typing.get_type_hints(fn).get("return")):
+        if not callable(target):
+            return None
+        params = inspect.signature(target).parameters.values()
+        names |= {p.name for p in params if p.default is not inspect.Parameter.empty
+                  and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return names
+    return None
 
 
 def method_options(name: str) -> dict[str, Any]:
@@ -68,4 +83,5 @@ def method_options(name: str) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty}
 
 
-__all__ = ["METHODS", "MethodModule", "backbone_features", "build_method", "method_options"]
+__all__ = ["METHODS", "Batch", "Method", "MethodModule", "Supervised", "as_method", "backbone_features", "build_method",
+           "cross_entropy", "method_options"]

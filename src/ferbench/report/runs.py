@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import FerbenchError
+from ferbench.persist.atomic import atomic_write_text
 from ferbench.report.plots import confusion_figure, learning_curves
 
 COLUMNS = [("accuracy", "acc"), ("balanced_accuracy", "bal. acc"), ("precision_weighted", "wP"),

@@ -1,4 +1,4 @@
-"""Seed-001 k-fold protocol (protocol.md §3.1) on top of the one trainer.
+"""Seed-001 k-fold protocol (docs/protocol.md §3.1) on top of the one trainer.
 
 Pool every official split, ``StratifiedKFold(k, shuffle=True, random_state=10)``; each fold's held-out
 20 % is split 50/50 into val/test with ``train_test_split(test_size=0.5, random_state=1)`` (not
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import ConfigError, FerbenchError
+from ferbench.persist.atomic import atomic_write_text
 
 #: metrics reported as mean ± std (seed 001 Table 2 columns, then two extras)
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision_weighted", "recall_weighted", "f1_hm",

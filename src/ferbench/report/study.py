@@ -13,7 +13,7 @@ Sections (each only when the study has the data for it):
 * a ranking-derived recommendation (most accurate, best accuracy per millisecond, effect of class balancing
   and resolution, cross-domain gap), computed from the numbers above, never written by hand.
 
-Paper numbers come from ``seed_results.csv`` (protocol.md §7): ``$FERBENCH_SEED_RESULTS``, else
+Paper numbers come from ``seed_results.csv`` (docs/protocol.md §9): ``$FERBENCH_SEED_RESULTS``, else
 ``../shared/docs/seed_results.csv`` next to the repository or the working directory, else the copy shipped
 in :mod:`ferbench.report`.
 """
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import FerbenchError
+from ferbench.persist.atomic import atomic_write_text
 
 # ferbench registry name → the names seed 000's tables use for it (first found wins)
 SEED000_NAMES: dict[str, tuple[str, ...]] = {
@@ -240,12 +240,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 # -- figures ----------------------------------------------------------------------------------------------
 def _plt():
-    import matplotlib
+    """The figure helpers of :mod:`ferbench.report.plots` (``Figure`` objects, no pyplot global state)."""
+    from types import SimpleNamespace
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ferbench.report.plots import subplots
 
-    return plt
+    return SimpleNamespace(subplots=subplots, close=lambda fig: None)
 
 
 BALANCING_COLOURS = {"none": "#1f77b4", "simple": "#ff7f0e", "conservative": "#2ca02c"}
@@ -559,7 +559,7 @@ def remeasure_latency(records: list[dict[str, Any]]) -> int:
         from ferbench.models.cost import latency_ms
     except ImportError:
         return 0
-    from ferbench.train.checkpoint import build_model
+    from ferbench.loader import build_model
 
     done: dict[str, float] = {}
     for rec in records:
@@ -628,7 +628,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
           f"{len(records)} finished trials (" + ", ".join(f"{k} {v}" for k, v in sorted(status.items())) + ").",
           "Per-trial budget(s) (epochs cap, time limit in min, training-image limit): "
           + "; ".join(f"{e}, {t or '–'}, {lim or 'all'}" for e, t, lim in budgets) + ".",
-          f"Paper numbers: `{paper.path.name if paper.path else 'not found'}` (protocol.md §7). Latency: "
+          f"Paper numbers: `{paper.path.name if paper.path else 'not found'}` (docs/protocol.md §9). Latency: "
           "batch 1, 1 CPU thread, median of 30 (`ferbench.models.cost.latency_ms`), "
           + (f"re-measured for the {n_measured} architectures one after the other when this report was written."
              if n_measured else "measured by each worker right after training."), ""]
