@@ -333,9 +333,10 @@ def test_predict_detects_a_real_face(rec: Recognizer) -> None:
     assert len(faces) == 1 and faces[0].score is not None and faces[0].score > 0
     x1, y1, x2, y2 = faces[0].box
     assert abs(x1 - 200) < 20 and abs(y2 - 292) < 25
-    # the crop the classifier saw: square box + the sidecar's 10 % margin, via Preprocessing
+    # the crop the classifier saw: square box + the sidecar margin and shift, via Preprocessing
     from ferbench.faces import crop_face
 
-    crop = crop_face(scene, np.array(faces[0].box, np.float32), rec.preprocessing.crop_margin)
+    crop = crop_face(scene, np.array(faces[0].box, np.float32), rec.preprocessing.crop_margin,
+                     shift=rec.preprocessing.crop_shift)
     ref = reference_probs(rec, [cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)])
     assert faces[0].label == CLASSES[int(ref.argmax())] or max(ref[0]) - sorted(ref[0])[-2] < 0.02
