@@ -24,8 +24,36 @@ ThreadsOpt = typer.Option(None, "--threads", min=1, help="Threads for the detect
                           "(default 1: they run one after the other and never fight over the cores).")
 
 
+def shown(text: object) -> str:
+    """``text`` safe for any console: bytes of non-UTF-8 file names (surrogates) become ``\\xNN``."""
+    try:
+        return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _err(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
+    typer.secho(f"error: {shown(msg)}", fg="red", err=True)
+
+
+def check_outputs(paths: list[Path], annotate: Path | None, outputs: list[Path | None]) -> None:
+    """Refuse outputs that would land among the inputs (one line), before any model is loaded.
+
+    ``--annotate`` may not be an input folder, inside one, or the folder of an input file (annotated
+    ``NAME.jpg`` would overwrite ``NAME.jpg``); ``--json``/``--csv`` may not be an input file.
+    """
+    ins = [p.resolve() for p in paths if p.exists()]
+    if annotate is not None:
+        a = annotate.resolve()
+        for p in ins:
+            folder = p if p.is_dir() else p.parent
+            if a == folder or (p.is_dir() and a.is_relative_to(p)):
+                raise FerbenchError(f"--annotate {shown(annotate)}: is {'inside ' if a != folder else ''}the input "
+                                    f"folder {shown(folder)}; annotated images would be written among the "
+                                    f"inputs (pick another folder)")
+    for o in outputs:
+        if o is not None and o.resolve() in ins:
+            raise FerbenchError(f"{shown(o)}: is one of the inputs; refusing to overwrite it")
 
 
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
@@ -129,17 +157,14 @@ def predict(
     current folder (each face with a stable track_id); with --csv also VIDEO.frames.csv; with
     --annotate also VIDEO.annotated.mp4 (H.264) or .webm (VP9), whichever this OpenCV writes.
     """
-    from rich.progress import Progress, TextColumn
-
-    from ferbench.data.images import read_image
     from ferbench.deploy.recognizer import Recognizer
-    from ferbench.deploy.video import annotate as draw
     from ferbench.deploy.video import annotated_name, process_video, summary_dict
 
     if json_out and csv_out:
         raise FerbenchError("--json and --csv: pick one output format")
     if not paths and webcam is None:
         raise FerbenchError("nothing to do: give image/folder/video paths or --webcam INDEX")
+    check_outputs(paths or [], annotate, [json_out, csv_out])
     rec = Recognizer.load(model, detector=detector, align=align, threads=threads)
     detect = not no_detect
     out_dir = annotate or (json_out or csv_out or Path("predictions.json")).resolve().parent
@@ -158,67 +183,115 @@ def predict(
     for p in problems:
         _err(p)
     records: list[dict[str, Any]] = []
+    video_summaries: list[dict[str, Any]] = []
     used: set[Path] = set()
-    import cv2
+    stopped: BaseException | None = None
+    try:
+        _predict_images(rec, images, records, problems, used, annotate, batch_size, detect)
+        for v in videos:
+            jsonl = _unique(out_dir / f"{v.stem}.frames.jsonl", used)
+            mp4 = _unique(annotate / annotated_name(v.stem), used) if annotate else None
+            try:
+                s = _predict_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every, smooth)
+                if csv_out:
+                    _frames_csv(jsonl, rec.classes)
+            except FerbenchError as e:
+                _err(str(e))
+                problems.append(str(e))
+                video_summaries.append({"source": str(v), "error": str(e)})
+                continue
+            typer.echo(shown(f"{v}: {s.frames} frames ({s.frames_with_face} with a face), {s.fps:.1f} frames/s "
+                             f"-> {jsonl}" + (f", {mp4}" if mp4 else "")))
+            video_summaries.append(summary_dict(s))
+    except (Exception, KeyboardInterrupt) as e:  # keep what was computed: write it, then re-raise
+        stopped = e
 
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("predict", total=len(images))
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            loaded = []
-            for f in chunk:
-                try:
-                    loaded.append((f, read_image(f, rec.max_pixels)))
-                except FerbenchError as e:
-                    _err(str(e))
-                    problems.append(str(e))
-                    records.append({"source": str(f), "faces": [], "error": str(e)})
-            preds = rec.predict_batch([a for _, a in loaded], color="rgb", detect=detect, batch_size=256)
-            for (f, rgb), faces in zip(loaded, preds, strict=True):
-                typer.echo(f"{f}: {_face_line(faces)}")
-                records.append({"source": str(f), "width": rgb.shape[1], "height": rgb.shape[0],
-                                "no_face": not faces, "faces": [x.to_dict() for x in faces], "error": None})
-                if annotate:
-                    annotate.mkdir(parents=True, exist_ok=True)
-                    dest = _unique(annotate / f"{f.stem}.jpg", used)
-                    cv2.imwrite(str(dest), draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, rec.classes))
-            bar.advance(task, len(chunk))
+    from ferbench.persist.atomic import atomic_write_bytes, atomic_write_text
 
-    video_summaries = []
-    for v in videos:
-        jsonl = _unique(out_dir / f"{v.stem}.frames.jsonl", used)
-        mp4 = _unique(annotate / annotated_name(v.stem), used) if annotate else None
-        try:
-            with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[fps]} frames/s"),
-                          transient=True, disable=not sys.stderr.isatty()) as bar:
-                task = bar.add_task(v.name, total=None, fps="-")
-                s = process_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every=detect_every,
-                                  smooth=smooth, progress=lambda d, n, r, b=bar, k=task: b.update(
-                                      k, completed=d, total=n, fps=f"{r:.1f}"))
-            if csv_out:
-                _frames_csv(jsonl, rec.classes)
-        except FerbenchError as e:
-            _err(str(e))
-            problems.append(str(e))
-            video_summaries.append({"source": str(v), "error": str(e)})
-            continue
-        typer.echo(f"{v}: {s.frames} frames ({s.frames_with_face} with a face), {s.fps:.1f} frames/s -> {jsonl}"
-                   + (f", {mp4}" if mp4 else ""))
-        video_summaries.append(summary_dict(s))
-
-    from ferbench.persist.atomic import atomic_write_text
-
+    done = f" (partial: stopped after {len(records)} of {len(images)} images)" if stopped else ""
     if json_out:
         atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,
-                                                "videos": video_summaries}, indent=1))
-        typer.echo(f"wrote {json_out}")
-    if csv_out:
-        atomic_write_text(csv_out, _csv_text(records, rec.classes))
-        typer.echo(f"wrote {csv_out}")
+                                                "videos": video_summaries, "complete": stopped is None}, indent=1))
+        typer.echo(shown(f"wrote {json_out}{done}"))
+    if csv_out:  # file names that are not UTF-8 are written as their original bytes
+        atomic_write_bytes(csv_out, _csv_text(records, rec.classes).encode("utf-8", "surrogateescape"))
+        typer.echo(shown(f"wrote {csv_out}{done}"))
+    if stopped is not None:
+        raise stopped
     n_in = len(images) + len(videos) + len([p for p in problems if "no such file" in p])
     if problems:
         typer.secho(f"{len(problems)} of {n_in} inputs could not be read (listed above)", fg="yellow", err=True)
         raise typer.Exit(1)
+
+
+def _predict_video(rec: Any, v: Path, jsonl: Path, mp4: Path | None, every: int, max_frames: int | None,
+                   detect: bool, detect_every: int, smooth: float) -> Any:
+    """One video through the tracked frame loop, with a progress bar showing frames/s."""
+    from rich.progress import Progress, TextColumn
+
+    from ferbench.deploy.video import process_video
+
+    with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[fps]} frames/s"),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(v.name, total=None, fps="-")
+        return process_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every=detect_every,
+                             smooth=smooth, progress=lambda d, n, r: bar.update(task, completed=d, total=n,
+                                                                                fps=f"{r:.1f}"))
+
+
+BATCH_PIXELS = 64_000_000  # decoded pixels held at once by predict (a batch is cut early past this)
+
+
+def _predict_images(rec: Any, images: list[Path], records: list[dict[str, Any]], problems: list[str],
+                    used: set[Path], annotate: Path | None, batch_size: int, detect: bool) -> None:
+    """Decode and classify ``images`` in batches of ≤ ``batch_size`` files and ≤ BATCH_PIXELS pixels.
+
+    Appends one record per image to ``records`` as soon as its batch is classified (so a later failure
+    keeps them); unreadable images become records with ``error`` and a line in ``problems``.
+    """
+    import cv2
+    from rich.progress import Progress
+
+    from ferbench.data.images import read_image
+    from ferbench.deploy.video import annotate as draw
+
+    inputs = {f.resolve() for f in images}
+
+    def flush(loaded: list[tuple[Path, Any]]) -> None:
+        preds = rec.predict_batch([a for _, a in loaded], color="rgb", detect=detect, batch_size=256)
+        for (f, rgb), faces in zip(loaded, preds, strict=True):
+            typer.echo(shown(f"{f}: {_face_line(faces)}"))
+            records.append({"source": str(f), "width": rgb.shape[1], "height": rgb.shape[0],
+                            "no_face": not faces, "faces": [x.to_dict() for x in faces], "error": None})
+            if annotate:
+                annotate.mkdir(parents=True, exist_ok=True)
+                dest = _unique(annotate / f"{f.stem}.jpg", used)
+                if dest.resolve() in inputs:  # check_outputs makes this unreachable; never overwrite an input
+                    raise FerbenchError(f"{shown(dest)}: is one of the inputs; refusing to overwrite it")
+                cv2.imwrite(str(dest), draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, rec.classes))
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("predict", total=len(images))
+        loaded: list[tuple[Path, Any]] = []
+        pixels = 0
+        for f in images:
+            try:
+                a = read_image(f, rec.max_pixels)
+            except FerbenchError as e:
+                _err(str(e))
+                problems.append(str(e))
+                records.append({"source": str(f), "faces": [], "error": str(e)})
+                bar.advance(task)
+                continue
+            loaded.append((f, a))
+            pixels += a.shape[0] * a.shape[1]
+            if len(loaded) >= batch_size or pixels >= BATCH_PIXELS:
+                flush(loaded)
+                bar.advance(task, len(loaded))
+                loaded, pixels = [], 0
+        if loaded:
+            flush(loaded)
+            bar.advance(task, len(loaded))
 
 
 def export(
@@ -259,7 +332,8 @@ def serve(
     max_bytes: int = typer.Option(10 * 1024 * 1024, "--max-bytes", min=1024, help="Largest accepted upload."),
     detector: str = DetectorOpt,
 ) -> None:
-    """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page)."""
+    """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page),
+    GET /docs and /redoc (offline). Errors are {"error": "one line"}; limits: see README "HTTP service"."""
     from ferbench.deploy.serve import serve as run
 
     run(model, host, port, max_bytes, detector)
@@ -269,7 +343,7 @@ def import_(
     source: str = typer.Argument(..., help="folder:PATH (or PATH) with <class>/ sub-folders of uncropped photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (cropped ImageFolder)."),
     detector: str = typer.Option("blazeface", "--detect", help="Face detector: blazeface (default), "
-                                 "blazeface-full, haar, mediapipe, mtcnn."),
+                                 "blazeface-fast, blazeface-full, haar, mediapipe, mtcnn."),
     size: int = typer.Option(96, "--size", min=16, help="Output crop side in pixels."),
     margin: float = typer.Option(0.1, "--margin", min=0.0, help="Border around the face box (fraction of its side)."),
     grey: bool = typer.Option(False, "--grey", help="Write greyscale crops."),

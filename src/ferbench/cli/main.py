@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at ru
 import typer  # noqa: E402
 
 from ferbench.cli import (  # noqa: E402
+    crossdomain,
     data,
     deploy,
     explain,
@@ -34,7 +35,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (data, train, report, models, methods, sweep, explain, deploy):
+for _module in (data, train, report, models, methods, sweep, crossdomain, explain, deploy):
     _module.register(app)
 
 

@@ -13,6 +13,7 @@ from ferbench.config import RunConfig, TrainConfig
 from ferbench.data import FerDataset, load_dataset
 from ferbench.errors import ConfigError
 from ferbench.methods import Method
+from ferbench.train.precision import cpu_bf16_support, fused_ok
 
 
 @dataclass
@@ -107,11 +108,13 @@ def make_optimizer(method: Method, t: TrainConfig, lr: float) -> torch.optim.Opt
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ConfigError("nothing to train: every parameter is frozen (check model.policy)")
+    fused = fused_ok(groups) if t.fused_optimizer else None
     if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay)
+        return torch.optim.Adam(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay, fused=fused)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay)
-    return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay, fused=fused)
+    return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
+                           fused=fused)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,12 +131,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 matrix/vector units (AMX-BF16 or AVX512-BF16)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    """Whether this CPU runs bf16 natively (AMX-BF16 or AVX512-BF16 *and* oneDNN's bf16 check; see
+    :func:`ferbench.train.precision.cpu_bf16_support`)."""
+    return cpu_bf16_support()[0]
 
 
 def resolve_precision(t: TrainConfig, device: torch.device) -> str:
