@@ -455,7 +455,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
 
 
 def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8000, max_bytes: int = MAX_BYTES,
-          detector: str = "haar", header_timeout: float = HEADER_TIMEOUT, max_connections: int = 64) -> None:
+          detector: str = "blazeface", header_timeout: float = HEADER_TIMEOUT, max_connections: int = 64) -> None:
     """Load ``model`` once and run the app with uvicorn (blocks until Ctrl-C).
 
     Requests beyond ``max_connections`` in progress get 503 ``{"error": ...}``; idle keep-alive connections close
