@@ -43,3 +43,27 @@ def test_trainer_stores_and_applies_the_temperature(tiny_root: Path, tmp_path: P
     again = evaluate_checkpoint(run, "fer2013", "PrivateTest", tiny_root)
     assert again["accuracy"] == ev["accuracy"]
     assert abs(again["ece"] - ev["ece"]) < 1e-6  # the same temperature applied by the reader
+
+
+def test_recognizer_applies_temperature_and_hflip_tta(tmp_path: Path) -> None:
+    import torch
+
+    from ferbench.data.preprocess import Preprocessing
+    from ferbench.deploy.recognizer import Recognizer
+    from ferbench.loader import load_checkpoint, save_checkpoint
+    from ferbench.persist import read_sidecar
+
+    model, meta = load_checkpoint("default")
+    meta = {k: v for k, v in read_sidecar("default").items() if k not in ("weights_id", "format")}
+    save_checkpoint(tmp_path / "cal.safetensors", model, {**meta, "calibration": {"temperature": 2.0}})
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 255, (48, 48, 1), dtype=np.uint8)
+    x = Preprocessing.from_dict(meta["preprocessing"])(torch.from_numpy(face[None]))
+    with torch.no_grad():
+        z, zf = model(x).float(), model(x.flip(-1)).float()
+    plain = Recognizer.load(tmp_path / "cal.safetensors", detector="none", tta=False).classify(face)
+    tta = Recognizer.load(tmp_path / "cal.safetensors", detector="none", tta=True).classify(face)
+    want = torch.softmax(z / 2.0, 1)[0].numpy()
+    want_tta = ((torch.softmax(z / 2.0, 1) + torch.softmax(zf / 2.0, 1)) / 2)[0].numpy()
+    assert np.allclose(list(plain.probs.values()), want, atol=1e-5)
+    assert np.allclose(list(tta.probs.values()), want_tta, atol=1e-5)

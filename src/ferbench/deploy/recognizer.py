@@ -98,7 +98,30 @@ def resolve_model_ref(ref: str | Path) -> tuple[str, Path]:
     return "torch", p
 
 
-class TorchClassifier:
+class _Classifier:
+    """Shared post-processing of the backends: scores → probabilities with the sidecar's calibration
+    temperature, optionally averaged with the horizontally mirrored face (h-flip test-time augmentation)."""
+
+    backend = "?"
+    temperature: float = 1.0
+    tta_hflip: bool = False
+
+    def logits(self, x: torch.Tensor) -> np.ndarray:  # (N, C, S, S) float32 → (N, K) float32
+        raise NotImplementedError
+
+    def _softmax(self, z: np.ndarray) -> np.ndarray:
+        z = z / self.temperature
+        e = np.exp(z - z.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        p = self._softmax(self.logits(x))
+        if self.tta_hflip:
+            p = (p + self._softmax(self.logits(x.flip(-1)))) / 2
+        return p
+
+
+class TorchClassifier(_Classifier):
     """PyTorch forward: float32 ``(N, C, S, S)`` → softmax probabilities float32 ``(N, K)``.
 
     ``threads``: intra-op threads for the forward. PyTorch has one process-wide pool, so the count is
@@ -111,14 +134,14 @@ class TorchClassifier:
         self.model = model.eval()
         self.threads = threads
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
+    def logits(self, x: torch.Tensor) -> np.ndarray:
         if self.threads is not None and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            return torch.softmax(self.model(x).float(), dim=1).numpy()
+            return self.model(x).float().numpy()
 
 
-class OnnxClassifier:
+class OnnxClassifier(_Classifier):
     """onnxruntime forward (``InferenceSession.run`` is thread-safe)."""
 
     backend = "onnx"
@@ -135,13 +158,11 @@ class OnnxClassifier:
             raise FerbenchError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
         self.input_name = self.session.get_inputs()[0].name
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
-        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy(), np.float32)})[0]
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+    def logits(self, x: torch.Tensor) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy(), np.float32)})[0]
 
 
-class TfliteClassifier:
+class TfliteClassifier(_Classifier):
     """TFLite interpreter (``ai-edge-litert``), static batch 1; one lock: an interpreter is not thread-safe."""
 
     backend = "tflite"
@@ -157,16 +178,14 @@ class TfliteClassifier:
         self.out = self.interpreter.get_output_details()[0]["index"]
         self._lock = threading.Lock()
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
+    def logits(self, x: torch.Tensor) -> np.ndarray:
         rows = []
         with self._lock:
             for i in range(x.shape[0]):
                 self.interpreter.set_tensor(self.inp, np.ascontiguousarray(x[i:i + 1].numpy(), np.float32))
                 self.interpreter.invoke()
                 rows.append(self.interpreter.get_tensor(self.out).reshape(1, -1).copy())
-        logits = np.concatenate(rows)
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+        return np.concatenate(rows)
 
 
 def default_threads() -> int:
@@ -225,7 +244,7 @@ class Recognizer:
     @classmethod
     def load(cls, ref: str | Path = "default", detector: str | Detector = DEFAULT_DETECTOR, align: bool = False,
              max_pixels: int = MAX_PIXELS, threads: int | None = None, crop_margin: float | None = None,
-             crop_shift: float | None = None) -> Recognizer:
+             crop_shift: float | None = None, tta: bool | None = None) -> Recognizer:
         """Load ``"default"``, a run dir, a ``.safetensors`` checkpoint or a ``.onnx`` / ``.tflite`` export.
 
         Args:
@@ -233,6 +252,10 @@ class Recognizer:
                 ``"mtcnn"``, ``"auto"`` (face crops are classified whole), ``"none"``, or a detector object.
             threads: threads for the detector and the classifier (``None``: :func:`default_threads`).
             crop_margin, crop_shift: override the sidecar's crop framing.
+            tta: average with the mirrored face (h-flip test-time augmentation; twice the classifier cost).
+                ``None``: the sidecar's ``inference.tta_hflip`` (off when absent).
+
+        Probabilities use the sidecar's calibration temperature (``calibration.temperature``) when it has one.
         """
         th = default_threads() if threads is None else threads
         kind, path = resolve_model_ref(ref)
@@ -243,6 +266,8 @@ class Recognizer:
         else:
             model, meta = load_checkpoint(path)
             clf = TorchClassifier(model, th)
+        clf.temperature = float((meta.get("calibration") or {}).get("temperature") or 1.0)
+        clf.tta_hflip = bool((meta.get("inference") or {}).get("tta_hflip", False)) if tta is None else bool(tta)
         rec = cls(clf, meta, str(ref), detector, align, max_pixels, th, crop_margin, crop_shift)
         if isinstance(detector, str) and rec.detector_name != "none":
             rec.detector  # noqa: B018 — build now: unknown/missing detector fails here, not at the first image
