@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "channels_last": True,
         "compile": False,
         "threads": None,
+        "device": "auto",               # auto (a CUDA GPU when present) | cpu | cuda | cuda:N; not in the hash
         "time_limit_min": None,         # stop (after a finished epoch) before exceeding this wall time
         "phase1_epochs": 30,            # two-phase policy: frozen-backbone epochs
         "phase2_lr": 1.0e-4,            # two-phase policy: LR after unfreezing (fresh optimiser)
@@ -177,7 +178,9 @@ def set_key(cfg: dict[str, Any], item: str) -> None:
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable 12-hex hash of a resolved config (keys sorted)."""
+    """Stable 12-hex hash of a resolved config (keys sorted); ``train.device`` (where it runs) is left out."""
+    if isinstance(cfg.get("train"), dict) and "device" in cfg["train"]:
+        cfg = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "device"}}
     return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

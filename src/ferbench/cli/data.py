@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ferbench.progress import console as _console
 
 data_app = typer.Typer(help="Inspect datasets: counts per split and class, sample grids.", no_args_is_help=True)
 DataRoot = typer.Option(None, "--data-root", help="Folder holding fer2013/, ferplus/, ckplus48/ "
@@ -30,7 +31,7 @@ def info(name: str = typer.Argument(..., help="fer2013 | ferplus | ckplus | fold
         table.add_row(split, *[f"{v:,}" for v in row], f"{sum(row):,}")
     tot = [sum(r[i] for r in counts.values()) for i in range(ds.num_classes)]
     table.add_row("all", *[f"{v:,}" for v in tot], f"{sum(tot):,}", style="bold")
-    Console().print(table)
+    _console().print(table)
 
 
 @data_app.command("show")

@@ -95,10 +95,17 @@ class TorchClassifier:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model.eval()
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> TorchClassifier:
+        """Run on ``device`` (``.to(device)``; inputs move there, probabilities come back to the CPU)."""
+        self.device = torch.device(device)
+        self.model = self.model.to(self.device)
+        return self
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            return torch.softmax(self.model(x).float(), dim=1).numpy()
+            return torch.softmax(self.model(x.to(self.device)).float(), dim=1).cpu().numpy()
 
 
 class OnnxClassifier:

@@ -130,10 +130,13 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
 
 
 def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8000, max_bytes: int = MAX_BYTES,
-          detector: str = "haar") -> None:
-    """Load ``model`` once and run the app with uvicorn (blocks until Ctrl-C)."""
+          detector: str = "haar", device: str = "auto") -> None:
+    """Load ``model`` once (PyTorch models on ``device``: auto | cpu | cuda) and run the app with uvicorn
+    (blocks until Ctrl-C)."""
     import uvicorn
 
-    rec = Recognizer.load(model, detector=detector)
+    from ferbench.device import recognizer_to
+
+    rec = recognizer_to(Recognizer.load(model, detector=detector), device)
     app = create_app(rec, max_bytes=max_bytes)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -14,17 +14,21 @@ def predict_probs(model: nn.Module, images: torch.Tensor, preprocessing: Preproc
                   tta_hflip: bool = False) -> np.ndarray:
     """Softmax probabilities for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)``.
 
-    ``tta_hflip`` averages the probabilities of the image and its mirror.
+    ``tta_hflip`` averages the probabilities of the image and its mirror. Batches run on the model's
+    device (see :mod:`ferbench.device`); the result is always on the CPU.
     """
+    from ferbench.device import module_device
+
+    dev = module_device(model)
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = preprocessing(images[i:i + batch_size])
+        x = preprocessing(images[i:i + batch_size].to(dev))
         p = torch.softmax(model(x).float(), 1)
         if tta_hflip:
             p = (p + torch.softmax(model(x.flip(-1)).float(), 1)) / 2
-        out.append(p)
+        out.append(p.cpu())
     model.train(was_training)
     if not out:
         return np.zeros((0, 0), dtype=np.float32)

@@ -3,8 +3,18 @@
 Adding a model = one function with ``@register_model`` in a family file imported below.
 """
 
-from ferbench.models import fernet, seed002, timm_models  # noqa: F401  (fill the registry)
-from ferbench.models.registry import count_params, create_model, list_models, model_info, register_model
+from ferbench.models._offline import ensure_hub_offline
+
+ensure_hub_offline()  # before timm imports huggingface_hub; never overrides the user's own setting
+
+from ferbench.models import fernet, seed002, timm_models  # noqa: E402,F401  (fill the registry)
+from ferbench.models.registry import (  # noqa: E402
+    count_params,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+)
 
 __all__ = ["count_params", "create_model", "list_models", "model_info", "register_model"]
 

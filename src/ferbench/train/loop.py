@@ -22,9 +22,11 @@ from ferbench.config import config_hash, dump_yaml, load_config, read_yaml
 from ferbench.data import FerDataset, load_dataset
 from ferbench.data.cache import atomic_write_text
 from ferbench.data.preprocess import Preprocessing
+from ferbench.device import resolve_device
 from ferbench.errors import ConfigError, FerbenchError
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
+from ferbench.progress import EpochProgress as _Progress
 from ferbench.train.augment import AugmentConfig, augment_batch
 from ferbench.train.checkpoint import save_checkpoint
 from ferbench.train.losses import class_weights, weighted_cross_entropy
@@ -32,7 +34,8 @@ from ferbench.train.policies import apply_policy, set_train_mode
 from ferbench.train.state import load_state, prefixed, save_state, unflatten_optimizer
 
 # Keys that may change between a run and its resumption (budgets, not the experiment itself).
-_RESUMABLE_CHANGES = (("train", "epochs"), ("train", "time_limit_min"), ("train", "threads"))
+_RESUMABLE_CHANGES = (("train", "epochs"), ("train", "time_limit_min"), ("train", "threads"),
+                      ("train", "device"))
 
 
 @dataclass
@@ -181,37 +184,6 @@ def _val_loss(y: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.log(p).mean())
 
 
-class _Progress:
-    """A rich progress bar (epochs + batches), or nothing when disabled."""
-
-    def __init__(self, enabled: bool, epochs: int, start: int) -> None:
-        self.enabled = enabled
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            self.p.start()
-            self.ep = self.p.add_task("epochs", total=epochs, completed=start, info="")
-            self.bt = self.p.add_task("batches", total=1, info="")
-
-    def new_epoch(self, epoch: int, steps: int) -> None:
-        if self.enabled:
-            self.p.reset(self.bt, total=steps, description=f"epoch {epoch + 1}")
-
-    def step(self, info: str) -> None:
-        if self.enabled:
-            self.p.update(self.bt, advance=1, info=info)
-
-    def epoch_done(self, info: str) -> None:
-        if self.enabled:
-            self.p.update(self.ep, advance=1, info=info)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.p.stop()
-
-
 def _same_experiment(a: dict[str, Any], b: dict[str, Any]) -> bool:
     a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))
     for sec, key in _RESUMABLE_CHANGES:
@@ -261,6 +233,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     classes = data.full.classes
     pre = Preprocessing.from_dict(cfg["preprocessing"])
     model, arch = build_for_training(cfg, classes)
+    device = resolve_device(t.get("device"))
+    model = model.to(device)
     if t["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     policy = cfg["model"].get("policy", "full")
@@ -268,7 +242,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     aug = AugmentConfig.preset(t["augment"], **(t.get("augment_overrides") or {}))
     counts = np.bincount(data.train.labels.numpy(), minlength=len(classes))
     cw_np = class_weights(counts, t["class_weights"])
-    cw = torch.tensor(cw_np, dtype=torch.float32) if cw_np is not None else None
+    cw = torch.tensor(cw_np, dtype=torch.float32, device=device) if cw_np is not None else None
     use_soft = bool(cfg["data"].get("soft_labels"))
     train_images, train_labels = data.train.images, data.train.labels
     train_soft = data.train.soft_labels if use_soft else None
@@ -347,9 +321,9 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
             tot_loss, tot_correct, seen = 0.0, 0, 0
             for s in range(steps_per_epoch):
                 idx = order[s * bs:(s + 1) * bs]
-                x = train_batch(train_images, idx, pre, aug, g)
-                y = train_labels[idx]
-                soft = train_soft[idx] if train_soft is not None else None
+                x = train_batch(train_images, idx, pre, aug, g).to(device, non_blocking=True)
+                y = train_labels[idx].to(device)
+                soft = train_soft[idx].to(device) if train_soft is not None else None
                 if mixup is not None and len(idx) % 2 == 0:
                     x, mixed = mixup(x, y)
                     soft = mixed if soft is None else mixed  # mixup's targets already mix the labels
@@ -382,13 +356,15 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
                 tot_correct += int((logits.detach().argmax(1) == y).sum()) if logits.shape[-1] == len(classes) else 0
                 seen += len(idx)
                 bar.step(f"loss {tot_loss / seen:.3f}")
+            train_s = time.perf_counter() - t_epoch
             # validation (the EMA weights when EMA is on: those are what gets saved)
             probs = predict_probs(eval_model, data.val.images, pre, cfg["eval"]["batch_size"])
             yv = data.val.labels.numpy()
             val_loss, val_acc = _val_loss(yv, probs), float((probs.argmax(1) == yv).mean())
             row = {"epoch": epoch + 1, "phase": phase, "lr": opt.param_groups[0]["lr"],
                    "train_loss": tot_loss / max(1, seen), "train_accuracy": tot_correct / max(1, seen),
-                   "val_loss": val_loss, "val_accuracy": val_acc, "time_s": time.perf_counter() - t_epoch}
+                   "val_loss": val_loss, "val_accuracy": val_acc, "time_s": time.perf_counter() - t_epoch,
+                   "train_img_per_s": seen / max(train_s, 1e-9)}
             if hasattr(model, "epoch_log"):
                 row.update(model.epoch_log())
             if t["scheduler"] == "plateau":
@@ -437,7 +413,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
             extra = {f"ema.{k}": v for k, v in ema.module.state_dict().items()} if ema is not None else {}
             _write_metrics(run_dir, meta["history"])
             save_state(run_dir, model, opt, extra, meta)
-            bar.epoch_done(f"val acc {val_acc:.4f} (best {meta['best_val_accuracy']:.4f} @ {meta['best_epoch']})")
+            bar.epoch_done(f"val acc {val_acc:.4f} (best {meta['best_val_accuracy']:.4f} @ {meta['best_epoch']})", row)
         if not meta.get("stopped"):
             meta["stopped"] = f"reached {epoch} epochs"
             meta["plateau"] = plateau.state_dict()
@@ -464,6 +440,7 @@ def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]
     from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
 
     model, meta = load_checkpoint(run_dir)
+    model = model.to(resolve_device(cfg["train"].get("device")))
     pre = preprocessing_of(meta)
     results = {}
     named = [(cfg["data"].get("val_split") or "val", data.val)]
