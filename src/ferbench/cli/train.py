@@ -62,7 +62,7 @@ def evaluate_cmd(
     from ferbench.device import check_device_name
 
     device = check_device_name(device)
-    from ferbench.cli.sources import checkpoint_ref
+    from ferbench.cli.common import checkpoint_ref
     from ferbench.data.cache import atomic_write_text
     from ferbench.evaluate.crossdata import evaluate_checkpoint
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ferbench.errors import FerbenchError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 _GLOB = re.compile(r"[*?\[]")
@@ -37,15 +37,8 @@ class Sources:
 
 
 def _exts() -> tuple[set[str], set[str]]:
-    """(image, video) extensions: the decoder's own lists when importable (one source of truth)."""
-    import importlib
-
-    for mod in ("ferbench.data.images", "ferbench.deploy.images"):
-        try:
-            m = importlib.import_module(mod)
-            return set(m.IMAGE_EXTS), set(m.VIDEO_EXTS)
-        except (ImportError, AttributeError):
-            continue
+    """(image, video) extensions. Kept here (not imported from the decoder, whose package loads torch) so
+    that resolving sources stays instant; tests/test_cli_conventions.py checks both lists agree."""
     return IMAGE_EXTS, VIDEO_EXTS
 
 
