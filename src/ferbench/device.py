@@ -62,3 +62,41 @@ def recognizer_to(rec: Any, device: str) -> Any:
         return rec
     rec.classifier.to(resolve_device(name))
     return rec
+
+
+def machine_info(device: Any = None) -> dict[str, Any]:
+    """Where a run ran: OS, Python, CPU model and cores, RAM, torch / ferbench versions, device (+ GPU name).
+
+    Written to ``RUN_DIR/machine.json`` by the trainer and shown in reports, beside wall times.
+    """
+    import os
+    import platform
+    import sys
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        ram_gb: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        ram_gb = None
+    info: dict[str, Any] = {"os": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+                            "cpu_count": os.cpu_count(), "ram_gb": ram_gb}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if device is not None:
+            info["device"] = str(device)
+            if str(device).startswith("cuda"):
+                info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        from ferbench import __version__
+
+        info["ferbench"] = __version__
+    except ImportError:
+        pass
+    return info

@@ -22,7 +22,7 @@ from ferbench.config import config_hash, dump_yaml, load_config, read_yaml
 from ferbench.data import FerDataset, load_dataset
 from ferbench.data.cache import atomic_write_text
 from ferbench.data.preprocess import Preprocessing
-from ferbench.device import resolve_device
+from ferbench.device import machine_info, resolve_device
 from ferbench.errors import ConfigError, FerbenchError
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
@@ -235,6 +235,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     model, arch = build_for_training(cfg, classes)
     device = resolve_device(t.get("device"))
     model = model.to(device)
+    atomic_write_text(run_dir / "machine.json", json.dumps(machine_info(device), indent=1))
     if t["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     policy = cfg["model"].get("policy", "full")
