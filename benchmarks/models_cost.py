@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ferbench.cli.models import cost_rows, write_csv
-from ferbench.data.cache import atomic_write_text
+from ferbench.persist.atomic import atomic_write_text
 
 OUT = Path(__file__).resolve().parent / "results" / "models_cost.csv"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.evaluate.crossdata import evaluate_checkpoint
-from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+from ferbench.loader import load_checkpoint, preprocessing_of
+from ferbench.persist.atomic import atomic_write_text
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ferbench" / "weights"
 LICENCES = {

@@ -110,17 +110,12 @@ def test_quickstart_help_states_the_measured_time() -> None:
 
 
 def test_shipped_names_and_extensions_agree() -> None:
-    import importlib
-
-    from ferbench.cli.common import SHIPPED_NAMES
+    from ferbench.data import images
     from ferbench.deploy import sources
     from ferbench.deploy.recognizer import SHIPPED
+    from ferbench.persist.checkpoint import shipped_models
 
-    assert tuple(SHIPPED_NAMES) == tuple(SHIPPED)
-    try:
-        images = importlib.import_module("ferbench.data.images")
-    except ImportError:
-        images = importlib.import_module("ferbench.deploy.images")
+    assert sorted(SHIPPED) == shipped_models()
     assert sources.IMAGE_EXTS == set(images.IMAGE_EXTS) and sources.VIDEO_EXTS == set(images.VIDEO_EXTS)
 
 
@@ -160,13 +155,13 @@ def test_train_device_cpu_writes_one_line_per_epoch(tiny_root: Path, tmp_path: P
     assert len(lines) == 2, r.output  # one plain line per epoch, not a progress bar
     for x in lines:
         assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch", x)
-        for key in ("train_loss", "val_loss", "val_accuracy", "lr", "img/s"):
+        for key in ("train_loss", "val_loss", "val_acc", "lr", "img/s"):
             assert key in x, (key, x)
     assert "━" not in r.output  # no rich bar in a log file
     cfg = (tmp_path / "run" / "config.yaml").read_text()
     assert re.search(r"^\s+device: cpu$", cfg, re.M)
     hist = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert all(h["train_img_per_s"] > 0 for h in hist)
+    assert all(h["images_per_s"] > 0 for h in hist)
     # where it runs is not part of the experiment: same hash, so run names and sweep keys do not change
     base = load_config("protocols/seed000.yaml")
     assert config_hash(base) == config_hash(load_config("protocols/seed000.yaml", ["train.device=cpu"]))
@@ -361,7 +356,7 @@ def test_sweep_trial_numbers() -> None:
     from ferbench.cli.sweep import _trial_numbers
 
     rec = {"test_accuracy": 0.61234, "epochs": 12, "train_time_s": 118.4,
-           "history": [{"train_img_per_s": 1400.0}, {"train_img_per_s": 1500.0}]}
+           "history": [{"images_per_s": 1400.0}, {"images_per_s": 1500.0}]}
     assert _trial_numbers(rec) == ", test 0.6123, 12 epochs, 118 s, 1450 img/s"
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ferbench.data.images import decode_image_bytes, read_image, to_rgb
 from ferbench.data.preprocess import Preprocessing
-from ferbench.deploy.images import decode_image_bytes, read_image, to_rgb
 from ferbench.deploy.recognizer import Recognizer
 from ferbench.errors import FerbenchError
 
@@ -22,8 +22,8 @@ CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 def make_checkpoint(run: Path, channels: int = 1, margin: float = 0.1) -> Path:
     """A tiny untrained seed-002 CNN checkpoint (best.safetensors + best.json) in ``run``."""
+    from ferbench.loader import save_checkpoint
     from ferbench.models import create_model
-    from ferbench.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("shallow_cnn_s002", num_classes=7, in_chans=channels).eval()

@@ -12,18 +12,11 @@ import torch
 from ferbench.data import load_dataset
 from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import FerbenchError
-from ferbench.evaluate.ensemble import (
-    EnsembleModel,
-    combine,
-    evaluate_ensemble,
-    greedy_select,
-    load_ensemble,
-    save_ensemble,
-    vote_shares,
-)
+from ferbench.evaluate.ensemble import combine, evaluate_ensemble, greedy_select, vote_shares
 from ferbench.evaluate.predict import predict_probs
+from ferbench.loader import load_checkpoint, load_ensemble, save_checkpoint, save_ensemble
 from ferbench.models import create_model
-from ferbench.train.checkpoint import load_checkpoint, save_checkpoint
+from ferbench.models.ensemble import EnsembleModel
 
 
 def test_sum_rule_is_mean_probability() -> None:

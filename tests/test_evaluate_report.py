@@ -9,9 +9,9 @@ from PIL import Image
 from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import FerbenchError
 from ferbench.evaluate.crossdata import evaluate_checkpoint
+from ferbench.loader import load_checkpoint, save_checkpoint
 from ferbench.models import create_model
 from ferbench.report.runs import write_report
-from ferbench.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture

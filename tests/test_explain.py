@@ -248,8 +248,8 @@ def test_parse_target_and_panel(trained, tmp_path):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A shallow_cnn_s002 run dir (random weights, 7 classes, grey 48 px) and a folder of face crops."""
+    from ferbench.loader import save_checkpoint
     from ferbench.models import create_model
-    from ferbench.train.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("explain_cli")
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ from conftest import write_folder
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ferbench.errors import ConfigError, FerbenchError
-from ferbench.evaluate.kfold import kfold_indices, run_kfold, summarize
+from ferbench.sweep.kfold import kfold_indices, run_kfold, summarize
 
 
 def test_random_folds_follow_seed001_recipe() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from ferbench.errors import ConfigError
-from ferbench.methods import METHODS, build_method
+from ferbench.methods import METHODS, Batch, build_method
 from ferbench.methods.dacl import center_delta, sparse_center_loss
 from ferbench.methods.dan import affinity_loss, partition_loss
 from ferbench.methods.esr import ESR, majority_vote
@@ -17,9 +15,8 @@ from ferbench.methods.scn import rank_regularization, relabel
 from ferbench.models import count_params, create_model
 
 
-def _batch(y: torch.Tensor, **kw: object) -> SimpleNamespace:
-    base = {"x": None, "y": y, "soft": None, "index": torch.arange(len(y)), "epoch": 0, "class_weights": None}
-    return SimpleNamespace(**{**base, **kw})
+def _batch(y: torch.Tensor, **kw: object) -> Batch:
+    return Batch(x=torch.empty(0), y=y, **kw)
 
 
 def _resnet(num_classes: int = 3) -> torch.nn.Module:
@@ -72,7 +69,8 @@ def test_esr_scores_are_vote_shares_and_mean_variant() -> None:
 
 def test_esr_growing_keeps_keys_and_sets_learning_rates() -> None:
     assert create_model("esr_4", num_classes=8, input_size=96).n_active == 4  # no schedule → all branches
-    model = create_model("esr_4", num_classes=8, input_size=96, epochs_per_branch=2, old_lr_factor=0.1)
+    model = build_method("esr", create_model("esr_4", num_classes=8, input_size=96), num_classes=8,
+                         epochs_per_branch=2, old_lr_factor=0.1)
     keys = set(model.state_dict())
     assert model.n_active == 1
     assert [g["lr"] for g in model.param_groups(0.1)] == [0.1, 0.1]  # base + branch 1 at the same LR
@@ -86,7 +84,8 @@ def test_esr_growing_keeps_keys_and_sets_learning_rates() -> None:
     for e in (4, 6, 8, 10):
         model.on_epoch_start(e)
     assert model.n_active == 4 and set(model.state_dict()) == keys
-    flat = create_model("esr_4", num_classes=8, input_size=96, start_branches=4, old_lr_factor=0.1)
+    flat = build_method("esr", create_model("esr_4", num_classes=8, input_size=96), num_classes=8,
+                        start_branches=4, old_lr_factor=0.1)
     assert [g["lr"] for g in flat.param_groups(0.1)] == [0.1, 0.1]  # no growing schedule → one LR
     # loss = sum of the active branches' CE
     x, y = torch.rand(2, 3, 96, 96), torch.tensor([0, 5])
@@ -276,7 +275,8 @@ def test_build_method_errors_are_one_line() -> None:
 
 
 def test_esr_lab_variant_runs_on_ckplus48_size() -> None:
-    model = create_model("esr_4_lab", num_classes=7, in_chans=1, input_size=48, start_branches=4)
+    model = build_method("esr", create_model("esr_4_lab", num_classes=7, in_chans=1, input_size=48), num_classes=7,
+                         start_branches=4)
     assert model(torch.rand(2, 1, 48, 48)).shape == (2, 7)
     assert count_params(model) < 400_000  # the small grey CK+ network, not the 9.25 M AffectNet one
     with pytest.raises(ConfigError, match="needs ≥ 42 px"):

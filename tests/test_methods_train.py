@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import write_folder
 
-from ferbench.train.checkpoint import build_model, load_checkpoint, save_checkpoint
+from ferbench.loader import build_model, load_checkpoint, save_checkpoint
 
 METHOD_CASES = {
     "esr": ("resnet18", {"name": "esr", "n_branches": 3, "epochs_per_branch": 1, "old_lr_factor": 0.1}),

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from ferbench.errors import FerbenchError
+from ferbench.loader import save_checkpoint
 from ferbench.models import create_model
 from ferbench.models.init import apply_init
-from ferbench.train.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 

@@ -79,8 +79,8 @@ def test_run_report_has_config_wall_time_machine_and_paper_numbers(tiny_root: Pa
 def test_study_report_html_has_context(tiny_root: Path, tmp_path: Path) -> None:
     from test_sweep import _study
 
+    from ferbench.report.study import write_study_report
     from ferbench.sweep.executors import run_study
-    from ferbench.sweep.report import write_study_report
 
     p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n")
     run_study(p, tmp_path / "study", data_root=tiny_root, log=lambda s: None)

@@ -55,7 +55,7 @@ def test_shipped_model_scores_its_recorded_accuracy(name: str) -> None:
 def test_recognizer_classify_uses_the_shipped_default() -> None:
     """``Recognizer.load("default").classify`` on FER2013 face crops = the checkpoint's own forward."""
     from ferbench.data import load_dataset
-    from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+    from ferbench.loader import load_checkpoint, preprocessing_of
 
     _sidecar("default")
     root = real_data_root()

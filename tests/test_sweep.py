@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ferbench.errors import ConfigError, FerbenchError
+from ferbench.report.study import PaperNumbers, pareto_front, seed_results_path, write_study_report
 from ferbench.sweep.executors import run_study
-from ferbench.sweep.report import PaperNumbers, pareto_front, seed_results_path, write_study_report
 from ferbench.sweep.store import ResultsStore
 from ferbench.sweep.study import load_study, materialize, trial_key
 

@@ -6,7 +6,7 @@ import torch
 
 from ferbench.config import load_config
 from ferbench.errors import ConfigError, FerbenchError
-from ferbench.train.checkpoint import load_checkpoint
+from ferbench.loader import load_checkpoint
 from ferbench.train.loop import train
 
 TINY = [

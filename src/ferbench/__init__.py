@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ferbench.version import __version__
 
 __all__ = ["Recognizer", "__version__", "create_model", "list_models", "load_dataset"]
 

@@ -1,7 +1,9 @@
 """Configs: YAML files with ``extends:`` inheritance, ``--set key=value`` overrides and a stable hash.
 
-Every key has a default here, so a config file only states what differs from the defaults
-(which are the seed-000 protocol, protocol.md §1.3–1.8).
+The schema is :class:`RunConfig` (pydantic): every key has a type, a range and a default (the seed-000 protocol,
+docs/protocol.md §1), and a resolved config is validated once, at load, so a bad value is a one-line
+:class:`~ferbench.errors.ConfigError` naming the key before anything is trained. Configs shipped with ferbench
+live in the package (``ferbench/configs/``) and are found by name from any folder.
 """
 
 from __future__ import annotations
@@ -11,62 +13,141 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ferbench.errors import ConfigError
 
-DEFAULTS: dict[str, Any] = {
-    "name": "run",
-    "seed": 0,
-    "deterministic": True,
-    "data": {
-        "name": "fer2013",
-        "root": None,
-        "train_split": "Training",
-        "val_split": "PublicTest",
-        "test_split": "PrivateTest",
-        "soft_labels": False,   # train on label distributions (FER+ votes) instead of one-hot labels
-        "indices": None,        # {train: [...], val: [...], test: [...]} positions; overrides split names
-        "limit": None,          # use at most this many training images (smoke tests)
-    },
-    "model": {"name": "shallow_cnn_s002", "head": None, "kwargs": {}, "init": "scratch", "policy": "full"},
-    "method": {"name": None},
-    "preprocessing": {"size": 48, "channels": 1, "mean": [0.0], "std": [1.0], "interpolation": "nearest",
-                      "crop_margin": 0.1},
-    "train": {
-        "epochs": 100,
-        "batch_size": 64,
-        "optimizer": "adam",            # adam | adamw | sgd
-        "lr": 1.0e-4,
-        "eps": 1.0e-7,                  # Keras Adam epsilon
-        "weight_decay": 0.0,
-        "momentum": 0.9,
-        "nesterov": False,
-        "scheduler": "plateau",         # plateau | cosine | onecycle | step | none
-        "plateau": {"factor": 0.5, "patience": 10, "min_lr": 1.0e-10},
-        "step": {"step_size": 10, "gamma": 0.5},
-        "warmup_epochs": 0,
-        "early_stopping": 20,           # patience on val_loss in epochs; 0 = off
-        "class_weights": "none",        # none | simple | conservative
-        "label_smoothing": 0.0,
-        "sampler": "shuffle",           # shuffle | balanced
-        "augment": "keras",             # keras | light | strong | none
-        "augment_overrides": {},
-        "mixup": 0.0,                   # Beta(a, a) mixup alpha; 0 = off
-        "ema": 0.0,                     # EMA decay of weights used for eval/checkpoints (timm warm-up); 0 = off
-        "drop_last": True,
-        "channels_last": True,
-        "compile": False,
-        "threads": None,
-        "device": "auto",               # auto (a CUDA GPU when present) | cpu | cuda | cuda:N; not in the hash
-        "time_limit_min": None,         # stop (after a finished epoch) before exceeding this wall time
-        "phase1_epochs": 30,            # two-phase policy: frozen-backbone epochs
-        "phase2_lr": 1.0e-4,            # two-phase policy: LR after unfreezing (fresh optimiser)
-    },
-    "eval": {"tta_hflip": False, "batch_size": 512},
-}
+Positive = Annotated[int, Field(ge=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+class DataConfig(_Section):
+    name: str | list[str] = "fer2013"    # a dataset, "a+b" or a list: a union in one taxonomy
+    root: str | None = None
+    train_split: str = "Training"
+    val_split: str = "PublicTest"
+    test_split: str | None = "PrivateTest"
+    soft_labels: bool = False             # train on label distributions (FER+ votes) instead of one-hot labels
+    indices: dict[str, list[int]] | None = None  # {train: [...], val: [...], test: [...]}; overrides split names
+    limit: Positive | None = None         # use at most this many training images (smoke tests)
+    sampling_weights: dict[str, Annotated[float, Field(gt=0)]] | None = None  # per source dataset of a union
+
+
+class ModelConfig(_Section):
+    name: str = "shallow_cnn_s002"
+    head: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    init: str = "scratch"                 # scratch | imagenet | file:PATH | run:RUN_DIR
+    policy: Literal["full", "head-only", "two-phase", "last-stage"] = "full"
+
+
+class MethodConfig(BaseModel):
+    """``name`` plus the method's own options (checked by the method's builder)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+
+
+class PreprocessingConfig(_Section):
+    size: Annotated[int, Field(ge=8, le=1024)] | None = None   # None: the model's registered input size
+    channels: Literal[1, 3] | None = None                       # None: the model's registered channels
+    mean: list[float] = Field(default_factory=lambda: [0.0])
+    std: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1.0])
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    crop_margin: Annotated[float, Field(ge=0, le=2)] = 0.1
+
+
+class PlateauConfig(_Section):
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    patience: Annotated[int, Field(ge=0)] = 10
+    min_lr: Annotated[float, Field(ge=0)] = 1.0e-10
+
+
+class StepConfig(_Section):
+    step_size: Positive = 10
+    gamma: Annotated[float, Field(gt=0)] = 0.5
+
+
+class TrainConfig(_Section):
+    epochs: Positive = 100
+    batch_size: Positive = 64
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0)] = 1.0e-4
+    eps: Annotated[float, Field(gt=0)] = 1.0e-7      # Keras Adam epsilon
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    scheduler: Literal["plateau", "cosine", "onecycle", "step", "none"] = "plateau"
+    plateau: PlateauConfig = Field(default_factory=PlateauConfig)
+    step: StepConfig = Field(default_factory=StepConfig)
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    early_stopping: Annotated[int, Field(ge=0)] = 20  # patience on val_loss in epochs; 0 = off
+    class_weights: Literal["none", "simple", "conservative"] = "none"
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    logit_adjust: Annotated[float, Field(ge=0)] = 0.0  # tau of logit-adjusted loss (log class priors); 0 = off
+    sampler: Literal["shuffle", "balanced", "weighted"] = "shuffle"
+    augment: Literal["keras", "light", "strong", "none"] = "keras"
+    augment_overrides: dict[str, Any] = Field(default_factory=dict)
+    mixup: Annotated[float, Field(ge=0)] = 0.0    # Beta(a, a) mixup alpha; 0 = off
+    cutmix: Annotated[float, Field(ge=0)] = 0.0   # Beta(a, a) cutmix alpha; 0 = off (with mixup: one of the two)
+    ema: Annotated[float, Field(ge=0, lt=1)] = 0.0  # EMA decay of weights used for eval/checkpoints; 0 = off
+    drop_last: bool = True
+    precision: Literal["auto", "fp32", "bf16"] = "auto"   # auto: bf16 autocast where the CPU has bf16 units
+    channels_last: bool | Literal["auto"] = "auto"
+    compile: bool = False
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    threads: Positive | None = None
+    time_limit_min: Annotated[float, Field(gt=0)] | None = None  # stop (after an epoch) before this wall time
+    phase1_epochs: Positive = 30          # two-phase policy: frozen-backbone epochs
+    phase2_lr: Annotated[float, Field(gt=0)] = 1.0e-4   # two-phase policy: LR after unfreezing
+
+
+class EvalConfig(_Section):
+    tta_hflip: bool = False
+    batch_size: Positive = 512
+
+
+class RunConfig(_Section):
+    """One training run. Every key has a default (the seed-000 protocol, docs/protocol.md §1), so a config file
+    only states what differs."""
+
+    name: str = "run"
+    seed: Annotated[int, Field(ge=0)] = 0
+    deterministic: bool = True
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _fmt_error(e: ValidationError, where: str) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    if err["type"] == "extra_forbidden":
+        return f"{where}unknown config key {loc!r}"
+    more = f"; {len(e.errors()) - 1} more problem(s)" if len(e.errors()) > 1 else ""
+    return f"{where}config {loc}: {err['msg']}{shown}{more}"
+
+
+def validate_config(cfg: dict[str, Any], where: str = "") -> RunConfig:
+    """Validate a merged config dict → :class:`RunConfig`; one-line :class:`ConfigError` on the first problem."""
+    try:
+        return RunConfig.model_validate(cfg)
+    except ValidationError as e:
+        raise ConfigError(_fmt_error(e, f"{where}: " if where else "")) from None
+
+
+DEFAULTS: dict[str, Any] = RunConfig().model_dump()
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -80,16 +161,36 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _find_config(ref: str, relative_to: Path | None) -> Path:
-    cands = [Path(ref)]
-    if relative_to is not None:
-        cands.append(relative_to / ref)
-    here = Path(__file__).resolve()
-    cands += [Path("configs") / ref, here.parents[2] / "configs" / ref, here.parent / "configs" / ref]
+PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def find_config(ref: str, relative_to: Path | None = None) -> Path:
+    """Locate a config: a path, then relative to the including file, then a shipped config by name.
+
+    Shipped configs (``ferbench/configs/``) are found from any folder as ``quickstart``, ``quickstart.yaml``,
+    ``recipes/default.yaml`` or ``configs/recipes/default.yaml``.
+    """
+    names = [ref] if ref.endswith((".yaml", ".yml")) else [ref, f"{ref}.yaml"]
+    cands: list[Path] = []
+    for n in names:
+        cands.append(Path(n))
+        if relative_to is not None:
+            cands.append(relative_to / n)
+        rel = n[len("configs/"):] if n.startswith("configs/") else n
+        cands.append(PACKAGE_CONFIGS / rel)
     for c in cands:
         if c.is_file():
             return c
-    raise ConfigError(f"config {ref!r} not found")
+    raise ConfigError(f"config {ref!r} not found (a YAML path, or a shipped config such as 'quickstart'; "
+                      "`ferbench configs` lists them)")
+
+
+def list_configs() -> list[str]:
+    """Names of the shipped configs, e.g. ``["quickstart", "recipes/default", ...]``."""
+    return sorted(str(p.relative_to(PACKAGE_CONFIGS).with_suffix("")) for p in PACKAGE_CONFIGS.rglob("*.yaml"))
+
+
+_find_config = find_config  # older private name
 
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)$")
@@ -107,8 +208,11 @@ def _numbers(node: Any) -> Any:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping; one-line :class:`ConfigError` for unreadable, invalid or non-mapping files."""
     try:
-        data = _numbers(yaml.safe_load(path.read_text()) or {})
+        data = _numbers(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config ({e.__class__.__name__})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -116,43 +220,65 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(ref: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Resolve a config: defaults ← ``extends`` chain ← file ← ``key=value`` overrides.
+def resolve_layers(ref: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Merge a config's ``extends`` chain (parents first) into one dict, without defaults or validation.
 
-    Args:
-        ref: a YAML path (also looked up under ``configs/``) or an already-parsed dict.
-        overrides: ``["train.lr=1e-3", "model.name=resnet18"]``; values are parsed as YAML.
+    Raises:
+        ConfigError: a missing parent, or an ``extends`` cycle (named).
     """
     if isinstance(ref, dict):
         layer = copy.deepcopy(ref)
-        parent_dir = None
+        parent_dir: Path | None = None
+        seen: list[Path] = []
     else:
-        path = _find_config(str(ref), None)
+        path = find_config(str(ref), None)
         layer = read_yaml(path)
         parent_dir = path.parent
+        seen = [path.resolve()]
     chain = [layer]
     while "extends" in chain[-1]:
-        parent = _find_config(chain[-1].pop("extends"), parent_dir)
+        ext = chain[-1].pop("extends")
+        if not isinstance(ext, str):
+            raise ConfigError(f"{seen[-1] if seen else 'config'}: 'extends' must be a config name or path")
+        parent = find_config(ext, parent_dir)
+        if parent.resolve() in seen:
+            cycle = " -> ".join(p.name for p in [*seen, parent.resolve()])
+            raise ConfigError(f"config 'extends' forms a cycle: {cycle}")
+        seen.append(parent.resolve())
         parent_dir = parent.parent
         chain.append(read_yaml(parent))
-    cfg = copy.deepcopy(DEFAULTS)
+    out: dict[str, Any] = {}
     for layer in reversed(chain):
-        _check_keys(layer, DEFAULTS)
-        cfg = deep_merge(cfg, layer)
+        out = deep_merge(out, layer)
+    return out
+
+
+def load_config(ref: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Resolve a config: defaults ← ``extends`` chain ← file ← ``key=value`` overrides, then validate.
+
+    Args:
+        ref: a YAML path, a shipped config name (``quickstart``), or an already-parsed dict.
+        overrides: ``["train.lr=1e-3", "model.name=resnet18"]``; values are parsed as YAML.
+
+    Returns:
+        the validated config as a plain dict (JSON/YAML-able; its hash names run folders).
+
+    Raises:
+        ConfigError: one line naming the file/key and the problem.
+    """
+    where = "" if isinstance(ref, dict) else str(ref)
+    cfg = deep_merge(DEFAULTS, resolve_layers(ref))
     for item in overrides:
         set_key(cfg, item)
-    return cfg
+    return validate_config(cfg, where).model_dump()
 
 
-_FREE_KEYS = {"kwargs", "augment_overrides", "method", "indices"}
+def typed(cfg: dict[str, Any]) -> RunConfig:
+    """A resolved config dict as a :class:`RunConfig` (attribute access: ``cfg.train.lr``)."""
+    return validate_config(cfg)
 
 
-def _check_keys(layer: dict[str, Any], ref: dict[str, Any], prefix: str = "") -> None:
-    for k, v in layer.items():
-        if k not in ref:
-            raise ConfigError(f"unknown config key {prefix}{k!r}")
-        if isinstance(v, dict) and isinstance(ref[k], dict) and k not in _FREE_KEYS:
-            _check_keys(v, ref[k], f"{prefix}{k}.")
+_FREE_KEYS = {"kwargs", "augment_overrides", "method", "indices", "sampling_weights"}
 
 
 def set_key(cfg: dict[str, Any], item: str) -> None:
@@ -178,7 +304,8 @@ def set_key(cfg: dict[str, Any], item: str) -> None:
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable 12-hex hash of a resolved config (keys sorted); ``train.device`` (where it runs) is left out."""
+    """Stable 12-hex hash of a resolved config (keys sorted); ``train.device`` (where it runs, not what) is left
+    out, so ``--device cpu`` and ``--device cuda`` name the same run and the same sweep trial."""
     if isinstance(cfg.get("train"), dict) and "device" in cfg["train"]:
         cfg = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "device"}}
     return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]

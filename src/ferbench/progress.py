@@ -14,7 +14,7 @@ import sys
 import time
 from typing import IO, Any
 
-__all__ = ["EpochProgress", "LineLog", "console", "format_metrics", "is_terminal"]
+__all__ = ["EpochProgress", "FrameProgress", "LineLog", "console", "epoch_line", "is_terminal"]
 
 #: Width of a console that writes to a file or a pipe: wide enough that no table column is cut.
 PIPE_WIDTH = 1000
@@ -43,18 +43,6 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
 
 
-def format_metrics(values: dict[str, Any], digits: int = 4) -> str:
-    """``{"loss": 1.23456, "n": 3}`` → ``"loss 1.2346 n 3"`` (``None`` values skipped)."""
-    parts = []
-    for k, v in values.items():
-        if v is None:
-            continue
-        if isinstance(v, float):
-            v = f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
-        parts.append(f"{k} {v}")
-    return " ".join(parts)
-
-
 class LineLog:
     """Plain, timestamped log lines (``2026-12-02 01:02:03 epoch 3/30 …``), flushed at once.
 
@@ -77,21 +65,27 @@ class LineLog:
 
 
 class EpochProgress:
-    """Epoch + batch progress of a training run.
+    """Epoch + batch progress of a training run: a rich bar on a terminal, else one plain line per epoch.
 
-    ``mode``: ``"auto"`` (a rich bar on a terminal, else one plain line per epoch), ``"bar"``, ``"lines"``
-    or ``"off"``. The trainer calls :meth:`new_epoch`, :meth:`step` per batch, :meth:`epoch_done` per
-    epoch and :meth:`close`.
+    Args:
+        enabled: False = silent (sweep workers); True = bar on a terminal, lines when redirected.
+        epochs: the run's epoch budget; start: epochs already done (resume).
+        say: where plain lines go (the trainer's ``log``; default: timestamped lines on stdout).
+        stream: the stream whose terminal-ness decides (default: stdout).
+
+    The trainer calls :meth:`new_epoch`, :meth:`step` per batch, :meth:`epoch_done` per epoch, :meth:`close`.
     """
 
-    def __init__(self, enabled: bool | str, epochs: int, start: int, stream: IO[str] | None = None) -> None:
-        mode = enabled if isinstance(enabled, str) else ("auto" if enabled else "off")
-        if mode == "auto":
-            mode = "bar" if is_terminal(stream) else "lines"
-        self.mode, self.epochs = mode, epochs
-        self.enabled = mode == "bar"  # kept for callers that test it
-        self.log = LineLog(stream, enabled=mode == "lines")
-        if mode == "bar":
+    def __init__(self, enabled: bool, epochs: int, start: int, say: Any = None,
+                 stream: IO[str] | None = None) -> None:
+        self.bar = bool(enabled) and is_terminal(stream)
+        self.lines = bool(enabled) and not self.bar
+        self.epochs = epochs
+        self.enabled = self.bar  # kept for callers that test it
+        log = LineLog(stream)
+        self.say = (lambda msg: say(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")) if say is not None \
+            and say is not print else log.line
+        if self.bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -102,33 +96,37 @@ class EpochProgress:
 
     def new_epoch(self, epoch: int, steps: int) -> None:
         """Epoch ``epoch`` (0-based) with ``steps`` batches starts."""
-        if self.mode == "bar":
+        if self.bar:
             self.p.reset(self.bt, total=steps, description=f"epoch {epoch + 1}")
 
     def step(self, info: str) -> None:
         """One batch done; ``info`` is shown beside the bar (e.g. the running loss)."""
-        if self.mode == "bar":
+        if self.bar:
             self.p.update(self.bt, advance=1, info=info)
 
-    def epoch_done(self, info: str, row: dict[str, Any] | None = None) -> None:
-        """An epoch is committed. ``row`` (the epoch's metrics.jsonl entry) becomes the plain log line."""
-        if self.mode == "bar":
+    def epoch_done(self, row: dict[str, Any], info: str = "") -> None:
+        """An epoch is committed; ``row`` is its ``metrics.jsonl`` entry (epoch, time_s, losses, accuracies,
+        lr, images_per_s)."""
+        if self.bar:
             self.p.update(self.ep, advance=1, info=info)
-        elif self.mode == "lines":
-            if row is None:
-                self.log.line(info)
-                return
-            r = dict(row)
-            head = f"epoch {r.pop('epoch')}/{self.epochs}"
-            secs = r.pop("time_s", None)
-            ips = r.pop("train_img_per_s", None)
-            tail = (f" {secs:.1f} s" if secs is not None else "") + (f" {ips:.0f} img/s" if ips else "")
-            self.log.line(f"{head} {format_metrics(r)}{tail} | {info}")
+        elif self.lines:
+            self.say(epoch_line(row, self.epochs) + (f" | {info}" if info else ""))
 
     def close(self) -> None:
         """Stop the bar (no-op in line mode)."""
-        if self.mode == "bar":
+        if self.bar:
             self.p.stop()
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """``epoch 3/30 12.3s train_loss 1.2345 train_acc 0.5123 val_loss … val_acc … lr 0.001 1450 img/s``."""
+    def num(k: str, fmt: str) -> str:
+        v = row.get(k)
+        return "–" if v is None else format(v, fmt)
+
+    return (f"epoch {row['epoch']}/{epochs} {num('time_s', '.1f')}s train_loss {num('train_loss', '.4f')} "
+            f"train_acc {num('train_accuracy', '.4f')} val_loss {num('val_loss', '.4f')} "
+            f"val_acc {num('val_accuracy', '.4f')} lr {num('lr', '.3g')} {num('images_per_s', '.0f')} img/s")
 
 
 class FrameProgress:

@@ -105,7 +105,7 @@ def predict(
 
     from rich.progress import Progress
 
-    from ferbench.deploy.images import read_image
+    from ferbench.data.images import read_image
     from ferbench.deploy.recognizer import Recognizer
     from ferbench.deploy.sources import fetch_urls
     from ferbench.deploy.video import annotate as draw
@@ -181,7 +181,7 @@ def predict(
                    f"frames/s -> {jsonl}" + (f", {mp4}" if mp4 else ""))
         video_summaries.append(summary_dict(s))
 
-    from ferbench.data.cache import atomic_write_text
+    from ferbench.persist.atomic import atomic_write_text
 
     if json_out:
         atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,

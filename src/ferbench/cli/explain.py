@@ -82,8 +82,8 @@ def _images(model_ref: str, inputs: list[Path], method: str, target: str, out: P
 
     from ferbench.explain.explainer import explain_images, load_model, parse_target, read_faces
     from ferbench.explain.plot import save_panel
+    from ferbench.loader import preprocessing_of
     from ferbench.progress import console as _console
-    from ferbench.train.checkpoint import preprocessing_of
 
     model, meta = load_model(model_ref)
     parse_target(target, meta["classes"])  # a bad --target fails before any work

@@ -31,7 +31,7 @@ def kfold_cmd(
     Prints mean ± std of accuracy, balanced accuracy, weighted P/R, F1 = HM(wP, wR) and weighted AUC over
     folds; writes summary.json/summary.md and one result.json per fold under --out.
     """
-    from ferbench.evaluate.kfold import SUMMARY_METRICS, run_kfold
+    from ferbench.sweep.kfold import SUMMARY_METRICS, run_kfold
 
     sets = [*set_, f"data.root={data_root}"] if data_root else list(set_)
     s = run_kfold(str(config), folds=folds, out_dir=out, subject_independent=subject_independent, overrides=sets)
@@ -59,8 +59,8 @@ def ensemble_cmd(
     data_root: Path | None = DataRoot,
 ) -> None:
     """Combine trained models by summed probabilities or majority vote and score them on a split."""
-    from ferbench.data.cache import atomic_write_text
     from ferbench.evaluate.ensemble import evaluate_ensemble
+    from ferbench.persist.atomic import atomic_write_text
 
     r = evaluate_ensemble(members, data, split, rule=rule, select=select, val_split=val_split,
                           data_root=data_root, save=save)

@@ -98,7 +98,7 @@ def write_csv(rows: list[dict[str, object]], out: Path) -> None:
     """Write cost rows to ``out`` (atomically)."""
     import io
 
-    from ferbench.data.cache import atomic_write_text
+    from ferbench.persist.atomic import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")

@@ -17,9 +17,9 @@ def report_cmd(
 
     if db is not None:
         try:
-            from ferbench.sweep.report import write_study_report
+            from ferbench.report.study import write_study_report
         except ImportError:
-            raise FerbenchError("report --db needs the sweep module (ferbench.sweep.report)") from None
+            raise FerbenchError("report --db needs the sweep module (ferbench.report.study)") from None
         path = write_study_report(db, out)
     else:
         if not runs:

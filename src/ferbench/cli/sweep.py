@@ -93,7 +93,7 @@ def _trial_numbers(rec: dict[str, Any]) -> str:
         parts.append(f"{rec['epochs']} epochs")
     if rec.get("train_time_s") is not None:
         parts.append(f"{rec['train_time_s']:.0f} s")
-    ips = [h["train_img_per_s"] for h in rec.get("history") or [] if h.get("train_img_per_s")]
+    ips = [h["images_per_s"] for h in rec.get("history") or [] if h.get("images_per_s")]
     if ips:
         parts.append(f"{sum(ips) / len(ips):.0f} img/s")
     return (", " + ", ".join(parts)) if parts else ""
@@ -164,7 +164,7 @@ def results_cmd(
     _trial_table(con, f"{db} ({len(rows)} trials)", rows,
                  ["val acc", "test acc", "test macro F1", "params", "latency ms", "epochs"])
     if json_out:
-        from ferbench.data.cache import atomic_write_text
+        from ferbench.persist.atomic import atomic_write_text
 
         atomic_write_text(json_out, json.dumps(out, indent=1))
         con.print(f"wrote {json_out}")

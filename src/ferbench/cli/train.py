@@ -63,8 +63,8 @@ def evaluate_cmd(
 
     device = check_device_name(device)
     from ferbench.cli.common import checkpoint_ref
-    from ferbench.data.cache import atomic_write_text
     from ferbench.evaluate.crossdata import evaluate_checkpoint
+    from ferbench.persist.atomic import atomic_write_text
 
     m = evaluate_checkpoint(checkpoint_ref(run), data, split, data_root, tta_hflip=tta, device=device)
     print_metrics(m)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ferbench.persist.atomic import atomic_write_text, atomic_write_with
+
 CACHE_VERSION = 1
 
 
@@ -28,21 +30,6 @@ def source_key(paths: list[Path], extra: str = "") -> str:
         st = p.stat()
         h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def load_cached(name: str, key: str) -> dict[str, Any] | None:
@@ -63,7 +50,5 @@ def save_cached(name: str, key: str, arrays: dict[str, np.ndarray], meta: dict[s
     d = cache_dir() / f"{name}-{key}"
     d.mkdir(parents=True, exist_ok=True)
     for k, a in arrays.items():
-        tmp = d / f".{k}.tmp{os.getpid()}.npy"
-        np.save(tmp, a, allow_pickle=False)
-        os.replace(tmp, d / f"{k}.npy")
+        atomic_write_with(d / f"{k}.npy", lambda tmp, a=a: np.save(tmp, a, allow_pickle=False), suffix=".npy")
     atomic_write_text(d / "meta.json", json.dumps({**meta, "arrays": list(arrays)}))

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.deploy.formats import FORMATS, SUFFIX, TFLITE_HINT, check_format  # noqa: F401 (re-exported)
 from ferbench.errors import FerbenchError
-from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+from ferbench.loader import load_checkpoint, preprocessing_of
+from ferbench.persist.atomic import atomic_write_text
 
 DEFAULT_SPLITS = {"fer2013": ("Training", "PublicTest"), "ferplus": ("Training", "PublicTest")}
 OPSET = 18

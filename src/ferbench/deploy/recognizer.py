@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ferbench.data.images import MAX_PIXELS, to_rgb
 from ferbench.data.preprocess import Preprocessing
-from ferbench.deploy.images import MAX_PIXELS, to_rgb
 from ferbench.errors import FerbenchError
 from ferbench.faces import Detector, crop_face, get_detector
-from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+from ferbench.loader import load_checkpoint, preprocessing_of
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"

@@ -16,10 +16,10 @@ from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ferbench import __version__
-from ferbench.deploy.images import MAX_PIXELS, ImageTooLarge, decode_image_bytes
+from ferbench.data.images import MAX_PIXELS, ImageTooLarge, decode_image_bytes
 from ferbench.deploy.recognizer import Recognizer
 from ferbench.errors import FerbenchError
+from ferbench.version import __version__
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BYTES = 10 * 1024 * 1024

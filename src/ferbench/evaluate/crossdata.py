@@ -24,7 +24,7 @@ def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str |
     ``ignored_model_classes``. ``device``: ``auto`` | ``cpu`` | ``cuda`` (see :mod:`ferbench.device`).
     """
     from ferbench.device import resolve_device
-    from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
+    from ferbench.loader import load_checkpoint, preprocessing_of
 
     model, meta = load_checkpoint(ref)
     model = model.to(resolve_device(device))

@@ -86,7 +86,7 @@ def members_of(model: nn.Module) -> list[nn.Module]:
 
     * an ensemble exposes ``members`` (modules mapping inputs → ``(B, K)`` logits) and optionally
       ``preprocessings`` (one :class:`~ferbench.data.preprocess.Preprocessing` per member, applied with
-      ``from_float`` to the ensemble's [0, 1] input), as :class:`ferbench.evaluate.ensemble.EnsembleModel`;
+      ``from_float`` to the ensemble's [0, 1] input), as :class:`ferbench.models.ensemble.EnsembleModel`;
     * a shared-base wrapper exposes ``branch_logits(x) -> (A, B, K)`` and ``n_active`` (A), as
       :class:`ferbench.methods.esr.ESR`.
 

@@ -70,7 +70,7 @@ class Explanation:
 
 def load_model(ref: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``"default"``, a run dir, a ``.safetensors`` (+ sidecar) or an ensemble JSON → ``(model, sidecar)``."""
-    from ferbench.train.checkpoint import load_checkpoint
+    from ferbench.loader import load_checkpoint
 
     if str(ref) in ("default", "default-ferplus"):
         from ferbench.deploy.recognizer import resolve_model_ref
@@ -220,7 +220,7 @@ def faces_from_image(image: np.ndarray, source: str, pre: Preprocessing, detecto
 
 def image_files(paths: Sequence[str | Path]) -> list[Path]:
     """Expand files and folders (recursively, sorted) into image files; missing paths raise one line."""
-    from ferbench.deploy.images import IMAGE_EXTS
+    from ferbench.data.images import IMAGE_EXTS
 
     out: list[Path] = []
     for p in map(Path, paths):
@@ -239,7 +239,7 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
 def read_faces(paths: Sequence[str | Path], pre: Preprocessing, detector: str = "auto",
                notes: list[str] | None = None) -> list[Face]:
     """Read image files/folders and return their faces; unreadable files are noted and skipped."""
-    from ferbench.deploy.images import read_image
+    from ferbench.data.images import read_image
 
     notes = notes if notes is not None else []
     faces: list[Face] = []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from ferbench.data.cache import atomic_write_bytes
+from ferbench.persist.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ferbench.explain.explainer import Explanation

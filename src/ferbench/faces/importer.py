@@ -13,12 +13,12 @@ from pathlib import Path
 
 import cv2
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.data.folder import scan_folder
-from ferbench.deploy.images import read_image
+from ferbench.data.images import read_image
 from ferbench.errors import FerbenchError
 from ferbench.faces.crop import crop_face
 from ferbench.faces.detectors import Detector, get_detector
+from ferbench.persist.atomic import atomic_write_text
 
 
 @dataclass

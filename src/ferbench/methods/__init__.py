@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.common import MethodModule, backbone_features
+from ferbench.methods.base import Batch, Method, MethodModule, Supervised, as_method, cross_entropy
+from ferbench.methods.common import backbone_features
 from ferbench.methods.dacl import build_dacl
 from ferbench.methods.dan import build_dan
 from ferbench.methods.esr import build_esr
@@ -68,4 +69,5 @@ def method_options(name: str) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty}
 
 
-__all__ = ["METHODS", "MethodModule", "backbone_features", "build_method", "method_options"]
+__all__ = ["METHODS", "Batch", "Method", "MethodModule", "Supervised", "as_method", "backbone_features", "build_method",
+           "cross_entropy", "method_options"]

@@ -1,17 +1,8 @@
-"""Shared pieces of the FER-specific methods: backbone feature access, losses, the hook base class.
-
-A method is an ``nn.Module`` that wraps a registry backbone and implements the trainer's optional
-hooks (``forward_train``, ``compute_loss``, ``on_train_start``, ``on_epoch_start``, ``param_groups``,
-``epoch_log``). Plain ``model(x)`` always returns ``(B, C)`` scores, so evaluation, deployment and
-export never need to know that a method is involved.
-"""
+"""Backbone feature access shared by the FER methods (the hook contract itself is :mod:`ferbench.methods.base`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ferbench.errors import ConfigError
@@ -65,49 +56,3 @@ def backbone_features(model: nn.Module) -> FeatureTrunk:
     name = getattr(getattr(model, "ferbench_info", None), "name", type(model).__name__)
     raise ConfigError(f"model {name!r} exposes no feature extractor; FER methods need a timm backbone "
                       "(e.g. model.name: resnet18)")
-
-
-def class_weighted_ce(logits: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None,
-                      soft: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy, Keras-style class weighting (``mean_i w[y_i]·CE_i``, protocol §1.5).
-
-    Args:
-        logits: ``(B, C)`` float.
-        y: ``(B,)`` int64 hard labels (used for the weights and when ``soft`` is None).
-        class_weights: ``(C,)`` float or None.
-        soft: ``(B, C)`` float target distributions (rows sum to 1) or None.
-
-    Returns:
-        scalar loss.
-    """
-    logp = F.log_softmax(logits, dim=1)
-    ce = -(soft * logp).sum(1) if soft is not None else F.nll_loss(logp, y, reduction="none")
-    if class_weights is not None:
-        ce = ce * class_weights.to(ce.device, ce.dtype)[y]
-    return ce.mean()
-
-
-def batch_get(batch: Any, name: str) -> Any:
-    """``batch.name`` or ``None`` (the trainer's batch object may omit optional fields)."""
-    return getattr(batch, name, None)
-
-
-class MethodModule(nn.Module):
-    """Base class: default hooks = plain supervised training of ``forward``'s logits."""
-
-    method_name = "method"
-
-    def forward_train(self, x: torch.Tensor) -> Any:
-        return self(x)
-
-    def compute_loss(self, outputs: Any, batch: Any) -> torch.Tensor:
-        return class_weighted_ce(outputs, batch.y, batch_get(batch, "class_weights"))
-
-    def on_train_start(self, train_labels: torch.Tensor) -> None:
-        return None
-
-    def on_epoch_start(self, epoch: int) -> bool:
-        return False
-
-    def epoch_log(self) -> dict[str, float]:
-        return {}

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ferbench.methods.common import MethodModule, backbone_features, batch_get, class_weighted_ce
+from ferbench.methods.base import Batch, MethodModule
+from ferbench.methods.common import backbone_features
 
 
 class SparseCenterLossFn(torch.autograd.Function):
@@ -118,7 +119,7 @@ class DACL(MethodModule):
         self._sc_sum, self._sc_n = 0.0, 0
         return False
 
-    def compute_loss(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Any) -> torch.Tensor:
+    def compute_loss(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
         """CE + λ·L_SC; in training mode also moves the centers (own update, rate α)."""
         logits, f, a = outputs
         y = batch.y
@@ -128,7 +129,7 @@ class DACL(MethodModule):
             self.centers.add_(self.alpha * center_delta(f.detach(), a.detach(), centers, y).to(self.centers.dtype))
             self._sc_sum += float(sc.detach())
             self._sc_n += 1
-        ce = class_weighted_ce(logits, y, batch_get(batch, "class_weights"), batch_get(batch, "soft"))
+        ce = batch.cross_entropy(logits)
         return ce + self.lamb * sc
 
     def epoch_log(self) -> dict[str, float]:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferbench.methods.common import MethodModule, backbone_features, batch_get, class_weighted_ce
+from ferbench.methods.base import Batch, MethodModule
+from ferbench.methods.common import backbone_features
 
 
 def affinity_loss(feat: torch.Tensor, y: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -134,7 +135,7 @@ class DAN(MethodModule):
         self._n = 0
         return False
 
-    def compute_loss(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Any) -> torch.Tensor:
+    def compute_loss(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
         logits, feat, heads = outputs
         y = batch.y
         af = affinity_loss(feat, y, self.centers)
@@ -143,7 +144,7 @@ class DAN(MethodModule):
             self._log["dan_affinity"] += float(af.detach())
             self._log["dan_partition"] += float(pt.detach())
             self._n += 1
-        ce = class_weighted_ce(logits, y, batch_get(batch, "class_weights"), batch_get(batch, "soft"))
+        ce = batch.cross_entropy(logits)
         return ce + self.w_affinity * af + self.w_partition * pt
 
     def epoch_log(self) -> dict[str, float]:

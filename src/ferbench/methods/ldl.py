@@ -2,7 +2,7 @@
 
 EfficientFace/LDL-style training replaces the one-hot target by a distribution over classes. Here the
 distribution is the dataset's ``soft_labels`` (FER+ crowd votes, normalised), delivered by the trainer
-as ``batch.soft`` when ``data.soft_labels: true``. Loss: cross-entropy to the distribution
+as ``batch.target`` (with ``batch.soft`` set) when ``data.soft_labels: true``. Loss: cross-entropy to the distribution
 (``loss: ce``) or KL divergence (``loss: kl``; same gradient, zero at a perfect fit).
 """
 
@@ -11,30 +11,31 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.common import MethodModule, batch_get
+from ferbench.methods.base import Batch, MethodModule, cross_entropy, per_sample_cross_entropy, sample_weights
 
 
 def distribution_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "kl",
-                      class_weights: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+                      class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
     """Soft-target loss. ``logits``, ``target``: ``(B, C)`` (target rows sum to 1) → scalar.
 
-    ``kl``: ``Σ_c q log(q/p)`` per sample; ``ce``: ``−Σ_c q log p``. Optional Keras-style class weights
-    ``w[y_i]`` per sample (``y`` = hard labels).
+    ``ce``: the one training cross-entropy (:func:`ferbench.methods.base.cross_entropy`, same weighting and
+    smoothing rule); ``kl``: the same minus the target's entropy, ``Σ_c q log(q/p)`` (same gradient, 0 at a
+    perfect fit).
     """
-    logp = F.log_softmax(logits, dim=1)
-    if kind == "ce":
-        per = -(target * logp).sum(1)
-    elif kind == "kl":
-        per = F.kl_div(logp, target, reduction="none").sum(1)
-    else:
+    if kind not in ("kl", "ce"):
         raise ConfigError(f"ldl: loss must be 'kl' or 'ce', not {kind!r}")
-    if class_weights is not None and y is not None:
-        per = per * class_weights.to(per.device, per.dtype)[y]
-    return per.mean()
+    if kind == "ce":
+        return cross_entropy(logits, target, class_weights, label_smoothing)
+    per = per_sample_cross_entropy(logits, target, label_smoothing)
+    t = target.float()
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + label_smoothing / t.shape[1]
+    per = per + (t * t.clamp_min(1e-12).log()).sum(1)
+    w = sample_weights(target, class_weights)
+    return (per * w).mean() if w is not None else per.mean()
 
 
 class LDL(MethodModule):
@@ -60,11 +61,10 @@ class LDL(MethodModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def compute_loss(self, outputs: torch.Tensor, batch: Any) -> torch.Tensor:
-        soft = batch_get(batch, "soft")
-        if soft is None:
+    def compute_loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if not batch.soft:
             raise ConfigError("method ldl needs soft labels: set data.soft_labels: true (e.g. ferplus)")
-        return distribution_loss(outputs, soft, self.loss, batch_get(batch, "class_weights"), batch.y)
+        return distribution_loss(outputs, batch.target, self.loss, batch.class_weights, batch.label_smoothing)
 
 
 def build_ldl(backbone: nn.Module, num_classes: int, **opts: Any) -> LDL:

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.common import MethodModule, backbone_features, batch_get, class_weighted_ce
+from ferbench.methods.base import Batch, MethodModule
+from ferbench.methods.common import backbone_features
 
 
 def rank_regularization(alpha: torch.Tensor, beta: float = 0.7, margin: float = 0.15
@@ -129,17 +130,18 @@ class SCN(MethodModule):
         self._relabelled_epoch, self._alpha_sum, self._alpha_n = 0, 0.0, 0
         return False
 
-    def compute_loss(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Any) -> torch.Tensor:
+    def compute_loss(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
         """CE on the stored (possibly relabelled) labels + RR; relabels in place from ``relabel_epoch``."""
         logits, alpha = outputs
-        index = batch_get(batch, "index")
+        index = batch.index
         y = batch.y
         have_store = index is not None and self.labels.numel() > 0
         if have_store:
             y = self.labels[index.to(self.labels.device)].to(logits.device)
         rr, low = rank_regularization(alpha, self.beta, self.margin_1)
-        loss = class_weighted_ce(logits, y, batch_get(batch, "class_weights"), batch_get(batch, "soft")) + rr
-        epoch = batch_get(batch, "epoch") or 0
+        # relabelled hard labels replace the target; soft targets (label distributions, mixing) are kept as is
+        loss = batch.cross_entropy(logits, labels=y if have_store and not batch.soft else None) + rr
+        epoch = batch.epoch
         if self.training:
             self._alpha_sum += float(alpha.detach().sum())
             self._alpha_n += int(alpha.shape[0])

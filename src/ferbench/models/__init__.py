@@ -18,10 +18,10 @@ from ferbench.models.registry import (  # noqa: E402
 
 __all__ = ["count_params", "create_model", "list_models", "model_info", "register_model"]
 
+import ferbench.models.esr  # noqa: E402,F401  (zoo family: esr)
 import ferbench.models.light  # noqa: E402,F401  (zoo family: light)
 import ferbench.models.seed000_custom  # noqa: E402,F401  (zoo family: seed000_custom)
 import ferbench.models.seed000_keras  # noqa: E402,F401  (zoo family: seed000_keras)
 import ferbench.models.seed001  # noqa: E402,F401  (zoo family: seed001)
 import ferbench.models.seed002_extra  # noqa: E402,F401  (zoo family: seed002_extra)
 import ferbench.models.seed003  # noqa: E402,F401  (zoo family: seed003)
-from ferbench.methods import esr as _esr_family  # noqa: E402,F401  (registers esr_4 / esr_9)

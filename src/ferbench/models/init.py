@@ -260,17 +260,15 @@ def init_from_run(
     of the class with the same canonical name; target classes absent from the source keep their
     fresh initialisation. Without ``classes`` the target is assumed to use the source class list.
     """
-    from safetensors.torch import load_file
-
     from ferbench.data.taxonomy import canonical_name
-    from ferbench.train.checkpoint import read_sidecar, resolve_checkpoint
+    from ferbench.persist import read_sidecar, read_weights, resolve_checkpoint
 
     ckpt = resolve_checkpoint(run_dir)
     meta = read_sidecar(ckpt)
     src_classes = [str(c) for c in meta.get("classes") or []]
     if not src_classes:
         raise FerbenchError(f"{ckpt.with_suffix('.json')}: sidecar has no 'classes' list")
-    src = load_file(str(ckpt))
+    src = read_weights(ckpt)
     tgt_classes = list(classes) if classes is not None else src_classes[:num_classes]
     if len(tgt_classes) != num_classes:
         raise ConfigError(f"{len(tgt_classes)} target classes given for a {num_classes}-class model")

@@ -32,6 +32,8 @@ class ModelInfo:
         target_layer: dotted module path Grad-CAM should hook (a map that is not 1×1 at 48 px).
         sizes: input sizes the spec lists for this model (for tests and the cost table).
         expected_params: ``{input_size: n_params}`` from protocol.md §2.17 where known.
+        default_method: the training method this network is built for (``"esr"`` for ESR networks); the
+            trainer and the loader apply it when a config or sidecar names none.
     """
 
     name: str
@@ -44,6 +46,7 @@ class ModelInfo:
     sizes: tuple[int, ...] = (48,)
     expected_params: dict[int, int] = field(default_factory=dict)
     description: str = ""
+    default_method: str = ""
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -59,6 +62,7 @@ def register_model(
     sizes: tuple[int, ...] = (48,),
     expected_params: dict[int, int] | None = None,
     description: str = "",
+    default_method: str = "",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a model builder under its function name.
 
@@ -81,6 +85,7 @@ def register_model(
             sizes=sizes,
             expected_params=dict(expected_params or {}),
             description=description or (fn.__doc__ or "").strip().split("\n")[0],
+            default_method=default_method,
         )
         return fn
 

@@ -72,7 +72,7 @@ def run_summary_lines(run_dir: Path, meta: dict[str, Any], history: list[dict[st
     last = json.loads(last_path.read_text()) if last_path.exists() else {}
     mpath = run_dir / "machine.json"
     machine = json.loads(mpath.read_text()) if mpath.exists() else None
-    ips = [h["train_img_per_s"] for h in history if h.get("train_img_per_s")]
+    ips = [h["images_per_s"] for h in history if h.get("images_per_s")]
     arch = meta.get("architecture", {})
     lines = [
         f"- model: `{arch.get('name')}`, trained on {meta.get('dataset')}; best epoch {meta.get('epoch')}"

@@ -1,24 +1,31 @@
-"""Figures (matplotlib, Agg backend): sample grids, confusion matrices, learning curves."""
+"""Figures: sample grids, confusion matrices, learning curves.
+
+matplotlib's object API (``Figure`` + ``savefig``), never pyplot, so importing this module changes no global
+backend and works headless.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ferbench.data.dataset import FerDataset
 
-from ferbench.data.dataset import FerDataset  # noqa: E402
+
+def subplots(*args: Any, figsize: tuple[float, float], **kw: Any) -> tuple[Figure, Any]:
+    """``pyplot.subplots`` without pyplot: a standalone ``Figure`` and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kw)
 
 
 def sample_grid(ds: FerDataset, out: Path, per_class: int = 8, seed: int = 0) -> Path:
     """One row per class of ``per_class`` random images; writes a PNG."""
     rng = np.random.default_rng(seed)
     labels = ds.labels.numpy()
-    fig, axes = plt.subplots(ds.num_classes, per_class, figsize=(per_class * 1.1, ds.num_classes * 1.2),
+    fig, axes = subplots(ds.num_classes, per_class, figsize=(per_class * 1.1, ds.num_classes * 1.2),
                              squeeze=False)
     for ci, cname in enumerate(ds.classes):
         idx = np.flatnonzero(labels == ci)
@@ -35,14 +42,13 @@ def sample_grid(ds: FerDataset, out: Path, per_class: int = 8, seed: int = 0) ->
     fig.subplots_adjust(left=0.18, wspace=0.05, hspace=0.05)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
 def confusion_figure(cm_norm: list[list[float]], classes: list[str], out: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (rows = true class) as a PNG heatmap with values."""
     cm = np.asarray(cm_norm)
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(classes), 0.8 + 0.6 * len(classes)))
+    fig, ax = subplots(figsize=(1 + 0.7 * len(classes), 0.8 + 0.6 * len(classes)))
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -57,14 +63,13 @@ def confusion_figure(cm_norm: list[list[float]], classes: list[str], out: Path, 
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 
 def learning_curves(history: list[dict[str, Any]], out: Path, title: str = "") -> Path:
     """Loss and accuracy per epoch (train and validation) as a PNG."""
     ep = [r["epoch"] for r in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (a, b) = subplots(1, 2, figsize=(9, 3.2))
     a.plot(ep, [r["train_loss"] for r in history], label="train")
     a.plot(ep, [r["val_loss"] for r in history], label="val")
     a.set_xlabel("epoch")
@@ -79,5 +84,4 @@ def learning_curves(history: list[dict[str, Any]], out: Path, title: str = "") -
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out

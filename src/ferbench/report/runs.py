@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import FerbenchError
+from ferbench.persist.atomic import atomic_write_text
 from ferbench.report.context import (
     config_lines,
     markdown_to_html,

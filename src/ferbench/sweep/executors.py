@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import FerbenchError
+from ferbench.persist import RunDir, read_sidecar
+from ferbench.persist.atomic import atomic_write_text
 from ferbench.sweep.store import ResultsStore
 from ferbench.sweep.study import Study, Trial, materialize
 
@@ -112,10 +113,10 @@ def _cross_eval(run_dir: Path, ce: dict[str, Any], cfg: dict[str, Any]) -> dict[
 
 def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -> dict[str, Any]:
     """Read the run directory back into a record (numbers only; no tensors)."""
-    best = json.loads((run_dir / "best.json").read_text())
-    last = json.loads((run_dir / "last.json").read_text())
-    hist_path = run_dir / "metrics.jsonl"
-    history = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.exists() else []
+    rd = RunDir(run_dir)
+    best = read_sidecar(rd.best)
+    last = rd.read_last() or {}
+    history = rd.read_metrics()
     evals = {p.stem[5:]: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval_*.json"))}
     cfg = spec["config"]
     indexed = isinstance(cfg["data"].get("indices"), dict)
@@ -125,7 +126,10 @@ def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -
     cost = _cost(best)
     return {
         "key": spec["key"], "study": spec["study"], "params": spec["params"], "config": cfg,
-        "run_dir": str(run_dir), "classes": best.get("classes"), "architecture": best.get("architecture"),
+        "run_dir": str(run_dir), "classes": best.get("classes"),
+        # the results store keeps the input size with the architecture (reports build the network from it)
+        "architecture": {**best["architecture"], "in_chans": best["preprocessing"]["channels"],
+                         "input_size": best["preprocessing"]["size"]},
         "val_split": val_name, "test_split": test_name,
         "val_accuracy": val["accuracy"] if val else None,
         "test_accuracy": test["accuracy"] if test else None,
@@ -139,17 +143,17 @@ def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -
 
 def _cost(sidecar: dict[str, Any]) -> dict[str, Any]:
     """Parameter count and batch-1 CPU latency (1 thread, median) of the trained architecture."""
+    from ferbench.loader import build_model
     from ferbench.models.registry import count_params
-    from ferbench.train.checkpoint import build_model
 
-    arch = sidecar["architecture"]
-    model = build_model(arch).eval()
+    arch, pre = sidecar["architecture"], sidecar["preprocessing"]
+    model = build_model(arch, pre).eval()
     out: dict[str, Any] = {"params_count": count_params(model), "latency_ms": None, "latency_threads": 1}
     try:
         from ferbench.models.cost import latency_ms
     except ImportError:
         return out
-    out["latency_ms"] = latency_ms(model, int(arch["in_chans"]), int(arch["input_size"]), threads=1, runs=20,
+    out["latency_ms"] = latency_ms(model, int(pre["channels"]), int(pre["size"]), threads=1, runs=20,
                                    warmup=3)
     return out
 

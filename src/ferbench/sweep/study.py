@@ -172,13 +172,13 @@ def materialize(cfg: dict[str, Any]) -> dict[str, Any]:
     """Replace a compact fold spec in ``data.indices`` by the fold's index lists (seed-001 protocol).
 
     ``{"kfold": k, "fold": i, "seed": s, "subject_independent": b}`` → ``{"train": [...], "val": [...],
-    "test": [...]}`` from :func:`ferbench.evaluate.kfold.kfold_indices`. Other configs are returned unchanged.
+    "test": [...]}`` from :func:`ferbench.sweep.kfold.kfold_indices`. Other configs are returned unchanged.
     """
     ix = cfg["data"].get("indices")
     if not (isinstance(ix, dict) and "kfold" in ix):
         return cfg
     from ferbench.data import load_dataset
-    from ferbench.evaluate.kfold import kfold_indices
+    from ferbench.sweep.kfold import kfold_indices
 
     ds = load_dataset(cfg["data"]["name"], cfg["data"].get("root"))
     subj = ix.get("subject_independent")

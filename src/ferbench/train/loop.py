@@ -1,130 +1,64 @@
 """The trainer: one plain loop for every model, protocol and method (read top to bottom).
 
-``train(config) -> run_dir``. Each finished epoch is committed atomically (``last.json``), so a killed
-run resumes with ``resume=True`` from the last finished epoch; every epoch seeds its own RNGs from
-``(seed, epoch)``, so a resumed deterministic run ends with the same metrics as an uninterrupted one.
+``train(config) -> run_dir``. Each finished epoch is committed atomically (``last.json``), so a killed run resumes
+with ``resume=True`` from the last finished epoch; every epoch seeds its own RNGs from ``(seed, epoch)``, so a
+resumed deterministic run ends with the same metrics as an uninterrupted one.
+
+The parts, as in torchvision's reference scripts: :func:`train_one_epoch`, :func:`validate`,
+:func:`stop_or_switch` (early stopping, time limit, the two-phase switch) and :func:`finalize` (final evaluation
+of the best checkpoint). Methods plug in through :class:`ferbench.methods.Method`; the trainer never probes a
+model for attributes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ferbench.config import config_hash, dump_yaml, load_config, read_yaml
-from ferbench.data import FerDataset, load_dataset
-from ferbench.data.cache import atomic_write_text
+from ferbench.config import RunConfig, TrainConfig, config_hash, dump_yaml, load_config, read_yaml, typed
+from ferbench.data import FerDataset
 from ferbench.data.preprocess import Preprocessing
-from ferbench.device import machine_info, resolve_device
+from ferbench.device import machine_info
 from ferbench.errors import ConfigError, FerbenchError
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
+from ferbench.loader import load_checkpoint, preprocessing_of, save_checkpoint
+from ferbench.methods import Batch, Method, MethodModule, as_method
+from ferbench.persist import RunDir, read_weights, update_sidecar
+from ferbench.persist.atomic import atomic_write_text
 from ferbench.progress import EpochProgress as _Progress
 from ferbench.train.augment import AugmentConfig, augment_batch
-from ferbench.train.checkpoint import save_checkpoint
-from ferbench.train.losses import class_weights, weighted_cross_entropy
+from ferbench.train.build import (
+    Splits,
+    build_for_training,
+    dataset_name,
+    fill_model_defaults,
+    make_optimizer,
+    prepare_data,
+    resolve_device,
+    resolve_precision,
+)
+from ferbench.train.losses import class_weights
+from ferbench.train.mix import mix_batch
 from ferbench.train.policies import apply_policy, set_train_mode
-from ferbench.train.state import load_state, prefixed, save_state, unflatten_optimizer
+from ferbench.train.schedule import lr_factor, make_plateau, per_step, steps_in_epoch
+from ferbench.train.state import flatten_optimizer, prefixed, unflatten_optimizer
 
-# Keys that may change between a run and its resumption (budgets, not the experiment itself).
-_RESUMABLE_CHANGES = (("train", "epochs"), ("train", "time_limit_min"), ("train", "threads"),
-                      ("train", "device"))
+__all__ = ["Batch", "Splits", "finalize", "lr_factor", "prepare_data", "steps_in_epoch", "train", "train_batch"]
 
-
-@dataclass
-class Batch:
-    """What a method's ``compute_loss`` sees for one step."""
-
-    x: torch.Tensor                  # (B, C, S, S) float, preprocessed + augmented
-    y: torch.Tensor                  # (B,) int64 hard labels
-    soft: torch.Tensor | None        # (B, K) float label distributions (soft labels / mixup) or None
-    index: torch.Tensor              # (B,) int64 positions in the training subset
-    epoch: int
-    class_weights: torch.Tensor | None
-
-
-@dataclass
-class Splits:
-    train: FerDataset
-    val: FerDataset
-    test: FerDataset | None
-    full: FerDataset
-
-
-def prepare_data(cfg: dict[str, Any]) -> Splits:
-    """Load the dataset and cut train/val/test (by split name, or by explicit ``data.indices``)."""
-    d = cfg["data"]
-    ds = load_dataset(d["name"], d.get("root"))
-    if d.get("soft_labels") and ds.soft_labels is None:
-        if ds.name == "fer2013":
-            from ferbench.data.fer2013 import fer2013_ferplus_soft_labels
-
-            ds.soft_labels = fer2013_ferplus_soft_labels(ds, d.get("root"))
-        else:
-            raise ConfigError(f"data.soft_labels: {ds.name} has no label distributions")
-    if d.get("indices"):
-        ix = d["indices"]
-        train, val = ds.subset(ix["train"]), ds.subset(ix["val"])
-        test = ds.subset(ix["test"]) if ix.get("test") else None
-    else:
-        train, val = ds.split(d["train_split"]), ds.split(d["val_split"])
-        test = ds.split(d["test_split"]) if d.get("test_split") else None
-    if d.get("limit"):
-        train = train.subset(np.arange(min(int(d["limit"]), len(train))))
-    return Splits(train, val, test, ds)
-
-
-def build_for_training(cfg: dict[str, Any], classes: list[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """Create the model (+ init, + method wrapper) and the sidecar ``architecture`` dict."""
-    from ferbench.models import create_model
-
-    m, pre = cfg["model"], cfg["preprocessing"]
-    kwargs = dict(m.get("kwargs") or {})
-    if m.get("head"):
-        kwargs["head"] = m["head"]
-    arch = {"name": m["name"], "num_classes": len(classes), "in_chans": pre["channels"],
-            "input_size": pre["size"], "kwargs": kwargs, "method": None}
-    model = create_model(m["name"], num_classes=len(classes), in_chans=pre["channels"], input_size=pre["size"],
-                         **kwargs)
-    init = m.get("init") or "scratch"
-    if init != "scratch":
-        from ferbench.models.init import apply_init
-
-        apply_init(model, init, name=m["name"], num_classes=len(classes), classes=classes)
-    meth = cfg.get("method") or {}
-    if meth.get("name"):
-        from ferbench.methods import build_method
-
-        opts = {k: v for k, v in meth.items() if k != "name"}
-        model = build_method(meth["name"], model, num_classes=len(classes), **opts)
-        arch["method"] = dict(meth)
-    return model, arch
-
-
-def make_optimizer(model: nn.Module, t: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    if hasattr(model, "param_groups"):
-        groups = model.param_groups(lr)
-    else:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    groups = [g for g in groups if any(p.requires_grad for p in g["params"])]
-    for g in groups:
-        g["params"] = [p for p in g["params"] if p.requires_grad]
-    name = t["optimizer"]
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, eps=t["eps"], weight_decay=t["weight_decay"])
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, eps=t["eps"], weight_decay=t["weight_decay"])
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=t["momentum"], nesterov=t["nesterov"],
-                               weight_decay=t["weight_decay"])
-    raise ConfigError(f"unknown optimizer {name!r}; choose adam, adamw or sgd")
+# Keys that may change between a run and its resumption (budgets and machine settings, not the experiment).
+_RESUMABLE_CHANGES = (("train", "epochs"), ("train", "time_limit_min"), ("train", "threads"), ("train", "device"),
+                      ("train", "compile"), ("eval", "batch_size"))
 
 
 def train_batch(images: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug: AugmentConfig,
@@ -134,48 +68,18 @@ def train_batch(images: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug
     return pre.from_float(augment_batch(images[idx].permute(0, 3, 1, 2).float().div_(255.0), aug, g))
 
 
-def steps_in_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
-    """Optimiser steps per epoch over ``n_train`` samples.
-
-    ``drop_last`` drops the trailing partial batch (kept when it is the only batch). Without it the partial
-    batch is trained on, except a trailing batch of exactly one sample: BatchNorm cannot normalise a single
-    sample (``Expected more than 1 value per channel``), so that sample sits out this epoch (the order is
-    reshuffled every epoch).
-    """
-    if drop_last and n_train >= batch_size:
-        return n_train // batch_size
-    if n_train % batch_size == 1 and n_train > 1:
-        return n_train // batch_size
-    return math.ceil(n_train / batch_size)
-
-
-def lr_factor(t: dict[str, Any], step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """Multiplier on the base LR at ``step`` for the per-step schedules (plateau is handled per epoch)."""
-    warm = t["warmup_epochs"] * steps_per_epoch
-    if warm and step < warm:
-        return (step + 1) / warm
-    sched = t["scheduler"]
-    if sched == "cosine":
-        p = (step - warm) / max(1, total_steps - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-    if sched == "onecycle":  # linear warm-up 30 % then cosine to 0, as torch's OneCycleLR
-        up = int(0.3 * total_steps)
-        if step < up:
-            return 0.04 + 0.96 * step / max(1, up)
-        return 0.5 * (1 + math.cos(math.pi * (step - up) / max(1, total_steps - up)))
-    if sched == "step":
-        return t["step"]["gamma"] ** ((step // steps_per_epoch) // t["step"]["step_size"])
-    return 1.0
-
-
-def _epoch_order(train: FerDataset, t: dict[str, Any], g: torch.Generator) -> torch.Tensor:
+def _epoch_order(train: FerDataset, t: TrainConfig, g: torch.Generator) -> torch.Tensor:
     n = len(train)
-    if t["sampler"] == "balanced":
+    if t.sampler == "balanced":
         counts = torch.bincount(train.labels, minlength=int(train.labels.max()) + 1).float()
         w = (1.0 / counts.clamp(min=1))[train.labels]
         return torch.multinomial(w, n, replacement=True, generator=g)
-    if t["sampler"] != "shuffle":
-        raise ConfigError(f"unknown sampler {t['sampler']!r}; choose shuffle or balanced")
+    if t.sampler == "weighted":
+        w = getattr(train, "sample_weights", None)
+        if w is None:
+            raise ConfigError("train.sampler: weighted needs a dataset with sample weights (a union with "
+                              "data.sampling_weights)")
+        return torch.multinomial(torch.as_tensor(w, dtype=torch.float32), n, replacement=True, generator=g)
     return torch.randperm(n, generator=g)
 
 
@@ -184,16 +88,251 @@ def _val_loss(y: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.log(p).mean())
 
 
+@dataclass
+class RunState:
+    """What ``last.json`` commits after each epoch (JSON-able)."""
+
+    epoch: int = 0
+    phase: int = 1
+    best_val_accuracy: float = -1.0
+    best_epoch: int = -1
+    best_val_loss: float = math.inf
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    stopped: str | None = None
+    base_lrs: list[float] = field(default_factory=list)
+    plateau: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, meta: dict[str, Any]) -> RunState:
+        known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
+        return cls(**known)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds while it runs."""
+
+    cfg: RunConfig
+    rd: RunDir
+    data: Splits
+    pre: Preprocessing
+    model: nn.Module
+    method: Method
+    arch: dict[str, Any]
+    device: torch.device
+    precision: str
+    aug: AugmentConfig
+    cw: torch.Tensor | None
+    adjust: torch.Tensor | None
+    soft: torch.Tensor | None
+    channels_last: bool = False
+    opt: torch.optim.Optimizer | None = None
+    plateau: Any = None
+    ema: Any = None
+    phase: int = 1
+
+    @property
+    def t(self) -> TrainConfig:
+        return self.cfg.train
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and saved (the EMA average when EMA is on)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def new_optimizer(self) -> None:
+        """Apply the fine-tuning policy for the current phase and build a fresh optimiser."""
+        apply_policy(self.model, self.cfg.model.policy, self.phase)
+        lr = self.t.phase2_lr if (self.cfg.model.policy == "two-phase" and self.phase == 2) else self.t.lr
+        self.opt = make_optimizer(self.method, self.t, lr)
+        if self.plateau is None:
+            self.plateau = make_plateau(self.opt, self.t)
+        else:
+            self.plateau.optimizer = self.opt
+
+
+def _autocast(run: _Run) -> contextlib.AbstractContextManager[Any]:
+    if run.precision == "bf16":
+        return torch.autocast(run.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(run: _Run, state: RunState, epoch: int, bar: _Progress) -> dict[str, Any]:
+    """One pass over the training set; returns the epoch's training numbers."""
+    t, n_classes = run.t, len(run.data.full.classes)
+    torch.manual_seed(run.cfg.seed * 100_003 + epoch)
+    np.random.seed((run.cfg.seed * 100_003 + epoch) % 2**32)
+    rng = np.random.default_rng(run.cfg.seed * 100_003 + epoch)
+    g = torch.Generator().manual_seed(run.cfg.seed * 7_919 + epoch)
+    if run.method.on_epoch_start(epoch):
+        run.new_optimizer()
+        state.base_lrs = [gr["lr"] for gr in run.opt.param_groups]
+    bs = t.batch_size
+    steps = steps_in_epoch(len(run.data.train), bs, t.drop_last)
+    total_steps = steps * t.epochs
+    order = _epoch_order(run.data.train, t, g)
+    set_train_mode(run.model)
+    bar.new_epoch(epoch, steps)
+    images, labels = run.data.train.images, run.data.train.labels
+    tot_loss, tot_correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    for s in range(steps):
+        idx = order[s * bs:(s + 1) * bs]
+        x = train_batch(images, idx, run.pre, run.aug, g)
+        y = labels[idx]
+        target = run.soft[idx].float() if run.soft is not None else F.one_hot(y, n_classes).float()
+        x, target, lam = mix_batch(x, target, t.mixup, t.cutmix, rng)
+        if per_step(t):
+            f = lr_factor(t, epoch * steps + s, total_steps, steps)
+            for gr, b in zip(run.opt.param_groups, state.base_lrs, strict=True):
+                gr["lr"] = b * f
+        if run.device.type != "cpu":
+            x, y, target, idx = x.to(run.device), y.to(run.device), target.to(run.device), idx.to(run.device)
+        if run.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        batch = Batch(x=x, y=y, target=target, index=idx, epoch=epoch, class_weights=run.cw,
+                      label_smoothing=t.label_smoothing, logit_adjustment=run.adjust,
+                      soft=run.soft is not None or lam < 1.0)
+        with _autocast(run):
+            out = run.method.forward_train(x)
+        loss = run.method.compute_loss(out, batch)  # float32: the one cross-entropy upcasts the logits
+        if not torch.isfinite(loss):
+            raise FerbenchError(f"loss became {loss.item()} at epoch {epoch + 1} step {s}; lower train.lr")
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        if run.ema is not None:
+            run.ema.update(run.model, step=epoch * steps + s)
+        logits = run.method.train_logits(out).detach()
+        tot_loss += loss.item() * len(idx)
+        tot_correct += int((logits.argmax(1) == y).sum()) if logits.shape[-1] == n_classes else 0
+        seen += len(idx)
+        bar.step(f"loss {tot_loss / seen:.3f}")
+    dt = time.perf_counter() - t0
+    return {"lr": run.opt.param_groups[0]["lr"], "train_loss": tot_loss / max(1, seen),
+            "train_accuracy": tot_correct / max(1, seen), "images_per_s": seen / max(dt, 1e-9)}
+
+
+def validate(run: _Run) -> tuple[float, float]:
+    """``(val_loss, val_accuracy)`` of the weights that would be saved."""
+    probs = predict_probs(run.eval_model, run.data.val.images, run.pre, run.cfg.eval.batch_size)
+    yv = run.data.val.labels.numpy()
+    return _val_loss(yv, probs), float((probs.argmax(1) == yv).mean())
+
+
+def stop_or_switch(run: _Run, state: RunState) -> bool:
+    """After a finished epoch: set ``state.stopped`` (early stopping, time limit) and return whether to switch
+    to phase 2 of a two-phase policy."""
+    t, two_phase = run.t, run.cfg.model.policy == "two-phase"
+    switch = False
+    if t.early_stopping and state.bad_epochs >= t.early_stopping:
+        if two_phase and run.phase == 1:
+            switch = True
+        else:
+            state.stopped = f"early stopping after epoch {state.epoch}"
+    if two_phase and run.phase == 1 and state.epoch >= t.phase1_epochs:
+        switch = True
+    if t.time_limit_min and not state.stopped:
+        per_epoch = state.elapsed_s / max(1, len(state.history))
+        if state.elapsed_s + per_epoch > t.time_limit_min * 60:
+            state.stopped = f"time limit {t.time_limit_min:g} min after epoch {state.epoch}"
+    return switch and not state.stopped
+
+
+def _switch_phase(run: _Run, state: RunState) -> None:
+    """Seed 000 §1.7: reload the phase-1 best, unfreeze, fresh optimiser and callbacks."""
+    run.model.load_state_dict(read_weights(run.rd.best))
+    run.phase = 2
+    run.plateau = None
+    run.new_optimizer()
+    state.base_lrs = [gr["lr"] for gr in run.opt.param_groups]
+    state.best_val_loss, state.bad_epochs = math.inf, 0
+
+
+def _commit(run: _Run, state: RunState) -> None:
+    """Write the epoch's resume state (tensors, then ``last.json``: the commit point)."""
+    state.phase = run.phase
+    state.plateau = run.plateau.state_dict()
+    tensors = {f"model.{k}": v for k, v in run.model.state_dict().items()}
+    opt_t, opt_meta = flatten_optimizer(run.opt)
+    tensors.update(opt_t)
+    if run.ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in run.ema.module.state_dict().items()})
+    run.rd.write_metrics(state.history)
+    run.rd.write_state(tensors, {**state.to_json(), "optimizer": opt_meta})
+
+
 def _same_experiment(a: dict[str, Any], b: dict[str, Any]) -> bool:
     a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))
     for sec, key in _RESUMABLE_CHANGES:
-        a[sec].pop(key, None)
-        b[sec].pop(key, None)
+        a.get(sec, {}).pop(key, None)
+        b.get(sec, {}).pop(key, None)
     return config_hash(a) == config_hash(b)
 
 
 def default_run_dir(cfg: dict[str, Any]) -> Path:
     return Path("runs") / f"{cfg['name']}-{config_hash(cfg)}"
+
+
+def _setup(cfg: RunConfig, rd: RunDir, say: Any) -> _Run:
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(t.device)
+    atomic_write_text(rd.path / "machine.json", json.dumps(machine_info(device), indent=1))
+    data = prepare_data(cfg)
+    classes = data.full.classes
+    pre = Preprocessing.from_dict(cfg.preprocessing.model_dump())
+    model, arch = build_for_training(cfg, classes)
+    channels_last = (device.type == "cpu") if t.channels_last == "auto" else bool(t.channels_last)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    counts = np.bincount(data.train.labels.numpy(), minlength=len(classes))
+    cw_np = class_weights(counts, t.class_weights)
+    adjust = None
+    if t.logit_adjust:
+        prior = np.maximum(counts, 1) / max(1, counts.sum())
+        adjust = torch.tensor(t.logit_adjust * np.log(prior), dtype=torch.float32, device=device)
+    soft = data.train.soft_labels if cfg.data.soft_labels else None
+    run = _Run(cfg=cfg, rd=rd, data=data, pre=pre, model=model, method=as_method(model), arch=arch, device=device,
+               precision=resolve_precision(t, device), aug=AugmentConfig.preset(t.augment, **t.augment_overrides),
+               cw=torch.tensor(cw_np, dtype=torch.float32, device=device) if cw_np is not None else None,
+               adjust=adjust, soft=soft, channels_last=channels_last)
+    if t.compile:
+        if isinstance(run.method, MethodModule):
+            raise ConfigError("train.compile works for plain models only (not with a FER method)")
+        run.method = as_method(torch.compile(model))  # type: ignore[arg-type]
+    run.method.on_train_start(data.train.labels.clone())
+    if t.ema:
+        from timm.utils import ModelEmaV3
+
+        # warm-up: decay = min(ema, 1 - (1 + step)^-2/3), so the average does not drag the initial weights and
+        # BatchNorm statistics along for thousands of steps (without it, decay 0.998 keeps 26 % of the random
+        # init after 3 epochs of FER2013 and the EMA model predicts a single class)
+        run.ema = ModelEmaV3(model, decay=t.ema, use_warmup=True)
+    run.new_optimizer()
+    return run
+
+
+def _restore(run: _Run, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> RunState:
+    """Weights first (they carry method structure such as ESR's active branches), then the optimiser."""
+    state = RunState.from_json(meta)
+    run.phase = state.phase
+    run.model.load_state_dict(prefixed(tensors, "model."))
+    run.new_optimizer()
+    run.opt.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    run.plateau.load_state_dict(state.plateau)
+    if run.ema is not None:
+        run.ema.module.load_state_dict(prefixed(tensors, "ema."))
+    return state
 
 
 def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None, resume: bool = False,
@@ -202,265 +341,106 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     """Train one model under a config; returns the run directory.
 
     Args:
-        config: YAML path, or a dict (merged over the defaults in :mod:`ferbench.config`).
+        config: YAML path or shipped config name, or a dict (merged over the defaults in :mod:`ferbench.config`).
         out_dir: run directory (default ``runs/<name>-<config hash>``).
         resume: continue from the last finished epoch in ``out_dir``.
         overrides: ``key=value`` strings applied on top of the config.
-        progress: show a rich progress bar.
+        progress: a rich progress bar on a terminal, one plain line per epoch when output is redirected.
         log: callable taking a string for one-line status messages (default: print).
+
+    Raises:
+        FerbenchError / ConfigError: one line, before anything is trained, for a bad config or run folder.
     """
     say = log or print
-    cfg = load_config(config, overrides)
-    t = cfg["train"]
-    run_dir = Path(out_dir) if out_dir else default_run_dir(cfg)
-    state = load_state(run_dir) if run_dir.exists() else None
-    if state is not None and not resume:
-        raise FerbenchError(f"{run_dir} already holds a run; pass --resume to continue it or --out for a new one")
-    if state is not None:
-        saved = read_yaml(run_dir / "config.yaml")
-        if not _same_experiment(saved, cfg):
-            raise FerbenchError(f"{run_dir}: config differs from the run being resumed (only train.epochs, "
-                                "train.time_limit_min and train.threads may change)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    if t.get("threads"):
-        torch.set_num_threads(int(t["threads"]))
-    if cfg["deterministic"]:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-    torch.manual_seed(cfg["seed"])
-    data = prepare_data(cfg)
-    classes = data.full.classes
-    pre = Preprocessing.from_dict(cfg["preprocessing"])
-    model, arch = build_for_training(cfg, classes)
-    device = resolve_device(t.get("device"))
-    model = model.to(device)
-    atomic_write_text(run_dir / "machine.json", json.dumps(machine_info(device), indent=1))
-    if t["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    policy = cfg["model"].get("policy", "full")
-    phase = 1
-    aug = AugmentConfig.preset(t["augment"], **(t.get("augment_overrides") or {}))
-    counts = np.bincount(data.train.labels.numpy(), minlength=len(classes))
-    cw_np = class_weights(counts, t["class_weights"])
-    cw = torch.tensor(cw_np, dtype=torch.float32, device=device) if cw_np is not None else None
-    use_soft = bool(cfg["data"].get("soft_labels"))
-    train_images, train_labels = data.train.images, data.train.labels
-    train_soft = data.train.soft_labels if use_soft else None
-    if hasattr(model, "on_train_start"):
-        model.on_train_start(train_labels.clone())
-
-    bs = int(t["batch_size"])
-    n_train = len(data.train)
-    steps_per_epoch = steps_in_epoch(n_train, bs, bool(t["drop_last"]))
-    total_steps = steps_per_epoch * int(t["epochs"])
-
-    ema = None
-    if t["ema"]:
-        from timm.utils import ModelEmaV3
-
-        # warm-up: decay = min(ema, 1 - (1 + step)^-2/3), so the average does not drag the initial weights and
-        # BatchNorm statistics along for thousands of steps (without it, decay 0.998 keeps 26 % of the random
-        # init after 3 epochs of FER2013 and the EMA model predicts a single class)
-        ema = ModelEmaV3(model, decay=float(t["ema"]), use_warmup=True)
-    mixup = None
-    if t["mixup"]:
-        from timm.data import Mixup
-
-        mixup = Mixup(mixup_alpha=float(t["mixup"]), label_smoothing=0.0, num_classes=len(classes))
-
-    def optimiser_for_phase() -> torch.optim.Optimizer:
-        apply_policy(model, policy, phase)
-        lr = t["phase2_lr"] if (policy == "two-phase" and phase == 2) else t["lr"]
-        return make_optimizer(model, t, lr)
-
-    opt = optimiser_for_phase()
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=t["plateau"]["factor"], patience=t["plateau"]["patience"],
-        min_lr=t["plateau"]["min_lr"], threshold=1e-4, threshold_mode="abs")
-    meta: dict[str, Any] = {"epoch": 0, "phase": 1, "best_val_accuracy": -1.0, "best_epoch": -1,
-                            "best_val_loss": math.inf, "bad_epochs": 0, "history": [], "elapsed_s": 0.0,
-                            "stopped": None}
-    if state is not None:
-        # weights first (they carry method structure such as ESR's active branches), then the optimiser
-        tensors, meta = state
-        phase = meta["phase"]
-        model.load_state_dict(prefixed(tensors, "model."))
-        opt = optimiser_for_phase()
-        opt.load_state_dict(unflatten_optimizer(tensors, meta.pop("optimizer")))
-        base_lrs = meta["base_lrs"]
-        plateau.optimizer = opt
-        plateau.load_state_dict(meta["plateau"])
-        if ema is not None:
-            ema.module.load_state_dict(prefixed(tensors, "ema."))
-        if meta.get("stopped"):
-            say(f"{run_dir}: training already finished ({meta['stopped']}); re-evaluating the best checkpoint")
+    cfg_dict = fill_model_defaults(load_config(config, overrides))
+    cfg = typed(cfg_dict)
+    rd = RunDir(Path(out_dir) if out_dir else default_run_dir(cfg_dict))
+    for note in rd.recover() if rd.exists() else []:
+        say(f"{rd.path}: {note} (left by an interrupted write)")
+    saved_state = rd.read_state() if rd.exists() else None
+    if saved_state is not None and not resume:
+        raise FerbenchError(f"{rd.path} already holds a run; pass --resume to continue it or --out for a new one")
+    if saved_state is not None:
+        saved = fill_model_defaults(load_config(read_yaml(rd.config)))
+        if not _same_experiment(saved, cfg_dict):
+            raise FerbenchError(f"{rd.path}: config differs from the run being resumed (only train.epochs, "
+                                "train.time_limit_min, train.threads, train.device may change)")
+    finished = saved_state is not None and bool(saved_state[1].get("stopped"))
+    if finished:  # a finished run keeps the config it was trained with (its budget is not rewritten)
+        cfg_dict = saved
+        cfg = typed(saved)
+    else:
+        rd.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(rd.config, dump_yaml(cfg_dict))
+    run = _setup(cfg, rd, say)
+    state = RunState(base_lrs=[g["lr"] for g in run.opt.param_groups])
+    if saved_state is not None:
+        state = _restore(run, *saved_state)
+        if state.stopped:
+            say(f"{rd.path}: training already finished ({state.stopped}); re-evaluating the best checkpoint")
         else:
-            say(f"resuming {run_dir} after epoch {meta['epoch']}")
-
-    train_fn: nn.Module = torch.compile(model) if t["compile"] else model
-    eval_model = ema.module if ema is not None else model
-    sidecar_base = {"architecture": arch, "classes": classes, "preprocessing": pre.to_dict(), "protocol": cfg,
-                    "dataset": cfg["data"]["name"]}
-    bar = _Progress(progress, int(t["epochs"]), meta["epoch"])
-    t_start = time.perf_counter() - meta["elapsed_s"]
+            say(f"resuming {rd.path} after epoch {state.epoch}")
+    sidecar = {"architecture": run.arch, "classes": run.data.full.classes, "preprocessing": run.pre.to_dict(),
+               "protocol": cfg_dict, "dataset": dataset_name(cfg)}
+    bar = _Progress(progress, run.t.epochs, state.epoch, say)
+    t_start = time.perf_counter() - state.elapsed_s
     try:
-        epoch = meta["epoch"]
-        while epoch < int(t["epochs"]) and not meta.get("stopped"):
+        while state.epoch < run.t.epochs and not state.stopped:
             t_epoch = time.perf_counter()
-            torch.manual_seed(cfg["seed"] * 100_003 + epoch)
-            np.random.seed((cfg["seed"] * 100_003 + epoch) % 2**32)
-            g = torch.Generator().manual_seed(cfg["seed"] * 7_919 + epoch)
-            if hasattr(model, "on_epoch_start") and model.on_epoch_start(epoch):
-                opt = optimiser_for_phase()
-                base_lrs = [gr["lr"] for gr in opt.param_groups]
-                plateau.optimizer = opt
-            order = _epoch_order(data.train, t, g)
-            set_train_mode(model)
-            bar.new_epoch(epoch, steps_per_epoch)
-            tot_loss, tot_correct, seen = 0.0, 0, 0
-            for s in range(steps_per_epoch):
-                idx = order[s * bs:(s + 1) * bs]
-                x = train_batch(train_images, idx, pre, aug, g).to(device, non_blocking=True)
-                y = train_labels[idx].to(device)
-                soft = train_soft[idx].to(device) if train_soft is not None else None
-                if mixup is not None and len(idx) % 2 == 0:
-                    x, mixed = mixup(x, y)
-                    soft = mixed if soft is None else mixed  # mixup's targets already mix the labels
-                step = epoch * steps_per_epoch + s
-                if t["scheduler"] in ("cosine", "onecycle", "step") or t["warmup_epochs"]:
-                    f = lr_factor(t, step, total_steps, steps_per_epoch)
-                    for gr, b in zip(opt.param_groups, base_lrs, strict=True):
-                        gr["lr"] = b * f
-                batch = Batch(x, y, soft, idx, epoch, cw)
-                out = train_fn.forward_train(x) if hasattr(model, "forward_train") else train_fn(x)
-                if hasattr(model, "compute_loss"):
-                    loss = model.compute_loss(out, batch)
-                else:
-                    target = soft if soft is not None else y
-                    loss = weighted_cross_entropy(out, target, cw, t["label_smoothing"])
-                if not torch.isfinite(loss):
-                    raise FerbenchError(f"loss became {loss.item()} at epoch {epoch + 1} step {s}; lower train.lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if ema is not None:
-                    ema.update(model, step=step)
-                if torch.is_tensor(out):
-                    logits = out
-                elif isinstance(out, (tuple, list)) and torch.is_tensor(out[0]) and out[0].shape[0] == len(idx):
-                    logits = out[0]  # methods return (logits (B, C), extras...) from forward_train
-                else:
-                    logits = model(x)
-                tot_loss += loss.item() * len(idx)
-                tot_correct += int((logits.detach().argmax(1) == y).sum()) if logits.shape[-1] == len(classes) else 0
-                seen += len(idx)
-                bar.step(f"loss {tot_loss / seen:.3f}")
-            train_s = time.perf_counter() - t_epoch
-            # validation (the EMA weights when EMA is on: those are what gets saved)
-            probs = predict_probs(eval_model, data.val.images, pre, cfg["eval"]["batch_size"])
-            yv = data.val.labels.numpy()
-            val_loss, val_acc = _val_loss(yv, probs), float((probs.argmax(1) == yv).mean())
-            row = {"epoch": epoch + 1, "phase": phase, "lr": opt.param_groups[0]["lr"],
-                   "train_loss": tot_loss / max(1, seen), "train_accuracy": tot_correct / max(1, seen),
-                   "val_loss": val_loss, "val_accuracy": val_acc, "time_s": time.perf_counter() - t_epoch,
-                   "train_img_per_s": seen / max(train_s, 1e-9)}
-            if hasattr(model, "epoch_log"):
-                row.update(model.epoch_log())
-            if t["scheduler"] == "plateau":
-                plateau.step(val_loss)
-            if val_acc > meta["best_val_accuracy"]:
-                meta["best_val_accuracy"], meta["best_epoch"] = val_acc, epoch + 1
-                save_checkpoint(run_dir / "best.safetensors", eval_model, {
-                    **sidecar_base, "epoch": epoch + 1,
-                    "metrics": {"val_accuracy": val_acc, "val_loss": val_loss}})
-            if val_loss < meta["best_val_loss"] - 0.0:
-                meta["best_val_loss"], meta["bad_epochs"] = val_loss, 0
+            row = {"epoch": state.epoch + 1, "phase": run.phase,
+                   **train_one_epoch(run, state, state.epoch, bar)}
+            val_loss, val_acc = validate(run)
+            row.update({"val_loss": val_loss, "val_accuracy": val_acc, **run.method.epoch_log()})
+            if run.t.scheduler == "plateau":
+                run.plateau.step(val_loss)
+            state.epoch += 1
+            if val_acc > state.best_val_accuracy:
+                state.best_val_accuracy, state.best_epoch = val_acc, state.epoch
+                save_checkpoint(rd.best, run.eval_model, {**sidecar, "epoch": state.epoch,
+                                                          "metrics": {"val_accuracy": val_acc, "val_loss": val_loss}})
+            if val_loss < state.best_val_loss:
+                state.best_val_loss, state.bad_epochs = val_loss, 0
             else:
-                meta["bad_epochs"] += 1
-            epoch += 1
-            meta["history"].append(row)
-            meta["epoch"] = epoch
-            meta["elapsed_s"] = time.perf_counter() - t_start
-            es = int(t["early_stopping"] or 0)
-            if es and meta["bad_epochs"] >= es:
-                if policy == "two-phase" and phase == 1:
-                    meta["switch_phase"] = True
-                else:
-                    meta["stopped"] = f"early stopping after epoch {epoch}"
-            if policy == "two-phase" and phase == 1 and epoch >= int(t["phase1_epochs"]):
-                meta["switch_phase"] = True
-            limit = t.get("time_limit_min")
-            if limit and not meta["stopped"]:
-                per_epoch = meta["elapsed_s"] / max(1, len(meta["history"]))
-                if meta["elapsed_s"] + per_epoch > float(limit) * 60:
-                    meta["stopped"] = f"time limit {limit} min after epoch {epoch}"
-            if meta.pop("switch_phase", False) and not meta["stopped"]:
-                # seed 000 §1.7: reload the phase-1 best, unfreeze, fresh optimiser, reset callbacks
-                from safetensors.torch import load_file
-
-                model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
-                phase = 2
-                opt = optimiser_for_phase()
-                base_lrs = [gr["lr"] for gr in opt.param_groups]
-                plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                    opt, mode="min", factor=t["plateau"]["factor"], patience=t["plateau"]["patience"],
-                    min_lr=t["plateau"]["min_lr"], threshold=1e-4, threshold_mode="abs")
-                meta["best_val_loss"], meta["bad_epochs"] = math.inf, 0
-            meta["phase"] = phase
-            meta["plateau"] = plateau.state_dict()
-            meta["base_lrs"] = base_lrs
-            extra = {f"ema.{k}": v for k, v in ema.module.state_dict().items()} if ema is not None else {}
-            _write_metrics(run_dir, meta["history"])
-            save_state(run_dir, model, opt, extra, meta)
-            bar.epoch_done(f"val acc {val_acc:.4f} (best {meta['best_val_accuracy']:.4f} @ {meta['best_epoch']})", row)
-        if not meta.get("stopped"):
-            meta["stopped"] = f"reached {epoch} epochs"
-            meta["plateau"] = plateau.state_dict()
-            meta["base_lrs"] = base_lrs
-            save_state(run_dir, model, opt, {f"ema.{k}": v for k, v in ema.module.state_dict().items()}
-                       if ema is not None else {}, meta)
+                state.bad_epochs += 1
+            row["time_s"] = time.perf_counter() - t_epoch
+            state.history.append(row)
+            state.elapsed_s = time.perf_counter() - t_start
+            if stop_or_switch(run, state):
+                _switch_phase(run, state)
+            _commit(run, state)
+            bar.epoch_done(row, f"val acc {val_acc:.4f} (best {state.best_val_accuracy:.4f} @ {state.best_epoch})")
+        if not state.stopped:
+            state.stopped = f"reached {state.epoch} epochs"
+            _commit(run, state)
     finally:
         bar.close()
-    if not (run_dir / "best.safetensors").exists():
-        raise FerbenchError(f"{run_dir}: no epoch finished, nothing to evaluate")
-    finalize(run_dir, data, cfg)
-    say(f"{run_dir}: {meta['stopped']}; best val accuracy {meta['best_val_accuracy']:.4f} "
-        f"at epoch {meta['best_epoch']}")
-    return run_dir
-
-
-def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite ``metrics.jsonl`` from the committed history (so no epoch is ever counted twice)."""
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    if not rd.best.exists():
+        raise FerbenchError(f"{rd.path}: no epoch finished, nothing to evaluate")
+    finalize(rd.path, run.data, cfg_dict)
+    say(f"{rd.path}: {state.stopped}; best val accuracy {state.best_val_accuracy:.4f} at epoch {state.best_epoch}")
+    return rd.path
 
 
 def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]:
     """Evaluate ``best`` on val and test, write ``eval_<split>.json``, and record the numbers in ``best.json``."""
-    from ferbench.train.checkpoint import load_checkpoint, preprocessing_of
-
-    model, meta = load_checkpoint(run_dir)
-    model = model.to(resolve_device(cfg["train"].get("device")))
+    rd = RunDir(run_dir)
+    model, meta = load_checkpoint(rd.best)
     pre = preprocessing_of(meta)
-    results = {}
-    named = [(cfg["data"].get("val_split") or "val", data.val)]
+    d, ev = cfg["data"], cfg["eval"]
+    named = [(d.get("val_split") or "val", data.val)]
     if data.test is not None:
-        named.append((cfg["data"].get("test_split") or "test", data.test))
-    if cfg["data"].get("indices"):
+        named.append((d.get("test_split") or "test", data.test))
+    if d.get("indices"):
         named = [("val", data.val)] + ([("test", data.test)] if data.test is not None else [])
+    results = {}
     for split_name, subset in named:
-        probs = predict_probs(model, subset.images, pre, cfg["eval"]["batch_size"], cfg["eval"]["tta_hflip"])
+        probs = predict_probs(model, subset.images, pre, ev["batch_size"], ev["tta_hflip"])
         m = compute_metrics(subset.labels.numpy(), probs, meta["classes"])
-        m.update({"dataset": cfg["data"]["name"], "split": split_name, "checkpoint": str(run_dir / "best.safetensors"),
-                  "epoch": meta["epoch"], "tta_hflip": cfg["eval"]["tta_hflip"]})
-        atomic_write_text(run_dir / f"eval_{split_name}.json", json.dumps(m, indent=1))
+        m.update({"dataset": meta.get("dataset"), "split": split_name, "checkpoint": str(rd.best),
+                  "epoch": meta["epoch"], "tta_hflip": ev["tta_hflip"]})
+        rd.write_eval(split_name, m)
         results[split_name] = m
     summary = {f"{s}_{k}": r[k] for s, r in results.items()
                for k in ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auc_macro", "ece")}
-    meta["metrics"] = {**meta.get("metrics", {}), **summary}
-    meta.pop("format", None)
-    from ferbench.train.checkpoint import FORMAT
-
-    atomic_write_text(run_dir / "best.json", json.dumps({"format": FORMAT, **meta}, indent=2))
+    update_sidecar(rd.best, metrics={**meta.get("metrics", {}), **summary})
     return results

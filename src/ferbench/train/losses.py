@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ferbench.errors import ConfigError
+from ferbench.methods.base import cross_entropy
 
 
 def class_weights(counts: np.ndarray | list[int], scheme: str) -> np.ndarray | None:
@@ -31,24 +31,11 @@ def weighted_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Keras ``fit(class_weight=...)`` semantics: ``mean_i(w[y_i] · CE_i)`` over the batch.
+    """Keras ``fit(class_weight=...)`` semantics: ``mean_i(w_i · CE_i)`` over the batch.
 
-    Args:
-        logits: ``(B, C)`` float.
-        target: ``(B,)`` int64 class indices, or ``(B, C)`` float label distributions (soft labels).
-        weights: ``(C,)`` class weights or ``None``.
+    The one training cross-entropy, :func:`ferbench.methods.base.cross_entropy` (its docstring states the
+    soft-label rule). ``target``: ``(B,)`` int64 class indices or ``(B, C)`` float distributions.
 
     Note: PyTorch's ``CrossEntropyLoss(weight=w)`` divides by ``Σ w[y_i]`` instead; Keras divides by ``B``.
     """
-    if target.dtype.is_floating_point:
-        logp = F.log_softmax(logits, dim=1)
-        if label_smoothing:
-            target = target * (1 - label_smoothing) + label_smoothing / target.shape[1]
-        ce = -(target * logp).sum(1)
-        if weights is not None:
-            ce = ce * (target * weights).sum(1)
-        return ce.mean()
-    ce = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
-    if weights is not None:
-        ce = ce * weights[target]
-    return ce.mean()
+    return cross_entropy(logits, target, weights, label_smoothing)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import ConfigError, FerbenchError
+from ferbench.persist.atomic import atomic_write_text
 
 #: metrics reported as mean ± std (seed 001 Table 2 columns, then two extras)
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision_weighted", "recall_weighted", "f1_hm",

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ferbench.data.cache import atomic_write_text
 from ferbench.errors import FerbenchError
+from ferbench.persist.atomic import atomic_write_text
 
 # ferbench registry name → the names seed 000's tables use for it (first found wins)
 SEED000_NAMES: dict[str, tuple[str, ...]] = {
@@ -240,12 +240,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 # -- figures ----------------------------------------------------------------------------------------------
 def _plt():
-    import matplotlib
+    """The figure helpers of :mod:`ferbench.report.plots` (``Figure`` objects, no pyplot global state)."""
+    from types import SimpleNamespace
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ferbench.report.plots import subplots
 
-    return plt
+    return SimpleNamespace(subplots=subplots, close=lambda fig: None)
 
 
 BALANCING_COLOURS = {"none": "#1f77b4", "simple": "#ff7f0e", "conservative": "#2ca02c"}
@@ -559,7 +559,7 @@ def remeasure_latency(records: list[dict[str, Any]]) -> int:
         from ferbench.models.cost import latency_ms
     except ImportError:
         return 0
-    from ferbench.train.checkpoint import build_model
+    from ferbench.loader import build_model
 
     done: dict[str, float] = {}
     for rec in records:

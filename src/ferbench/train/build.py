@@ -1,0 +1,145 @@
+"""What a run trains: data splits, the model (+ init, + method) and its optimiser, from a typed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferbench.config import RunConfig, TrainConfig
+from ferbench.data import FerDataset, load_dataset
+from ferbench.errors import ConfigError
+from ferbench.methods import Method
+
+
+@dataclass
+class Splits:
+    train: FerDataset
+    val: FerDataset
+    test: FerDataset | None
+    full: FerDataset
+
+
+def dataset_name(cfg: RunConfig) -> str:
+    """``data.name`` as one string (a union as ``"a+b"``)."""
+    return "+".join(cfg.data.name) if isinstance(cfg.data.name, list) else cfg.data.name
+
+
+def prepare_data(cfg: RunConfig) -> Splits:
+    """Load the dataset and cut train/val/test (by split name, or by explicit ``data.indices``)."""
+    d = cfg.data
+    kwargs: dict[str, Any] = {"sampling_weights": d.sampling_weights} if d.sampling_weights else {}
+    ds = load_dataset(dataset_name(cfg), d.root, **kwargs)
+    if d.soft_labels and ds.soft_labels is None:
+        if ds.name == "fer2013":
+            from ferbench.data.fer2013 import fer2013_ferplus_soft_labels
+
+            ds.soft_labels = fer2013_ferplus_soft_labels(ds, d.root)
+        else:
+            raise ConfigError(f"data.soft_labels: {ds.name} has no label distributions")
+    if d.indices:
+        ix = d.indices
+        if "train" not in ix or "val" not in ix:
+            raise ConfigError("data.indices needs 'train' and 'val' lists")
+        train, val = ds.subset(ix["train"]), ds.subset(ix["val"])
+        test = ds.subset(ix["test"]) if ix.get("test") else None
+    else:
+        train, val = ds.split(d.train_split), ds.split(d.val_split)
+        test = ds.split(d.test_split) if d.test_split else None
+    if d.limit:
+        train = train.subset(np.arange(min(d.limit, len(train))))
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(f"{ds.name}: the {'training' if len(train) == 0 else 'validation'} split is empty")
+    return Splits(train, val, test, ds)
+
+
+def fill_model_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``preprocessing.size/channels`` left unset from the model's registration (in place; returned)."""
+    from ferbench.models import model_info
+
+    info = model_info(cfg["model"]["name"])
+    pre = cfg["preprocessing"]
+    if pre.get("size") is None:
+        pre["size"] = info.input_size
+    if pre.get("channels") is None:
+        pre["channels"] = info.in_chans
+    return cfg
+
+
+def build_for_training(cfg: RunConfig, classes: list[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """Create the model (+ init, + method wrapper) and the sidecar ``architecture`` dict.
+
+    Input size and channels are the config's preprocessing (filled from the registry by
+    :func:`fill_model_defaults`); they are stored once, in the sidecar's ``preprocessing``.
+    """
+    from ferbench.models import create_model, model_info
+
+    m, pre = cfg.model, cfg.preprocessing
+    kwargs = dict(m.kwargs)
+    if m.head:
+        kwargs["head"] = m.head
+    model = create_model(m.name, num_classes=len(classes), in_chans=pre.channels, input_size=pre.size, **kwargs)
+    if m.init != "scratch":
+        from ferbench.models.init import apply_init
+
+        apply_init(model, m.init, name=m.name, num_classes=len(classes), classes=classes)
+    meth = cfg.method.model_dump()
+    if not meth.get("name") and model_info(m.name).default_method:
+        meth = {"name": model_info(m.name).default_method}
+    arch: dict[str, Any] = {"name": m.name, "num_classes": len(classes), "kwargs": kwargs, "method": None}
+    if meth.get("name"):
+        from ferbench.methods import build_method
+
+        opts = {k: v for k, v in meth.items() if k != "name"}
+        model = build_method(meth["name"], model, num_classes=len(classes), **opts)
+        arch["method"] = dict(meth)
+    return model, arch
+
+
+def make_optimizer(method: Method, t: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """The configured optimiser over the method's trainable parameter groups."""
+    groups = [dict(g) for g in method.param_groups(lr)]
+    for g in groups:
+        g["params"] = [p for p in g["params"] if p.requires_grad]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ConfigError("nothing to train: every parameter is frozen (check model.policy)")
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay)
+    return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {name!r} (auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name} requested but no CUDA device is available")
+    return dev
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matrix/vector units (AMX-BF16 or AVX512-BF16)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def resolve_precision(t: TrainConfig, device: torch.device) -> str:
+    """``train.precision`` → ``"fp32"`` or ``"bf16"`` (``auto``: bf16 on CUDA and on CPUs with bf16 units)."""
+    if t.precision != "auto":
+        return t.precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
