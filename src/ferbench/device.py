@@ -93,10 +93,7 @@ def machine_info(device: Any = None) -> dict[str, Any]:
             info["device"] = str(device)
             if str(device).startswith("cuda"):
                 info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    try:
-        from ferbench import __version__
+    from ferbench.version import __version__
 
-        info["ferbench"] = __version__
-    except ImportError:
-        pass
+    info["ferbench"] = __version__
     return info

@@ -35,7 +35,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from ferbench import __version__
+        from ferbench.version import __version__
 
         typer.echo(f"ferbench {__version__}")
         raise typer.Exit()
