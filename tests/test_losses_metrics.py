@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.train.losses import class_weights, weighted_cross_entropy
 
-# protocol.md §1.5 test vectors (class order Angry, Disgust, Fear, Happy, Neutral, Sad, Surprise)
+# docs/protocol.md §1.5 test vectors (class order Angry, Disgust, Fear, Happy, Neutral, Sad, Surprise)
 COUNTS = {
     "RAF-DB": [606, 613, 248, 4169, 2242, 1722, 1133],
     "FER2013": [3995, 436, 4097, 7215, 4965, 4830, 3171],

@@ -281,3 +281,13 @@ def test_esr_lab_variant_runs_on_ckplus48_size() -> None:
     assert count_params(model) < 400_000  # the small grey CK+ network, not the 9.25 M AffectNet one
     with pytest.raises(ConfigError, match="needs ≥ 42 px"):
         create_model("esr_4_lab", num_classes=7, input_size=41)
+
+
+def test_unknown_method_option_is_found_from_the_signature() -> None:
+    """Options are read from the builder and the class it returns; no TypeError text is parsed."""
+    with pytest.raises(ConfigError) as e:
+        build_method("scn", _resnet(), num_classes=3, betta=0.5)
+    assert str(e.value) == ("method scn: unknown option 'betta' (its options: beta, drop_rate, margin_1, margin_2, "
+                            "relabel, relabel_epoch)")
+    with pytest.raises(ConfigError, match=r"method ldl: unknown option 'backbone_lr' \(its options: loss\)"):
+        build_method("ldl", _resnet(), num_classes=3, backbone_lr=0.1)

@@ -76,3 +76,20 @@ def test_cli_unknown_model_exit_2_one_line() -> None:
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "unknown model 'resnet18_dx'" in r.stderr
+
+
+def test_cli_list_and_info_show_aliases(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cost.csv"
+    r = runner.invoke(app, ["models", "list", "resnet18_s00[13]", "--csv", str(out)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out.open()))  # a paper's name selects its network: one row
+    assert [(x["name"], x["aliases"], x["params"]) for x in rows] == [
+        ("resnet18", "resnet18_s001 resnet18_s003", "11180103")]
+    assert "resnet18_s001, resnet18_s003" in r.output
+    r = runner.invoke(app, ["models", "info", "resnet18_s001", "--depth", "1"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "alias of resnet18 with imagenet_tag='tv_in1k'" in r.output and "input 3×96×96" in r.output
+    assert "options: head='linear', drop_rate=0.0, imagenet_tag='tv_in1k'" in r.output
+    r = runner.invoke(app, ["models", "info", "resnet18", "--depth", "1"], env={"COLUMNS": "200"})
+    assert "aliases: resnet18_s001, resnet18_s003" in r.output

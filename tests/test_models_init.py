@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from ferbench.errors import FerbenchError
-from ferbench.loader import save_checkpoint
 from ferbench.models import create_model
 from ferbench.models.init import apply_init
+from ferbench.persist import write_checkpoint
 
 torch.set_num_threads(1)
 
@@ -141,22 +141,15 @@ def test_imagenet_from_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def _save_run(run: Path, model: torch.nn.Module, classes: list[str], name: str) -> None:
     meta = {
-        "architecture": {
-            "name": name,
-            "num_classes": len(classes),
-            "in_chans": 1,
-            "input_size": 48,
-            "kwargs": {},
-            "method": None,
-        },
+        "architecture": {"name": name, "num_classes": len(classes), "kwargs": {}, "method": None},
         "classes": classes,
-        "preprocessing": {},
+        "preprocessing": {"size": 48, "channels": 1},
         "protocol": {},
         "metrics": {},
         "dataset": "fer2013",
         "epoch": 1,
     }
-    save_checkpoint(run / "best.safetensors", model, meta)
+    write_checkpoint(run / "best.safetensors", model.state_dict(), meta)
 
 
 def test_run_transfer_remaps_classes_by_name(tmp_path: Path) -> None:
@@ -187,7 +180,11 @@ def test_run_transfer_errors(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _save_run(run, create_model("lenet5", in_chans=1), FER7, "lenet5")
     side = json.loads((run / "best.json").read_text())
-    side["classes"] = []
+    del side["classes"]
     (run / "best.json").write_text(json.dumps(side))
     with pytest.raises(FerbenchError, match="sidecar has no 'classes' list"):
+        apply_init(create_model("lenet5", in_chans=1), f"run:{run}", name="lenet5", num_classes=7)
+    side["classes"] = []
+    (run / "best.json").write_text(json.dumps(side))
+    with pytest.raises(FerbenchError, match="best.json: sidecar names 0 classes but the model has 7 outputs"):
         apply_init(create_model("lenet5", in_chans=1), f"run:{run}", name="lenet5", num_classes=7)

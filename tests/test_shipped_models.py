@@ -1,4 +1,4 @@
-"""The models shipped inside the package (issue 5): they load with no download and score what they claim.
+"""The models shipped inside the package: they load with no download and score what their cards claim.
 
 Accuracy tests need the real FER2013 csv (``../shared/data`` or ``$FERBENCH_DATA``) and are skipped with the
 reason when it (or the shipped weights file) is absent.

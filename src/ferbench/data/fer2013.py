@@ -15,7 +15,7 @@ from ferbench.data.dataset import FerDataset
 from ferbench.data.root import find_in_roots
 from ferbench.errors import DataError
 
-# csv label order → canonical names (protocol.md §6b)
+# csv label order → canonical names (docs/protocol.md §7)
 FER2013_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 # fer2013new.csv vote columns, in file order; the first 8 are the FER+ classes
 FERPLUS_VOTE_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
@@ -109,7 +109,7 @@ def load_fer2013(data_root: str | Path | None = None, *, use_cache: bool = True)
 
 
 def ferplus_majority(votes: np.ndarray) -> np.ndarray:
-    """FER+ majority rule (protocol.md §3.1) on vote counts ``(N, 10)`` → label ``(N,)``.
+    """FER+ majority rule (docs/protocol.md §3.1) on vote counts ``(N, 10)`` → label ``(N,)``.
 
     Votes of ≤ 1 are zeroed (outliers); if the top remaining count exceeds half of the remaining
     votes it wins (ties → first column), else the image is "unknown". Returns the column index

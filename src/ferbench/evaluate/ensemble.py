@@ -1,4 +1,4 @@
-"""Ensembles of trained checkpoints (seed 002 §4): scoring members and their combination on a split, and
+"""Ensembles of trained checkpoints (docs/protocol.md §4.5): scoring members and their combination on a split, and
 greedy forward selection of members on the validation split.
 
 The combination rules and the one-model form are :mod:`ferbench.models.ensemble`; ensemble files are

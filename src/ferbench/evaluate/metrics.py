@@ -1,4 +1,4 @@
-"""Classification metrics (protocol.md §6c), computed with scikit-learn, named as the seeds name them."""
+"""Classification metrics (docs/protocol.md §8), computed with scikit-learn, named as the seeds name them."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -50,13 +51,26 @@ def build_method(name: str, backbone: nn.Module, num_classes: int, **opts: Any) 
         close = difflib.get_close_matches(key, list(METHODS), n=2)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.{hint}")
-    try:
-        return METHODS[key](backbone, num_classes, **opts)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            bad = str(e).split("argument")[-1].strip()
-            raise ConfigError(f"method {key}: unknown option {bad}") from None
-        raise
+    known = _builder_options(METHODS[key])
+    bad = sorted(set(opts) - known) if known is not None else []
+    if bad:
+        raise ConfigError(f"method {key}: unknown option {bad[0]!r} (its options: {', '.join(sorted(known or ()))})")
+    return METHODS[key](backbone, num_classes, **opts)
+
+
+def _builder_options(fn: Callable[..., Any]) -> set[str] | None:
+    """Option names a method builder takes: its keyword parameters with a default, plus those of the class it
+    returns (its return annotation) when it forwards ``**opts`` there; ``None`` when that cannot be known."""
+    names: set[str] = set()
+    for target in (fn, typing.get_type_hints(fn).get("return")):
+        if not callable(target):
+            return None
+        params = inspect.signature(target).parameters.values()
+        names |= {p.name for p in params if p.default is not inspect.Parameter.empty
+                  and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return names
+    return None
 
 
 def method_options(name: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""DACL — Deep Attentive Center Loss (Farzaneh & Qi 2021; protocol.md §3.4).
+"""DACL — Deep Attentive Center Loss (Farzaneh & Qi 2021; docs/protocol.md §3.4).
 
 Backbone map F → pooled feature f (``(B, D)``) → classifier. An attention network on F produces
 per-dimension weights A ∈ (0, 1)^D. Sparse center loss

@@ -1,4 +1,4 @@
-"""SCN — Self-Cure Network (Wang et al. 2020; protocol.md §3.3).
+"""SCN — Self-Cure Network (Wang et al. 2020; docs/protocol.md §3.3).
 
 Pooled backbone feature f → classifier ``fc(f)`` and importance ``α = σ(att(f))``; output logits
 ``α·fc(f)``. Loss = CE(α·logits, stored label) + rank regularisation

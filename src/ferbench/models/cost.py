@@ -36,10 +36,12 @@ class ModelCost:
     gflops_224: float | None
     latency_ms_48: float | None = None
     notes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
         d = asdict(self)
         d["notes"] = "; ".join(self.notes)
+        d["aliases"] = " ".join(self.aliases)
         return d
 
 
@@ -126,6 +128,7 @@ def model_cost(name: str, *, measure: bool = False, threads: int = 2, runs: int 
         gflops_48=None if f48 is None else f48 / 1e9,
         gflops_224=None if f224 is None else f224 / 1e9,
         notes=notes,
+        aliases=list(info.aliases),
     )
     if measure and f48 is not None:
         model = create_model(name, input_size=48)

@@ -11,8 +11,6 @@ and ``esr_4_lab``, the official small grey CK+ network.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -143,26 +141,34 @@ def _check_esr_size(input_size: int) -> None:
                           "set preprocessing.size: 96)")
 
 
-def _esr(n: int, num_classes: int, in_chans: int, input_size: int, **kw: Any) -> ESRNet:
+def _esr(n: int, num_classes: int, in_chans: int, input_size: int, predict: str, active: int | None) -> ESRNet:
     _check_esr_size(input_size)
-    return ESRNet(esr_base(in_chans), [ESRBranch(num_classes) for _ in range(n)], num_classes, **kw)
+    branches = [ESRBranch(num_classes) for _ in range(n)]
+    return ESRNet(esr_base(in_chans), branches, num_classes, predict=predict, active=active)
 
 
-@register_model("esr", default_method="esr", paper="001", input_size=96, in_chans=3, target_layer="base", sizes=(96,))
-def esr_9(num_classes: int = 8, in_chans: int = 3, input_size: int = 96, **kw: Any) -> nn.Module:
+@register_model(default_method="esr", paper="001", target_layer="base", sizes=(96,))
+def esr_9(
+    num_classes: int = 8, in_chans: int = 3, input_size: int = 96, predict: str = "vote", active: int | None = None
+) -> nn.Module:
     """ESR-9 (in-the-wild): shared base + 9 branches; 20 349 384 params at 96 px, 8 classes."""
-    return _esr(9, num_classes, in_chans, input_size, **kw)
+    return _esr(9, num_classes, in_chans, input_size, predict, active)
 
 
-@register_model("esr", default_method="esr", paper="001", input_size=96, in_chans=3, target_layer="base", sizes=(96,))
-def esr_4(num_classes: int = 8, in_chans: int = 3, input_size: int = 96, **kw: Any) -> nn.Module:
+@register_model(default_method="esr", paper="001", target_layer="base", sizes=(96,))
+def esr_4(
+    num_classes: int = 8, in_chans: int = 3, input_size: int = 96, predict: str = "vote", active: int | None = None
+) -> nn.Module:
     """ESR-4 (in-the-lab, CK+): shared base + 4 branches; 9 252 384 params at 96 px, 8 classes."""
-    return _esr(4, num_classes, in_chans, input_size, **kw)
+    return _esr(4, num_classes, in_chans, input_size, predict, active)
 
 
-@register_model("esr", default_method="esr", paper="001", input_size=48, in_chans=1, target_layer="base", sizes=(48, 96))
-def esr_4_lab(num_classes: int = 8, in_chans: int = 1, input_size: int = 48, **kw: Any) -> nn.Module:
-    """ESR-4, the official small grey CK+ network (protocol §3.2; BN after each conv and valid padding assumed)."""
+@register_model(default_method="esr", paper="001", target_layer="base", sizes=(48, 96))
+def esr_4_lab(
+    num_classes: int = 8, in_chans: int = 1, input_size: int = 48, predict: str = "vote", active: int | None = None
+) -> nn.Module:
+    """ESR-4, the official small grey CK+ network (docs/protocol.md §3.2; BN after each conv, valid padding)."""
     if ((input_size - 6) // 2 - 2) // 2 < 8:
         raise ConfigError(f"esr_4_lab: input size {input_size} px is too small (needs ≥ 42 px)")
-    return ESRNet(esr_lab_base(in_chans), [ESRLabBranch(num_classes) for _ in range(4)], num_classes, **kw)
+    branches = [ESRLabBranch(num_classes) for _ in range(4)]
+    return ESRNet(esr_lab_base(in_chans), branches, num_classes, predict=predict, active=active)

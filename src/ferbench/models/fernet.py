@@ -39,19 +39,19 @@ class FerVGG(nn.Module):
         return self.head(self.features(x))
 
 
-@register_model("fernet", target_layer="features.2")
-def fer_vgg_s(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.3, **_: object) -> nn.Module:
+@register_model(target_layer="features.2")
+def fer_vgg_s(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.3) -> nn.Module:
     """Compact VGG 16-32-64-128 (0.29 M params): the quickstart model."""
     return FerVGG((16, 32, 64, 128), num_classes, in_chans, drop_rate=drop_rate)
 
 
-@register_model("fernet", target_layer="features.2")
-def fer_vgg_m(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.3, **_: object) -> nn.Module:
+@register_model(target_layer="features.2")
+def fer_vgg_m(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.3) -> nn.Module:
     """Compact VGG 32-64-128-256 (1.18 M params)."""
     return FerVGG((32, 64, 128, 256), num_classes, in_chans, drop_rate=drop_rate)
 
 
-@register_model("fernet", target_layer="features.2")
-def fer_vgg_l(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.4, **_: object) -> nn.Module:
+@register_model(target_layer="features.2")
+def fer_vgg_l(num_classes: int = 7, in_chans: int = 1, drop_rate: float = 0.4) -> nn.Module:
     """Compact VGG 48-96-192-384 (2.6 M params)."""
     return FerVGG((48, 96, 192, 384), num_classes, in_chans, drop_rate=drop_rate)

@@ -12,7 +12,7 @@ HEADS = ("linear", "seed000", "alt1024")
 def make_head(kind: str, in_features: int, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
     """Build a classifier head mapping ``(B, in_features)`` → ``(B, num_classes)``.
 
-    ``seed000`` is seed 000 §1.8: Dense 256 ReLU → Dropout 0.2 → Dense 128 ReLU → Dense C.
+    ``seed000`` is seed 000's head (docs/protocol.md §1.8): Dense 256 ReLU → Dropout 0.2 → Dense 128 ReLU → Dense C.
     ``alt1024`` is the "Simple" MobileNet head: 1024 → 1024 → 512 → C, ReLU, no dropout.
     ``linear`` is a single (optionally dropped-out) linear layer.
     """

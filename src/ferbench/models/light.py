@@ -11,7 +11,6 @@ import timm
 from torch import nn
 
 from ferbench.models.registry import register_model
-from ferbench.models.seed000_keras import reject_options
 
 
 def _light(timm_name: str, num_classes: int, in_chans: int, drop_rate: float) -> nn.Module:
@@ -20,46 +19,41 @@ def _light(timm_name: str, num_classes: int, in_chans: int, drop_rate: float) ->
     )
 
 
-@register_model("light", target_layer="blocks.3", sizes=(48, 112))
+@register_model(target_layer="blocks.3", sizes=(48, 112))
 def mobilenetv3_small(
-    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0, input_size: int = 48, **kw: object
+    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0
 ) -> nn.Module:
     """MobileNetV3-Small 1.0 (timm ``mobilenetv3_small_100``)."""
-    reject_options("mobilenetv3_small", kw)
     return _light("mobilenetv3_small_100", num_classes, in_chans, drop_rate)
 
 
-@register_model("light", target_layer="blocks.4", sizes=(48, 112))
+@register_model(target_layer="blocks.4", sizes=(48, 112))
 def mobilenetv3_large(
-    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0, input_size: int = 48, **kw: object
+    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0
 ) -> nn.Module:
     """MobileNetV3-Large 1.0 (timm ``mobilenetv3_large_100``)."""
-    reject_options("mobilenetv3_large", kw)
     return _light("mobilenetv3_large_100", num_classes, in_chans, drop_rate)
 
 
-@register_model("light", target_layer="blocks.4", sizes=(48, 112))
+@register_model(target_layer="blocks.4", sizes=(48, 112))
 def efficientnet_lite0(
-    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0, input_size: int = 48, **kw: object
+    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0
 ) -> nn.Module:
     """EfficientNet-Lite0 (timm ``efficientnet_lite0``: ReLU6, no SE; quantisation-friendly)."""
-    reject_options("efficientnet_lite0", kw)
     return _light("efficientnet_lite0", num_classes, in_chans, drop_rate)
 
 
-@register_model("light", target_layer="blocks.6", sizes=(48, 112))
+@register_model(target_layer="blocks.6", sizes=(48, 112))
 def ghostnet_100(
-    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0, input_size: int = 48, **kw: object
+    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0
 ) -> nn.Module:
     """GhostNet 1.0 (timm ``ghostnet_100``)."""
-    reject_options("ghostnet_100", kw)
     return _light("ghostnet_100", num_classes, in_chans, drop_rate)
 
 
-@register_model("light", target_layer="stages.2", sizes=(48, 112))
+@register_model(target_layer="stages.2", sizes=(48, 112))
 def convnext_atto(
-    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0, input_size: int = 48, **kw: object
+    num_classes: int = 7, in_chans: int = 3, drop_rate: float = 0.0
 ) -> nn.Module:
     """ConvNeXt-Atto (timm ``convnext_atto``, 3.7 M params)."""
-    reject_options("convnext_atto", kw)
     return _light("convnext_atto", num_classes, in_chans, drop_rate)

@@ -1,8 +1,8 @@
-"""Seed 000 custom networks, written from protocol.md §2.2–2.16 (all trained from scratch).
+"""Seed 000 custom networks, written from docs/protocol.md §2.2–2.16 (all trained from scratch).
 
 Every model maps ``(B, in_chans, S, S)`` float → ``(B, num_classes)`` logits and exposes its final
 classification layers as ``head``. Dense-layer widths after a Flatten are sized from ``input_size``
-(a dry run on the meta device), so the 224-px variants of §2.17 build from the same code.
+(a dry run on the meta device), so the 224-px variants of docs/protocol.md §2.17 build from the same code.
 ``faithful=True`` applies Keras BN eps/momentum and Keras initialisers (Glorot-uniform, or the
 layer's own ``kernel_initializer`` where the notebooks set one).
 """
@@ -16,7 +16,7 @@ from torch import nn
 
 from ferbench.models.init import keras_faithful_
 from ferbench.models.registry import register_model
-from ferbench.models.seed000_keras import create_timm_backbone, reject_options
+from ferbench.models.seed000_keras import create_timm_backbone
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -66,7 +66,7 @@ class FeaturesHead(nn.Module):
         return self.head(self.features(x))
 
 
-# --------------------------------------------------------------------------------------------- §2.2
+# ---------------------------------------------------------------------------- docs/protocol.md §2.2
 class ResNet18DD(nn.Module):
     """timm ResNet-18 trunk with a CIFAR stem at 48 px (3×3/1, no max-pool) or the ImageNet stem at 224,
     then GAP → Dr 0.2 → D1024 ReLU → Dr 0.5 → D(C).
@@ -87,9 +87,7 @@ class ResNet18DD(nn.Module):
         return self.head(self.backbone(x))
 
 
-@register_model(
-    "seed000_custom",
-    paper="000",
+@register_model(paper="000",
     target_layer="backbone.layer3",
     sizes=(48, 224),
     expected_params={48: 11_701_319, 224: 11_708_999},
@@ -100,14 +98,12 @@ def resnet18_dd(
     input_size: int = 48,
     stem: str = "auto",
     faithful: bool = False,
-    **kw: object,
 ) -> nn.Module:
     """ResNet18 + Dropout + Dense (CIFAR stem below 112 px, ImageNet stem at 224)."""
-    reject_options("resnet18_dd", kw)
     return _finish(ResNet18DD(num_classes, in_chans, input_size, stem), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.3
+# ---------------------------------------------------------------------------- docs/protocol.md §2.3
 class RepVGGRepoBlock(nn.Module):
     """C3(s,nb)-BN-ReLU-C3(nb)-BN + (identity | 1×1/s conv nb, no BN); no activation after the sum."""
 
@@ -149,9 +145,7 @@ def _repvgg_repo(num_classes: int, in_chans: int, partial_stop_grad: bool) -> nn
     return FeaturesHead(nn.Sequential(*layers), head)
 
 
-@register_model(
-    "seed000_custom",
-    paper="000",
+@register_model(paper="000",
     target_layer="features.9",
     sizes=(48, 224),
     expected_params={48: 26_439_303, 224: 26_439_303},
@@ -162,14 +156,12 @@ def repvgg_repo(
     input_size: int = 48,
     partial_stop_grad: bool = False,
     faithful: bool = False,
-    **kw: object,
 ) -> nn.Module:
     """The repo's "create_repvgg_a0" (plain 2-conv residual blocks, not real RepVGG); 26.4 M params."""
-    reject_options("repvgg_repo", kw)
     return _finish(_repvgg_repo(num_classes, in_chans, partial_stop_grad), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.4
+# ---------------------------------------------------------------------------- docs/protocol.md §2.4
 class RepoInception(nn.Module):
     """Inception module read in the repo's order f=[a,b,c,d,e,g]: 1×1(a)→3×3(b) | 1×1(c)→5×5(d) |
     MP3/1→1×1(e) | 1×1(g); concat → b+d+e+g channels. ReLU after every conv, no BN."""
@@ -227,34 +219,28 @@ def _googlenet_repo(num_classes: int, in_chans: int, input_size: int) -> nn.Modu
     return FeaturesHead(nn.Sequential(*layers), head)
 
 
-@register_model(
-    "seed000_custom",
-    paper="000",
+@register_model(paper="000",
     target_layer="features.12",
     sizes=(48, 224),
     expected_params={48: 5_909_319, 224: 5_916_999},
 )
 def googlenet_repo(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """The repo's GoogLeNet (non-standard module order, no BN/aux heads); 3×3 stem below 112 px."""
-    reject_options("googlenet_repo", kw)
     return _finish(_googlenet_repo(num_classes, in_chans, input_size), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.5
-@register_model(
-    "seed000_custom",
-    paper="000",
+# ---------------------------------------------------------------------------- docs/protocol.md §2.5
+@register_model(paper="000",
     target_layer="features.23",
     sizes=(48, 224),
     expected_params={48: 33_625_927, 224: 134_289_223},
 )
 def vggnet(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """VGG16 conv stack (timm ``vgg16`` features) → Flatten → D4096 → D4096 → D(C), no dropout."""
-    reject_options("vggnet", kw)
     features = create_timm_backbone("vgg16", in_chans).features
     n = flat_features(features, in_chans, input_size)
     head = nn.Sequential(
@@ -263,15 +249,13 @@ def vggnet(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.6
-@register_model(
-    "seed000_custom", paper="000", target_layer="features.4", sizes=(48,), expected_params={48: 21_611_079}
+# ---------------------------------------------------------------------------- docs/protocol.md §2.6
+@register_model(paper="000", target_layer="features.4", sizes=(48,), expected_params={48: 21_611_079}
 )
 def alexnet(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """Seed-000 AlexNet (BN after pools, GAP) → D4096 → Dr → D4096 → Dr → D(C)."""
-    reject_options("alexnet", kw)
     features = nn.Sequential(
         conv(in_chans, 96, 11, 4, same=False),
         relu(),
@@ -304,15 +288,13 @@ def alexnet(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.7
-@register_model(
-    "seed000_custom", paper="000", target_layer="features.3", sizes=(48,), expected_params={48: 21_589_127}
+# ---------------------------------------------------------------------------- docs/protocol.md §2.7
+@register_model(paper="000", target_layer="features.3", sizes=(48,), expected_params={48: 21_589_127}
 )
 def zf_net(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """ZF-Net (7×7/2 valid stem, U(±0.05) init in faithful mode) → D4096 → Dr → D4096 → Dr → D(C)."""
-    reject_options("zf_net", kw)
     features = nn.Sequential(
         conv(in_chans, 96, 7, 2, same=False, keras_init="uniform"),
         relu(),
@@ -342,15 +324,13 @@ def zf_net(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.8
-@register_model(
-    "seed000_custom", paper="000", target_layer="features.17", sizes=(48,), expected_params={48: 18_328_455}
+# ---------------------------------------------------------------------------- docs/protocol.md §2.8
+@register_model(paper="000", target_layer="features.17", sizes=(48,), expected_params={48: 18_328_455}
 )
 def mnist_net(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """MNIST_NET: 11 "same" convs (3×3 / 1×1) with 3 max-pools → Flatten → D1024 → D1024 → D(C)."""
-    reject_options("mnist_net", kw)
     spec: list[tuple[int, int] | str] = [
         (96, 3),
         (128, 3),
@@ -391,15 +371,13 @@ def mnist_net(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.9
-@register_model(
-    "seed000_custom", paper="000", target_layer="features.0", sizes=(48,), expected_params={48: 169_271}
+# ---------------------------------------------------------------------------- docs/protocol.md §2.9
+@register_model(paper="000", target_layer="features.0", sizes=(48,), expected_params={48: 169_271}
 )
 def lenet5(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """LeNet-5: C5 6 → MP → C5 16 → MP → Flatten → D120 → D84 → D(C)."""
-    reject_options("lenet5", kw)
     features = nn.Sequential(
         conv(in_chans, 6, 5, same=False),
         relu(),
@@ -415,7 +393,7 @@ def lenet5(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.10–2.12
+# ---------------------------------------------------------------------------- docs/protocol.md §2.10–2.12
 def _seq_trunk(in_chans: int) -> list[nn.Module]:
     return [
         conv(in_chans, 32, 3),
@@ -433,18 +411,15 @@ def _seq_trunk(in_chans: int) -> list[nn.Module]:
     ]
 
 
-@register_model(
-    "seed000_custom",
-    paper="000",
+@register_model(paper="000",
     target_layer="features.9",
     sizes=(48, 224),
     expected_params={48: 1_364_679, 224: 1_364_679},
 )
 def seq3conv(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """Sequential 3Conv ("Model 9"): 5 convs, ReLU→BN on the 512 conv, GAP → D1024 → Dr → D(C)."""
-    reject_options("seq3conv", kw)
     features = nn.Sequential(
         *_seq_trunk(in_chans),
         conv(128, 512, 3),
@@ -464,14 +439,12 @@ def seq3conv(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-@register_model(
-    "seed000_custom", paper="000", target_layer="features.9", sizes=(48,), expected_params={48: 2_839_751}
+@register_model(paper="000", target_layer="features.9", sizes=(48,), expected_params={48: 2_839_751}
 )
 def seq4conv(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """Sequential 4Conv ("Model 10"): 7 convs, one pool after the 256s, Flatten → D1024 → Dr → D(C)."""
-    reject_options("seq4conv", kw)
     features = nn.Sequential(
         *_seq_trunk(in_chans),
         conv(128, 256, 3, same=False),
@@ -492,18 +465,15 @@ def seq4conv(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-@register_model(
-    "seed000_custom",
-    paper="000",
+@register_model(paper="000",
     target_layer="features.5",
     sizes=(48, 224),
     expected_params={48: 2_489_671, 224: 88_997_191},
 )
 def seq_simple(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """Sequential Simple: 4 valid convs, 3 pools → Flatten → D512 → Dr 0.2 → D(C)."""
-    reject_options("seq_simple", kw)
     features = nn.Sequential(
         conv(in_chans, 32, 3, same=False),
         relu(),
@@ -527,7 +497,7 @@ def seq_simple(
     return _finish(FeaturesHead(features, head), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.13
+# ---------------------------------------------------------------------------- docs/protocol.md §2.13
 def _ens_sub(in_chans: int, widths: tuple[int, int, int], num_classes: int) -> FeaturesHead:
     layers: list[nn.Module] = []
     cin = in_chans
@@ -576,22 +546,19 @@ class Ensemble3(nn.Module):
         return torch.log(probs.clamp_min(1e-12))
 
 
-@register_model(
-    "seed000_custom",
-    paper="000",
+@register_model(paper="000",
     target_layer="branches.2.features.16",
     sizes=(48, 224),
     expected_params={48: 1_997_461, 224: 1_997_461},
 )
 def ensemble3(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """Seed-000 "Ensemble": one network of 3 sub-CNNs whose softmaxes are averaged."""
-    reject_options("ensemble3", kw)
     return _finish(Ensemble3(num_classes, in_chans), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.14
+# ---------------------------------------------------------------------------- docs/protocol.md §2.14
 class Modular(nn.Module):
     """Local (3×3) and global (5×5) sub-networks → concat(256 + 256) → ``head`` D(C)."""
 
@@ -624,22 +591,19 @@ class Modular(nn.Module):
         return self.head(torch.cat([self.local(x), self.globl(x)], dim=1))
 
 
-@register_model(
-    "seed000_custom",
-    paper="000",
+@register_model(paper="000",
     target_layer="local.6",
     sizes=(48, 224),
     expected_params={48: 5_337_735, 224: 103_379_591},
 )
 def modular(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """Modular NN ("MNN"): local 3×3 + global 5×5 conv branches, concatenated."""
-    reject_options("modular", kw)
     return _finish(Modular(num_classes, in_chans, input_size), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.15
+# ---------------------------------------------------------------------------- docs/protocol.md §2.15
 class KerasMHA(nn.Module):
     """Keras ``MultiHeadAttention(num_heads, key_dim)`` self-attention: Q/K/V project E→h·d, output h·d→E.
 
@@ -691,21 +655,17 @@ class SMMB(nn.Module):
         return self.head(torch.cat([a, t], dim=1))
 
 
-@register_model(
-    "seed000_custom", paper="000", target_layer="branch_b.3", sizes=(48,), expected_params={48: 5_512_455}
+@register_model(paper="000", target_layer="branch_b.3", sizes=(48,), expected_params={48: 5_512_455}
 )
 def smmb(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
     """SMMB: shared convs, a dense branch and a self-attention branch (custom Keras-style MHA)."""
-    reject_options("smmb", kw)
     return _finish(SMMB(num_classes, in_chans, input_size), faithful)
 
 
-# --------------------------------------------------------------------------------------------- §2.16
-@register_model(
-    "seed000_custom",
-    paper="000",
+# ---------------------------------------------------------------------------- docs/protocol.md §2.16
+@register_model(paper="000",
     in_chans=1,
     target_layer="features.21",
     sizes=(48, 224),
@@ -717,14 +677,12 @@ def mediapipe_vggnet(
     input_size: int = 48,
     faithful: bool = False,
     rescale: bool = False,
-    **kw: object,
 ) -> nn.Module:
     """The plain grey CNN of "Mediapipe + VGGNet" (MediaPipe only finds faces at inference; not needed here).
 
     4 blocks [conv-ReLU-BN ×2, MP, Dr] (first conv valid, He-normal in faithful mode) → Flatten → D1024 → Dr
     → D256 → D(C). ``rescale=True`` multiplies the input by 1/255 (Keras ``Rescaling``) for raw 0–255 input.
     """
-    reject_options("mediapipe_vggnet", kw)
     layers: list[nn.Module] = [_Rescale()] if rescale else []
     cin = in_chans
     for i, (w, p) in enumerate(((64, 0.5), (128, 0.4), (256, 0.5), (512, 0.4))):

@@ -1,10 +1,10 @@
-"""Seed 000 Keras-Applications backbones (protocol.md §2.1) as timm models + the §1.8 head.
+"""Seed 000 Keras-Applications backbones (docs/protocol.md §2.1) as timm models + the standard head.
 
 Every model here is :class:`BackboneClassifier`: a timm backbone used through ``forward_features``
-(the un-pooled map), a pool (``"gap"`` or ``"flatten"``, §1.8) and a ferbench head (``"seed000"``
-by default; ``"alt1024"`` is the "Simple" MobileNet head). Parameter counts equal the Keras
-*trainable* counts of §2.17 (see the tests), except where timm's architecture differs (ResNet50:
-Keras convs carry biases; InceptionV3: Keras BN has no γ).
+(the un-pooled map), a pool (``"gap"`` or ``"flatten"``) and a ferbench head (``"seed000"`` by default;
+``"alt1024"`` is the "Simple" MobileNet head), as docs/protocol.md §1.8 describes. Parameter counts equal
+the Keras *trainable* counts of docs/protocol.md §2.17 (see the tests), except where timm's architecture
+differs (ResNet50: Keras convs carry biases; InceptionV3: Keras BN has no γ).
 
 ``faithful=True`` switches BatchNorm to Keras eps/momentum (1e-3 / 0.01) and re-initialises
 kernels Glorot-uniform with zero biases (Keras defaults).
@@ -20,7 +20,7 @@ from torch import nn
 from ferbench.errors import ConfigError
 from ferbench.models.heads import make_head
 from ferbench.models.init import keras_faithful_
-from ferbench.models.registry import register_model
+from ferbench.models.registry import register_alias, register_model
 
 POOLS = ("gap", "flatten")
 
@@ -39,12 +39,6 @@ def feature_shape(backbone: nn.Module, in_chans: int, input_size: int) -> tuple[
     except RuntimeError as e:
         raise ConfigError(f"input size {input_size} px is too small for this backbone ({e})") from None
     return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
-
-
-def reject_options(name: str, options: dict[str, object]) -> None:
-    """One-line :class:`ConfigError` for builder options a model does not take (``head`` on a custom net)."""
-    if options:
-        raise ConfigError(f"model {name!r} does not take option(s) {', '.join(sorted(options))}")
 
 
 def create_timm_backbone(timm_name: str, in_chans: int, **timm_kwargs: object) -> nn.Module:
@@ -174,15 +168,16 @@ def _build(
     input_size: int,
     head: str | None,
     pool: str | None,
-    default_pool: str = "gap",
-    **kw: object,
+    faithful: bool,
+    drop_rate: float,
 ) -> BackboneClassifier:
     return BackboneClassifier(
-        timm_name, num_classes, in_chans, input_size, head=head or "seed000", pool=pool or default_pool, **kw
-    )  # type: ignore[arg-type]
+        timm_name, num_classes, in_chans, input_size, head=head or "seed000", pool=pool or "gap",
+        faithful=faithful, drop_rate=drop_rate,
+    )
 
 
-# VGG16 @48: Keras code uses Flatten (1×1 map, so = GAP); @224 GAP is the intended default (§1.8).
+# VGG16 @48: Keras code uses Flatten (1×1 map, so = GAP); @224 GAP is the intended default (docs/protocol.md §1.8).
 def _vgg_pool(pool: str | None, input_size: int) -> str:
     return pool or ("flatten" if input_size < 64 else "gap")
 
@@ -191,53 +186,29 @@ _VGG16 = {48: 14_879_815, 224: 14_879_815}
 _VGG19 = {48: 20_189_511, 224: 20_189_511}
 
 
-@register_model(
-    "seed000_keras", paper="000", target_layer="backbone.features.23", sizes=(48, 224), expected_params=_VGG16
-)
-def vgg16_in(
+@register_model(paper="000", target_layer="backbone.features.23", sizes=(48, 224), expected_params=_VGG16)
+def vgg16(
     num_classes: int = 7,
     in_chans: int = 3,
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
-    """VGG16 conv stack (ImageNet init in the paper) + seed-000 head."""
-    return _build("vgg16", num_classes, in_chans, input_size, head, _vgg_pool(pool, input_size), **kw)
+    """VGG16 conv stack + seed-000 head (seed 000's VGG16-IN / -VF / -SC differ only in their weights)."""
+    pool = _vgg_pool(pool, input_size)
+    return _build("vgg16", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
+
+
+# Seed 000's three VGG16 rows are one network with three initialisations (docs/protocol.md §2.1).
+register_alias("vgg16_in", "vgg16", description="VGG16 + seed-000 head (ImageNet init in the paper)")
+register_alias("vgg16_vf", "vgg16", description="VGG16 + seed-000 head (VGGFace weights in the paper; --init file:PATH)")
+register_alias("vgg16_sc", "vgg16", description="VGG16 + seed-000 head from scratch (random, still frozen in phase 1)")
 
 
 @register_model(
-    "seed000_keras", paper="000", target_layer="backbone.features.23", sizes=(48, 224), expected_params=_VGG16
-)
-def vgg16_vf(
-    num_classes: int = 7,
-    in_chans: int = 3,
-    input_size: int = 48,
-    head: str | None = None,
-    pool: str | None = None,
-    **kw: object,
-) -> nn.Module:
-    """VGG16 (VGGFace weights in the paper; not available offline: --init file:PATH) + seed-000 head."""
-    return _build("vgg16", num_classes, in_chans, input_size, head, _vgg_pool(pool, input_size), **kw)
-
-
-@register_model(
-    "seed000_keras", paper="000", target_layer="backbone.features.23", sizes=(48, 224), expected_params=_VGG16
-)
-def vgg16_sc(
-    num_classes: int = 7,
-    in_chans: int = 3,
-    input_size: int = 48,
-    head: str | None = None,
-    pool: str | None = None,
-    **kw: object,
-) -> nn.Module:
-    """VGG16 from scratch (random init, still frozen in phase 1) + seed-000 head."""
-    return _build("vgg16", num_classes, in_chans, input_size, head, _vgg_pool(pool, input_size), **kw)
-
-
-@register_model(
-    "seed000_keras", paper="000", target_layer="backbone.features.29", sizes=(48, 224), expected_params=_VGG19
+    paper="000", target_layer="backbone.features.29", sizes=(48, 224), expected_params=_VGG19
 )
 def vgg19(
     num_classes: int = 7,
@@ -245,14 +216,15 @@ def vgg19(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """VGG19 conv stack + seed-000 head."""
-    return _build("vgg19", num_classes, in_chans, input_size, head, _vgg_pool(pool, input_size), **kw)
+    pool = _vgg_pool(pool, input_size)
+    return _build("vgg19", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.blocks.3",
     sizes=(48, 224),
@@ -264,14 +236,14 @@ def mobilenet(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """MobileNet v1 α=1 (timm ``mobilenetv1_100``; Keras uses ReLU6) + seed-000 head."""
-    return _build("mobilenetv1_100", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("mobilenetv1_100", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.blocks.3",
     sizes=(48, 224),
@@ -283,14 +255,15 @@ def mobilenet_alt(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """MobileNet v1 + the "Simple"-notebook head GAP → 1024 → 1024 → 512 → C."""
-    return _build("mobilenetv1_100", num_classes, in_chans, input_size, head or "alt1024", pool, **kw)
+    head = head or "alt1024"
+    return _build("mobilenetv1_100", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.blocks.4",
     sizes=(48, 224),
@@ -302,14 +275,14 @@ def mobilenetv2(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """MobileNetV2 α=1 (timm ``mobilenetv2_100``) + seed-000 head (``head="alt1024"``: 5.11 M)."""
-    return _build("mobilenetv2_100", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("mobilenetv2_100", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.blocks.3",
     sizes=(48, 224),
@@ -321,14 +294,14 @@ def efficientnetv2_b0(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """EfficientNetV2-B0 (timm ``tf_efficientnetv2_b0``, exact Keras port) + seed-000 head."""
-    return _build("tf_efficientnetv2_b0", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("tf_efficientnetv2_b0", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.blocks.4",
     sizes=(48,),
@@ -340,14 +313,14 @@ def efficientnet_b0(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """EfficientNet-B0 v1 (timm ``tf_efficientnet_b0``; Cons FER/RAF "EfficientNet") + seed-000 head."""
-    return _build("tf_efficientnet_b0", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("tf_efficientnet_b0", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.cell_7",
     sizes=(48, 224),
@@ -359,59 +332,47 @@ def nasnet_mobile(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """NASNet-A Mobile (timm NASNet-A cells, see :class:`NASNetAMobile`) + seed-000 head; no offline weights.
 
     The seed feeds NASNet's own ``preprocess_input`` ([-1, 1]): use preprocessing mean 0.5, std 0.5.
     """
-    return _build("nasnetamobile", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("nasnetamobile", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 # ResNet50: Keras convs carry biases (+26 560 params): Keras trainable 24 092 935, timm 24 066 375 (-0.11 %).
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.layer3",
     sizes=(48, 224),
     expected_params={48: 24_092_935, 224: 24_092_935},
 )
-def resnet50_in(
+def resnet50(
     num_classes: int = 7,
     in_chans: int = 3,
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """ResNet-50 v1 (timm ``resnet50``; Keras 24.09 M has conv biases) + seed-000 head."""
-    return _build("resnet50", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("resnet50", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
-@register_model(
-    "seed000_keras",
-    paper="000",
-    input_size=224,
-    target_layer="backbone.layer3",
-    sizes=(224,),
-    expected_params={224: 24_066_375},
+# Seed 000's ResNet50-IN and ResNet50-VF are this network with ImageNet / VGGFace2 weights; the VGGFace2
+# model (keras_vggface, no conv biases) has exactly timm's count and ran at 224 px only (docs/protocol.md §2.1).
+register_alias("resnet50_in", "resnet50", description="ResNet-50 + seed-000 head (ImageNet init in the paper)")
+register_alias(
+    "resnet50_vf", "resnet50", input_size=224, sizes=(224,), expected_params={224: 24_066_375},
+    description="ResNet-50 + seed-000 head (VGGFace2 weights in the paper, not in timm); 224 px only",
 )
-def resnet50_vf(
-    num_classes: int = 7,
-    in_chans: int = 3,
-    input_size: int = 224,
-    head: str | None = None,
-    pool: str | None = None,
-    **kw: object,
-) -> nn.Module:
-    """ResNet-50 (VGGFace2 weights in the paper, not in timm) + seed-000 head; 224 px only."""
-    return _build("resnet50", num_classes, in_chans, input_size, head, pool, **kw)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
-    input_size=224,
     target_layer="backbone.layer3",
     sizes=(224,),
     expected_params={224: 26_597_367},
@@ -422,14 +383,14 @@ def senet50_vf(
     input_size: int = 224,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """SE-ResNet-50 (timm ``seresnet50``; VGGFace2 weights not in timm) + seed-000 head; 224 px only."""
-    return _build("seresnet50", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("seresnet50", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
     target_layer="backbone.features.denseblock3",
     sizes=(48, 224),
@@ -441,16 +402,15 @@ def densenet121(
     input_size: int = 48,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """DenseNet-121 (timm ``densenet121``) + seed-000 head."""
-    return _build("densenet121", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("densenet121", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 @register_model(
-    "seed000_keras",
     paper="000",
-    input_size=224,
     target_layer="backbone.block11",
     sizes=(224,),
     expected_params={224: 21_365_295},
@@ -461,17 +421,16 @@ def xception(
     input_size: int = 224,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """Xception (timm ``legacy_xception``, exact Keras count) + seed-000 head; Keras min input 71 px."""
-    return _build("legacy_xception", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("legacy_xception", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)
 
 
 # InceptionV3: Keras BatchNorm has scale=False (no γ): Keras trainable 22 326 695, timm 22 343 911 (+0.08 %).
 @register_model(
-    "seed000_keras",
     paper="000",
-    input_size=224,
     target_layer="backbone.Mixed_6e",
     sizes=(224,),
     expected_params={224: 22_326_695},
@@ -482,7 +441,8 @@ def inceptionv3(
     input_size: int = 224,
     head: str | None = None,
     pool: str | None = None,
-    **kw: object,
+    faithful: bool = False,
+    drop_rate: float = 0.0,
 ) -> nn.Module:
     """Inception-v3 (timm ``inception_v3``; Keras BN has no γ: 22.33 M) + seed-000 head; min input 75 px."""
-    return _build("inception_v3", num_classes, in_chans, input_size, head, pool, **kw)
+    return _build("inception_v3", num_classes, in_chans, input_size, head, pool, faithful, drop_rate)

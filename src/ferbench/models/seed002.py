@@ -1,4 +1,4 @@
-"""Seed 002 (Li et al., FER2013): the shallow CNN of the 70.24 % ensemble (protocol.md §4)."""
+"""Seed 002 (Li et al., FER2013): the shallow CNN of the 70.24 % ensemble (docs/protocol.md §4.2)."""
 
 from __future__ import annotations
 
@@ -35,10 +35,7 @@ class ShallowCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model(
-    "seed002", paper="002", in_chans=1, target_layer="features.2.0",
-    expected_params={48: 4_474_759},
-)
-def shallow_cnn_s002(num_classes: int = 7, in_chans: int = 1, input_size: int = 48, **_: object) -> nn.Module:
+@register_model(paper="002", target_layer="features.2.0", expected_params={48: 4_474_759})
+def shallow_cnn_s002(num_classes: int = 7, in_chans: int = 1, input_size: int = 48) -> nn.Module:
     """Seed 002 shallow CNN (4.47 M params at 48×48×1)."""
     return ShallowCNN(num_classes, in_chans, input_size)

@@ -1,4 +1,4 @@
-"""Seed 002 (Li et al., FER2013) transfer models and ResNet-18 of protocol.md §4.
+"""Seed 002 (Li et al., FER2013) transfer models and ResNet-18 (docs/protocol.md §4.3–4.4).
 
 * ``resnet18_s002``: Keras ResNet-18 from scratch: convs with biases, 1×1 stride-2 shortcut conv
   *without* BN, GAP → D(C). 11 176 839 params = the Keras total 11 184 647 minus the 7 808 BN moving
@@ -17,7 +17,9 @@ from torch import nn
 
 from ferbench.errors import ConfigError
 from ferbench.models.registry import register_model
-from ferbench.models.seed000_keras import create_timm_backbone, feature_shape, reject_options
+from ferbench.models.seed000_keras import create_timm_backbone, feature_shape
+
+FAMILY = "seed002"  # the seed-002 networks, split over two files
 
 
 class BasicBlockS002(nn.Module):
@@ -62,17 +64,14 @@ class ResNet18S002(nn.Module):
 
 
 # Keras total 11 184 647 = 11 176 839 params + 7 808 BN moving statistics; it matches a 1-channel input only.
-@register_model(
-    "seed002",
-    paper="002",
+@register_model(paper="002",
     in_chans=1,
     target_layer="features.8",
     sizes=(48,),
     expected_params={48: 11_176_839},
 )
-def resnet18_s002(num_classes: int = 7, in_chans: int = 1, input_size: int = 48, **kw: object) -> nn.Module:
+def resnet18_s002(num_classes: int = 7, in_chans: int = 1, input_size: int = 48) -> nn.Module:
     """Seed-002 Keras ResNet-18 from scratch, grey input (conv biases, shortcut conv without BN)."""
-    reject_options("resnet18_s002", kw)
     return ResNet18S002(num_classes, in_chans)
 
 
@@ -101,12 +100,11 @@ class TimmFlattenClassifier(nn.Module):
         return self.head(self.backbone.forward_features(x))
 
 
-@register_model("seed002", paper="002", target_layer="backbone.features.23", sizes=(48, 224))
+@register_model(paper="002", target_layer="backbone.features.23", sizes=(48, 224))
 def vgg16_s002(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, head: str = "imagenet", **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 48, head: str = "imagenet"
 ) -> nn.Module:
     """VGG16 + seed-002 head (``imagenet``: 4096-1024 with dropout; ``nopretrain``: BN 32-32-32)."""
-    reject_options("vgg16_s002", kw)
     m = TimmFlattenClassifier("vgg16", in_chans, input_size)
     n = m.num_features
     if head == "imagenet":
@@ -132,10 +130,9 @@ def vgg16_s002(
     return m
 
 
-@register_model("seed002", paper="002", target_layer="backbone.layer3", sizes=(48,))
-def resnet50_s002(num_classes: int = 7, in_chans: int = 3, input_size: int = 48, **kw: object) -> nn.Module:
+@register_model(paper="002", target_layer="backbone.layer3", sizes=(48,))
+def resnet50_s002(num_classes: int = 7, in_chans: int = 3, input_size: int = 48) -> nn.Module:
     """ResNet-50 + seed-002 head (Flatten → BN → D4096 → BN-ReLU-Dr → D1024 → BN-ReLU → D(C))."""
-    reject_options("resnet50_s002", kw)
     m = TimmFlattenClassifier("resnet50", in_chans, input_size)
     n = m.num_features
     d4096 = nn.Linear(n, 4096)
@@ -154,19 +151,16 @@ def resnet50_s002(num_classes: int = 7, in_chans: int = 3, input_size: int = 48,
 
 
 # Paper quotes 34 397 991 = Keras *total* (incl. BN moving stats, BN without γ); timm: 34 380 775.
-@register_model(
-    "seed002",
-    paper="002",
+@register_model(paper="002",
     input_size=75,
     target_layer="backbone.Mixed_6e",
     sizes=(75,),
     expected_params={75: 34_380_775},
 )
 def inceptionv3_s002(
-    num_classes: int = 7, in_chans: int = 3, input_size: int = 75, **kw: object
+    num_classes: int = 7, in_chans: int = 3, input_size: int = 75
 ) -> nn.Module:
     """Inception-v3 at 75 px + seed-002 head (Flatten → Dr → D4096 → Dr → D1024 → Dr → D(C))."""
-    reject_options("inceptionv3_s002", kw)
     m = TimmFlattenClassifier("inception_v3", in_chans, input_size)
     n = m.num_features
     m.head = nn.Sequential(

@@ -10,8 +10,11 @@ import timm
 import torch
 from torch import nn
 
+from ferbench.errors import ConfigError
 from ferbench.models.heads import make_head
 from ferbench.models.registry import register_model
+
+FAMILY = "timm"
 
 
 class TimmClassifier(nn.Module):
@@ -42,13 +45,23 @@ class TimmClassifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def _timm(timm_name: str, num_classes: int, in_chans: int, head: str = "linear", **kw: object) -> nn.Module:
-    kw.pop("input_size", None)
-    return TimmClassifier(timm_name, num_classes, in_chans, head=head, **kw)
+@register_model(
+    target_layer="backbone.layer3", sizes=(48, 224), expected_params={48: 11_180_103, 224: 11_180_103}
+)
+def resnet18(
+    num_classes: int = 7,
+    in_chans: int = 3,
+    head: str = "linear",
+    drop_rate: float = 0.0,
+    imagenet_tag: str = "a1_in1k",
+) -> nn.Module:
+    """ResNet-18 (torchvision architecture, ImageNet stem; 2×2 layer4 map at 48 px).
 
-
-@register_model("timm", paper="003", target_layer="backbone.layer3", sizes=(48, 224),
-                expected_params={224: 11_180_103})
-def resnet18(num_classes: int = 7, in_chans: int = 3, head: str = "linear", **kw: object) -> nn.Module:
-    """timm ResNet-18 (ImageNet stem; 2×2 layer4 map at 48 px)."""
-    return _timm("resnet18", num_classes, in_chans, head, **kw)
+    ``imagenet_tag`` picks the timm ImageNet weights ``--init imagenet`` loads (``a1_in1k``: timm's recipe;
+    ``tv_in1k``: torchvision's, the papers' choice). Seeds 001 and 003 call this network ``resnet18_s001`` /
+    ``resnet18_s003`` (aliases declared in their files).
+    """
+    tags = sorted(n.split(".", 1)[1] for n in timm.list_pretrained("resnet18.*"))
+    if imagenet_tag not in tags:
+        raise ConfigError(f"resnet18: unknown imagenet_tag {imagenet_tag!r}; choose one of {', '.join(tags)}")
+    return TimmClassifier(f"resnet18.{imagenet_tag}", num_classes, in_chans, head=head, drop_rate=drop_rate)

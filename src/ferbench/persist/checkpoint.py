@@ -55,7 +55,7 @@ def resolve_checkpoint(ref: str | Path) -> Path:
         shipped = ", ".join(shipped_models())
         raise FerbenchError(f"{ref}: no checkpoint found (expected a shipped model name [{shipped}], a run dir "
                             "with best.safetensors, or a .safetensors file with its .json sidecar)")
-    if not p.with_suffix(".json").exists():
+    if not p.with_suffix(".json").exists() and _embedded(p) is None:
         raise FerbenchError(f"{p}: sidecar {p.with_suffix('.json').name} missing")
     return p
 
@@ -116,6 +116,8 @@ def read_sidecar(ref: str | Path) -> dict[str, Any]:
     js = p.with_suffix(".json")
     try:
         meta: Any = json.loads(js.read_text(encoding="utf-8"))
+    except FileNotFoundError:  # killed between the weights and their .json: the header copy is there
+        meta, bad = None, f"{js}: missing"
     except UnicodeDecodeError:
         raise FerbenchError(f"{js}: not UTF-8 text") from None
     except json.JSONDecodeError as e:

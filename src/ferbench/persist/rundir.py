@@ -66,7 +66,7 @@ class RunDir:
     def recover(self) -> list[str]:
         """Undo what a killed writer left: temp files, a ``best.json`` that lags its weights. Returns notes."""
         notes = [f"removed {p.name}" for p in clean_temp_files(self.path)]
-        if self.best.exists() and self.best.with_suffix(".json").exists() and repair_sidecar(self.best):
+        if self.best.exists() and repair_sidecar(self.best):
             notes.append("rewrote best.json from the weights' embedded sidecar")
         return notes
 

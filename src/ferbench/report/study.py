@@ -13,7 +13,7 @@ Sections (each only when the study has the data for it):
 * a ranking-derived recommendation (most accurate, best accuracy per millisecond, effect of class balancing
   and resolution, cross-domain gap), computed from the numbers above, never written by hand.
 
-Paper numbers come from ``seed_results.csv`` (protocol.md §7): ``$FERBENCH_SEED_RESULTS``, else
+Paper numbers come from ``seed_results.csv`` (docs/protocol.md §9): ``$FERBENCH_SEED_RESULTS``, else
 ``../shared/docs/seed_results.csv`` next to the repository or the working directory, else the copy shipped
 in :mod:`ferbench.report`.
 """
@@ -628,7 +628,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
           f"{len(records)} finished trials (" + ", ".join(f"{k} {v}" for k, v in sorted(status.items())) + ").",
           "Per-trial budget(s) (epochs cap, time limit in min, training-image limit): "
           + "; ".join(f"{e}, {t or '–'}, {lim or 'all'}" for e, t, lim in budgets) + ".",
-          f"Paper numbers: `{paper.path.name if paper.path else 'not found'}` (protocol.md §7). Latency: "
+          f"Paper numbers: `{paper.path.name if paper.path else 'not found'}` (docs/protocol.md §9). Latency: "
           "batch 1, 1 CPU thread, median of 30 (`ferbench.models.cost.latency_ms`), "
           + (f"re-measured for the {n_measured} architectures one after the other when this report was written."
              if n_measured else "measured by each worker right after training."), ""]

@@ -1,4 +1,4 @@
-"""Seed-001 k-fold protocol (protocol.md §3.1) on top of the one trainer.
+"""Seed-001 k-fold protocol (docs/protocol.md §3.1) on top of the one trainer.
 
 Pool every official split, ``StratifiedKFold(k, shuffle=True, random_state=10)``; each fold's held-out
 20 % is split 50/50 into val/test with ``train_test_split(test_size=0.5, random_state=1)`` (not

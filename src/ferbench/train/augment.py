@@ -1,6 +1,6 @@
 """Batched augmentation in torch on uint8/float image batches (no per-sample Python loop).
 
-``keras`` reproduces Keras ``ImageDataGenerator`` (protocol.md §1.4): rotation U(±θ), shifts
+``keras`` reproduces Keras ``ImageDataGenerator`` (docs/protocol.md §1.4): rotation U(±θ), shifts
 U(±s)·side, independent zooms zx, zy ~ U(1±z) (inverse map), one affine about the centre,
 bilinear sampling with edge replication, then h-flip p=0.5.
 """

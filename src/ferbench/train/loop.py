@@ -244,7 +244,8 @@ def stop_or_switch(run: _Run, state: RunState) -> bool:
 
 
 def _switch_phase(run: _Run, state: RunState) -> None:
-    """Seed 000 §1.7: reload the phase-1 best, unfreeze, fresh optimiser and callbacks."""
+    """Seed 000's two-phase protocol (docs/protocol.md §1.7): reload the phase-1 best, unfreeze, fresh optimiser
+    and callbacks."""
     run.model.load_state_dict(read_weights(run.rd.best))
     run.phase = 2
     run.plateau = None

@@ -1,4 +1,4 @@
-"""Class weighting and the Keras-equivalent weighted cross-entropy (protocol.md §1.5)."""
+"""Class weighting and the Keras-equivalent weighted cross-entropy (docs/protocol.md §1.5)."""
 
 from __future__ import annotations
 

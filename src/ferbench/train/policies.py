@@ -1,6 +1,6 @@
 """Fine-tuning policies: which parameters train in which phase.
 
-``full``: everything. ``head-only``: only the classifier head. ``two-phase`` (seed 000 §1.7): phase 1 trains
+``full``: everything. ``head-only``: only the classifier head. ``two-phase`` (docs/protocol.md §1.7): phase 1 trains
 the head on a frozen backbone (frozen BatchNorm in inference mode), phase 2 unfreezes everything with a
 fresh optimiser and its own LR. ``last-stage`` (seed 003): the last backbone stage + head (ResNet ``layer4``).
 """
