@@ -1,4 +1,4 @@
-"""Issue 19: the CLI behaves like the tools practitioners already use.
+"""The CLI behaves like the tools practitioners already use (timm, Ultralytics, fer).
 
 --version / -h, --x/--no-x flags, --device, shipped model names everywhere, cheap checks before any heavy
 import, plain log lines when the output is not a terminal, predict sources (globs, http URLs, streams)
@@ -227,6 +227,8 @@ def test_predict_json_and_csv_together_and_glob(run_dir: Path, tmp_path: Path) -
 
 def test_predict_without_output_goes_to_runs_predict_n(run_dir: Path, tmp_path: Path) -> None:
     (p,) = _crops(tmp_path / "in", 1)
+    r = cli("predict", str(p), "--model", str(tmp_path / "nope.onnx"), cwd=tmp_path)
+    assert r.exit_code != 0 and not (tmp_path / "runs").exists()  # a failed load leaves no empty folder
     for n in (1, 2):
         r = cli("predict", str(p), "--model", str(run_dir), "--no-detect", cwd=tmp_path)
         assert r.exit_code == 0, r.output
@@ -335,10 +337,24 @@ def test_import_ferbench_changes_no_environment_and_loads_no_torch() -> None:
             "'typer' in sys.modules)")
     p = run_py(["-c", code])
     assert p.returncode == 0 and p.stdout.split() == ["False", "False", "False"], p.stderr
-    # building models keeps the hub offline, unless the user chose otherwise
+    # building models keeps the hub offline (set before timm loads huggingface_hub) ...
     code = "import os, ferbench.models; import huggingface_hub.constants as c; print(os.environ.get('HF_HUB_OFFLINE'), c.HF_HUB_OFFLINE)"
     assert run_py(["-c", code]).stdout.split() == ["1", "True"]
-    assert run_py(["-c", code], env={"HF_HUB_OFFLINE": "0"}).stdout.split() == ["0", "False"]
+
+
+def test_hub_offline_respects_the_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants as c
+
+    from ferbench.models._offline import ensure_hub_offline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    ensure_hub_offline()
+    assert os.environ["HF_HUB_OFFLINE"] == "0" and c.HF_HUB_OFFLINE is False  # the user's value wins
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    ensure_hub_offline()
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and c.HF_HUB_OFFLINE is True  # an already imported hub too
 
 
 def test_console_is_wide_when_piped() -> None:

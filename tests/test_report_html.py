@@ -1,4 +1,4 @@
-"""Issue 19: run and study reports render as real HTML and carry config, wall time, machine and paper numbers."""
+"""Run and study reports render as real HTML and carry config, wall time, machine and paper numbers."""
 
 from __future__ import annotations
 

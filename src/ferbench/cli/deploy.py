@@ -99,9 +99,6 @@ def predict(
             _err(m)
         raise FerbenchError(src.missing[-1] + (f" (and {len(src.missing) - 1} more missing inputs above)"
                                                if len(src.missing) > 1 else ""))
-    auto_dir = next_run_dir() if save and not (json_out or csv_out or annotate) else None
-    if auto_dir is not None:
-        json_out = auto_dir / "predictions.json"
 
     from rich.progress import Progress
 
@@ -114,6 +111,10 @@ def predict(
     from ferbench.progress import FrameProgress
 
     rec = recognizer_to(Recognizer.load(model, detector=detector, align=align), device)
+    # the automatic output folder is made only once the model loaded (a bad --model leaves nothing behind)
+    auto_dir = next_run_dir() if save and not (json_out or csv_out or annotate) else None
+    if auto_dir is not None:
+        json_out = auto_dir / "predictions.json"
     detect = not no_detect
     out_dir = annotate or (json_out or csv_out or Path("predictions.json")).resolve().parent
 
