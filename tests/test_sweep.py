@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ferbench.config import PACKAGE_CONFIGS
 from ferbench.errors import ConfigError, FerbenchError
 from ferbench.report.study import PaperNumbers, pareto_front, seed_results_path, write_study_report
 from ferbench.sweep.executors import run_study
@@ -323,7 +324,7 @@ def test_report_of_an_empty_store_is_one_line(tmp_path: Path) -> None:
 
 
 def test_shipped_studies_parse() -> None:
-    studies = sorted((REPO / "configs" / "studies").glob("*.yaml"))
+    studies = sorted((PACKAGE_CONFIGS / "studies").glob("*.yaml"))
     names = {p.stem for p in studies}
     for seed in ("seed000", "seed001", "seed002", "seed003"):
         assert seed in names and f"{seed}_quick" in names

@@ -92,7 +92,7 @@ class TrainConfig(_Section):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     logit_adjust: Annotated[float, Field(ge=0)] = 0.0  # tau of logit-adjusted loss (log class priors); 0 = off
     sampler: Literal["shuffle", "balanced", "weighted"] = "shuffle"
-    augment: Literal["keras", "light", "strong", "none"] = "keras"
+    augment: Literal["keras", "light", "strong", "wild", "none"] = "keras"
     augment_overrides: dict[str, Any] = Field(default_factory=dict)
     mixup: Annotated[float, Field(ge=0)] = 0.0    # Beta(a, a) mixup alpha; 0 = off
     cutmix: Annotated[float, Field(ge=0)] = 0.0   # Beta(a, a) cutmix alpha; 0 = off (with mixup: one of the two)
@@ -111,6 +111,7 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     tta_hflip: bool = False
     batch_size: Positive = 512
+    calibrate: bool = False               # fit a temperature on the validation split, store it in the sidecar
 
 
 class RunConfig(_Section):

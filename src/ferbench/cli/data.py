@@ -34,6 +34,22 @@ def info(name: str = typer.Argument(..., help="fer2013 | ferplus | ckplus | fold
     _console().print(table)
 
 
+@data_app.command("list")
+def list_cmd() -> None:
+    """The dataset registry: names, split roles, classes, subjects, soft-label sources (a union is "a+b")."""
+    from ferbench.data.registry import registry_table
+
+    t = Table(title="datasets (load one by name, or a union as a+b)")
+    for col in ("name", "display", "train / val / test", "classes", "subjects", "soft labels", "shares images"):
+        t.add_column(col)
+    for r in registry_table():
+        s = r["splits"]
+        t.add_row(r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else ""), r["display_name"],
+                  f"{s['train']} / {s['val']} / {s['test']}", ", ".join(r["classes"] or ["from folder names"]),
+                  "yes" if r["subjects"] else "no", ", ".join(r["soft_labels"]) or "–", r["image_source"] or "–")
+    _console().print(t)
+
+
 @data_app.command("show")
 def show(name: str = typer.Argument(..., help="fer2013 | ferplus | ckplus | folder:PATH"),
          out: Path = typer.Option(Path("grid.png"), "--out", help="PNG to write."),

@@ -18,8 +18,36 @@ ModelOpt = typer.Option("default", "--model", "-m",
 DetectorOpt = typer.Option("haar", "--detector", "-d", help="Face detector: haar (default), mediapipe, mtcnn.")
 
 
+def shown(text: object) -> str:
+    """``text`` safe for any console: bytes of non-UTF-8 file names (surrogates) become ``\\xNN``."""
+    try:
+        return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _err(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
+    typer.secho(f"error: {shown(msg)}", fg="red", err=True)
+
+
+def check_outputs(paths: list[Path], annotate: Path | None, outputs: list[Path | None]) -> None:
+    """Refuse outputs that would land among the inputs (one line), before any model is loaded.
+
+    ``--annotate`` may not be an input folder, inside one, or the folder of an input file (annotated
+    ``NAME.jpg`` would overwrite ``NAME.jpg``); ``--json``/``--csv`` may not be an input file.
+    """
+    ins = [p.resolve() for p in paths if p.exists()]
+    if annotate is not None:
+        a = annotate.resolve()
+        for p in ins:
+            folder = p if p.is_dir() else p.parent
+            if a == folder or (p.is_dir() and a.is_relative_to(p)):
+                raise FerbenchError(f"--annotate {shown(annotate)}: is {'inside ' if a != folder else ''}the input "
+                                    f"folder {shown(folder)}; annotated images would be written among the "
+                                    f"inputs (pick another folder)")
+    for o in outputs:
+        if o is not None and o.resolve() in ins:
+            raise FerbenchError(f"{shown(o)}: is one of the inputs; refusing to overwrite it")
 
 
 def _face_line(faces: list[Any]) -> str:
@@ -87,25 +115,23 @@ def predict(
     (which also gets predictions.json); with --annotate also VIDEO.annotated.mp4. URLs are downloaded
     into the output folder first.
     """
-    from ferbench.deploy.sources import next_run_dir, resolve_sources
+    from ferbench.deploy.sources import is_url, next_run_dir, resolve_sources
     from ferbench.device import check_device_name
 
     device = check_device_name(device)
     if not paths and webcam is None:
         raise FerbenchError("nothing to do: give image/folder/video paths or --webcam INDEX")
     src = resolve_sources(list(paths or []))
-    if src.missing:
+    if src.missing:  # exit code 2 before anything heavy is imported
         for m in src.missing[:-1]:
             _err(m)
         raise FerbenchError(src.missing[-1] + (f" (and {len(src.missing) - 1} more missing inputs above)"
                                                if len(src.missing) > 1 else ""))
+    local = [Path(p) for p in paths or [] if not is_url(p)] + src.images + src.videos
+    check_outputs(local, annotate, [json_out, csv_out])
 
-    from rich.progress import Progress
-
-    from ferbench.data.images import read_image
     from ferbench.deploy.recognizer import Recognizer
     from ferbench.deploy.sources import fetch_urls
-    from ferbench.deploy.video import annotate as draw
     from ferbench.deploy.video import process_video, summary_dict
     from ferbench.device import recognizer_to
     from ferbench.progress import FrameProgress
@@ -128,7 +154,7 @@ def predict(
         return
 
     problems: list[str] = []
-    origin: dict[Path, str] = {}
+    origin: dict[Path, str] = {}  # downloaded file -> its URL (what the results name as the source)
     if src.urls:
         origin, url_errors = fetch_urls(src, out_dir / "downloads")
         for e in url_errors:
@@ -136,67 +162,108 @@ def predict(
         problems += url_errors
     images, videos = src.images, [*src.videos, *src.streams]
     records: list[dict[str, Any]] = []
+    video_summaries: list[dict[str, Any]] = []
     used: set[Path] = set()
-    import cv2
+    stopped: BaseException | None = None
+    try:
+        _predict_images(rec, images, records, problems, used, annotate, batch_size, detect, origin)
+        for v in videos:
+            stem = Path(str(v).split("?", 1)[0]).stem or "stream"
+            jsonl = _unique(out_dir / f"{stem}.frames.jsonl", used)
+            mp4 = _unique(annotate / f"{stem}.annotated.mp4", used) if annotate else None
+            prog = FrameProgress(shown(origin.get(v, v)) if isinstance(v, Path) else v,
+                                 _frame_count(v, every, max_frames), log_every)
+            try:
+                s = process_video(rec, v, jsonl, mp4, every, max_frames, detect, on_frame=prog)
+            except FerbenchError as e:
+                _err(str(e))
+                problems.append(str(e))
+                video_summaries.append({"source": str(v), "error": str(e)})
+                continue
+            finally:
+                prog.close()
+            typer.echo(shown(f"{origin.get(v, v)}: {s.frames} frames ({s.frames_with_face} with a face), {s.fps:.1f} frames/s "
+                             f"-> {jsonl}" + (f", {mp4}" if mp4 else "")))
+            video_summaries.append(summary_dict(s))
+    except (Exception, KeyboardInterrupt) as e:  # keep what was computed: write it, then re-raise
+        stopped = e
 
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("predict", total=len(images))
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            loaded = []
-            for f in chunk:
-                try:
-                    loaded.append((f, read_image(f, rec.max_pixels)))
-                except FerbenchError as e:
-                    _err(str(e))
-                    problems.append(str(e))
-                    records.append({"source": origin.get(f, str(f)), "faces": [], "error": str(e)})
-            preds = rec.predict_batch([a for _, a in loaded], color="rgb", detect=detect, batch_size=256)
-            for (f, rgb), faces in zip(loaded, preds, strict=True):
-                typer.echo(f"{origin.get(f, f)}: {_face_line(faces)}")
-                records.append({"source": origin.get(f, str(f)), "width": rgb.shape[1], "height": rgb.shape[0],
-                                "no_face": not faces, "faces": [x.to_dict() for x in faces], "error": None})
-                if annotate:
-                    annotate.mkdir(parents=True, exist_ok=True)
-                    dest = _unique(annotate / f"{f.stem}.jpg", used)
-                    cv2.imwrite(str(dest), draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, rec.classes))
-            bar.advance(task, len(chunk))
+    from ferbench.persist.atomic import atomic_write_bytes, atomic_write_text
 
-    video_summaries = []
-    for v in videos:
-        stem = Path(str(v).split("?", 1)[0]).stem or "stream"
-        jsonl = _unique(out_dir / f"{stem}.frames.jsonl", used)
-        mp4 = _unique(annotate / f"{stem}.annotated.mp4", used) if annotate else None
-        total = _frame_count(v, every, max_frames)
-        prog = FrameProgress(str(origin.get(v, v)) if isinstance(v, Path) else v, total, log_every)
-        try:
-            s = process_video(rec, v, jsonl, mp4, every, max_frames, detect, on_frame=prog)
-        except FerbenchError as e:
-            _err(str(e))
-            problems.append(str(e))
-            video_summaries.append({"source": str(v), "error": str(e)})
-            continue
-        finally:
-            prog.close()
-        typer.echo(f"{origin.get(v, v)}: {s.frames} frames ({s.frames_with_face} with a face), {s.fps:.1f} "
-                   f"frames/s -> {jsonl}" + (f", {mp4}" if mp4 else ""))
-        video_summaries.append(summary_dict(s))
-
-    from ferbench.persist.atomic import atomic_write_text
-
+    done = f" (partial: stopped after {len(records)} of {len(images)} images)" if stopped else ""
     if json_out:
         atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,
-                                                "videos": video_summaries}, indent=1))
-        typer.echo(f"wrote {json_out}")
-    if csv_out:
-        atomic_write_text(csv_out, _csv_text(records, rec.classes))
-        typer.echo(f"wrote {csv_out}")
+                                                "videos": video_summaries, "complete": stopped is None}, indent=1))
+        typer.echo(shown(f"wrote {json_out}{done}"))
+    if csv_out:  # file names that are not UTF-8 are written as their original bytes
+        atomic_write_bytes(csv_out, _csv_text(records, rec.classes).encode("utf-8", "surrogateescape"))
+        typer.echo(shown(f"wrote {csv_out}{done}"))
     if auto_dir is not None:
-        typer.echo(f"results saved to {auto_dir}")
+        typer.echo(shown(f"results saved to {auto_dir}"))
+    if stopped is not None:
+        raise stopped
     n_in = len(images) + len(videos) + len(src.urls) - len(origin)
     if problems:
         typer.secho(f"{len(problems)} of {n_in} inputs could not be read (listed above)", fg="yellow", err=True)
         raise typer.Exit(1)
+
+
+BATCH_PIXELS = 64_000_000  # decoded pixels held at once by predict (a batch is cut early past this)
+
+
+def _predict_images(rec: Any, images: list[Path], records: list[dict[str, Any]], problems: list[str],
+                    used: set[Path], annotate: Path | None, batch_size: int, detect: bool,
+                    origin: dict[Path, str] | None = None) -> None:
+    """Decode and classify ``images`` in batches of ≤ ``batch_size`` files and ≤ BATCH_PIXELS pixels.
+
+    Appends one record per image to ``records`` as soon as its batch is classified (so a later failure
+    keeps them); unreadable images become records with ``error`` and a line in ``problems``. ``origin`` maps
+    downloaded files to the URL the results name as their source.
+    """
+    origin = origin or {}
+    import cv2
+    from rich.progress import Progress
+
+    from ferbench.data.images import read_image
+    from ferbench.deploy.video import annotate as draw
+
+    inputs = {f.resolve() for f in images}
+
+    def flush(loaded: list[tuple[Path, Any]]) -> None:
+        preds = rec.predict_batch([a for _, a in loaded], color="rgb", detect=detect, batch_size=256)
+        for (f, rgb), faces in zip(loaded, preds, strict=True):
+            typer.echo(shown(f"{origin.get(f, f)}: {_face_line(faces)}"))
+            records.append({"source": origin.get(f, str(f)), "width": rgb.shape[1], "height": rgb.shape[0],
+                            "no_face": not faces, "faces": [x.to_dict() for x in faces], "error": None})
+            if annotate:
+                annotate.mkdir(parents=True, exist_ok=True)
+                dest = _unique(annotate / f"{f.stem}.jpg", used)
+                if dest.resolve() in inputs:  # check_outputs makes this unreachable; never overwrite an input
+                    raise FerbenchError(f"{shown(dest)}: is one of the inputs; refusing to overwrite it")
+                cv2.imwrite(str(dest), draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, rec.classes))
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("predict", total=len(images))
+        loaded: list[tuple[Path, Any]] = []
+        pixels = 0
+        for f in images:
+            try:
+                a = read_image(f, rec.max_pixels)
+            except FerbenchError as e:
+                _err(str(e))
+                problems.append(str(e))
+                records.append({"source": origin.get(f, str(f)), "faces": [], "error": str(e)})
+                bar.advance(task)
+                continue
+            loaded.append((f, a))
+            pixels += a.shape[0] * a.shape[1]
+            if len(loaded) >= batch_size or pixels >= BATCH_PIXELS:
+                flush(loaded)
+                bar.advance(task, len(loaded))
+                loaded, pixels = [], 0
+        if loaded:
+            flush(loaded)
+            bar.advance(task, len(loaded))
 
 
 def _frame_count(source: Path | str, every: int, max_frames: int | None) -> int | None:
@@ -259,7 +326,8 @@ def serve(
     detector: str = DetectorOpt,
     device: str = typer.Option("auto", "--device", help="auto (a CUDA GPU when present) | cpu | cuda."),
 ) -> None:
-    """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page)."""
+    """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page),
+    GET /docs and /redoc (offline). Errors are {"error": "one line"}; limits: see README "HTTP service"."""
     from ferbench.device import check_device_name
 
     device = check_device_name(device)

@@ -89,7 +89,10 @@ def _images(model_ref: str, inputs: list[Path], method: str, target: str, out: P
     parse_target(target, meta["classes"])  # a bad --target fails before any work
     notes: list[str] = []
     faces = read_faces(inputs, preprocessing_of(meta), detector, notes)
-    for n in dict.fromkeys(notes):
+    uniq = list(dict.fromkeys(notes))
+    if not faces and len(uniq) == 1:  # one line naming the one problem
+        raise FerbenchError(f"no face to explain: {uniq[0].removesuffix('; skipped')}")
+    for n in uniq:
         _note(n)
     if not faces:
         raise FerbenchError("no face to explain in the given inputs")

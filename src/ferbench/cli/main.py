@@ -11,6 +11,7 @@ import sys
 import typer
 
 from ferbench.cli import (
+    crossdomain,
     data,
     deploy,
     explain,
@@ -49,7 +50,7 @@ def _root(
     """Facial expression recognition: benchmark architectures under one protocol, study the knobs, deploy the
     chosen model. Nothing is downloaded at run time (the Hugging Face hub is kept offline)."""
 
-for _module in (data, train, report, models, methods, sweep, explain, deploy):
+for _module in (data, train, report, models, methods, sweep, crossdomain, explain, deploy):
     _module.register(app)
 
 

@@ -77,7 +77,7 @@ def sweep_cmd(
         res = run_study(study, out, executor, address, max_parallel, data_root, log=log, on_done=on_done)
         bar.update(task, completed=n_all - len(res["todo"]) + res["finished"] + res["failed"] + res["busy"])
     skipped = len(res["trials"]) - len(res["todo"])
-    con.print(f"{res['finished']} trials finished, {res['failed']} failed, {res['busy']} busy elsewhere, "
+    con.print(f"{res['finished']} trials finished, {res['failed']} failed, {res['busy']} skipped (claimed by another driver), "
               f"{skipped} already done; results in {res['db']}")
     con.print(f"report: ferbench report --db {res['db']} --out {res['out'] / 'report'}")
     if res["failed"]:

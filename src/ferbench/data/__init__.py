@@ -1,29 +1,65 @@
-"""Datasets: ``load_dataset(name)`` → :class:`FerDataset` (uint8 images in memory, cached on disk)."""
+"""Datasets: ``load_dataset(name)`` → :class:`FerDataset` (uint8 images in memory, cached on disk).
+
+Every name goes through the registry (:mod:`ferbench.data.registry`); ``"a+b"`` or ``["a", "b"]`` loads a
+union (:mod:`ferbench.data.union`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ferbench.data.dataset import FerDataset
+from ferbench.data.registry import (
+    DatasetSpec,
+    SoftLabelSource,
+    get_spec,
+    list_datasets,
+    load_registered,
+    register_dataset,
+    split_name,
+)
 from ferbench.data.splits import carve_splits, kfold
 from ferbench.data.taxonomy import CANONICAL, canonical_name, class_mapping
-from ferbench.errors import DataError
+from ferbench.data.union import check_sampling_weights, load_union, parse_dataset_names
 
 DATASETS = ("fer2013", "ferplus", "ckplus", "folder:PATH")
 
 
-def load_dataset(name: str, data_root: str | Path | None = None, **kwargs: object) -> FerDataset:
-    """Load a dataset by name: ``fer2013``, ``ferplus``, ``ckplus`` or ``folder:PATH``."""
-    from ferbench.data.fer2013 import load_fer2013, load_ferplus
-    from ferbench.data.folder import load_ckplus, load_folder
+def load_dataset(name_or_list: str | Sequence[str], data_root: str | Path | None = None,
+                 sampling_weights: Mapping[str, float] | None = None, **kwargs: Any) -> FerDataset:
+    """Load a registered dataset, or a union of several, by name.
 
-    if name.startswith("folder:"):
-        return load_folder(name.split(":", 1)[1], **kwargs)  # type: ignore[arg-type]
-    loaders = {"fer2013": load_fer2013, "ferplus": load_ferplus, "ckplus": load_ckplus, "ck+": load_ckplus}
-    if name.lower() not in loaders:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return loaders[name.lower()](data_root, **kwargs)  # type: ignore[operator]
+    Args:
+        name_or_list: ``"fer2013"``, ``"ferplus"``, ``"ckplus"``, ``"folder:PATH"``, any adapter's name, or a
+            union: ``"fer2013+ckplus"`` / ``["fer2013", "ckplus"]`` (see :func:`ferbench.data.union.load_union`).
+        data_root: folder holding the datasets (default: $FERBENCH_DATA, ./data, ../shared/data).
+        sampling_weights: ``{dataset: weight}`` per-sample oversampling factors → ``ds.sample_weights``
+            ``(N,)`` float32 (unnamed members 1.0). ``None`` on a single dataset leaves ``sample_weights``
+            unset (uniform).
+        kwargs: loader options (``use_cache``, ``seed``; unions also ``taxonomy="union"|"intersection"`` and
+            ``soft_labels``).
+
+    Returns:
+        The dataset; a union has splits ``train``/``val``/``test`` (use :func:`split_name` for the split of a
+        role in any dataset), ``sources`` and ``sample_weights``.
+
+    Raises:
+        DataError: unknown name, missing/corrupt files, a bad weight, an impossible union.
+    """
+    names = parse_dataset_names(name_or_list)
+    if len(names) > 1:
+        return load_union(names, data_root, sampling_weights, **kwargs)
+    ds = load_registered(names[0], data_root, **kwargs)
+    if sampling_weights:
+        import torch
+
+        w = check_sampling_weights(names, sampling_weights)
+        ds.sample_weights = torch.full((len(ds),), next(iter(w.values())), dtype=torch.float32)
+    return ds
 
 
-__all__ = ["CANONICAL", "DATASETS", "FerDataset", "canonical_name", "carve_splits", "class_mapping", "kfold",
-           "load_dataset"]
+__all__ = ["CANONICAL", "DATASETS", "DatasetSpec", "FerDataset", "SoftLabelSource", "canonical_name",
+           "carve_splits", "class_mapping", "get_spec", "kfold", "list_datasets", "load_dataset",
+           "register_dataset", "split_name"]

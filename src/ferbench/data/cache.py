@@ -28,7 +28,7 @@ def source_key(paths: list[Path], extra: str = "") -> str:
     h = hashlib.sha1(f"v{CACHE_VERSION}{extra}".encode())
     for p in sorted(paths):
         st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 

@@ -22,6 +22,11 @@ class FerDataset:
         soft_labels: float32 tensor ``(N, len(classes))`` of label distributions, or ``None``.
         source: file or folder it was read from.
         rows: int array ``(N,)``: row/file index in the source, for error messages and joins.
+        files: source file per sample (folder datasets), or ``None``.
+        sources: str array ``(N,)``: the registry name of the dataset each sample came from (unions),
+            or ``None`` for a single dataset.
+        sample_weights: float32 tensor ``(N,)`` of relative sampling weights (a union's per-dataset
+            ``sampling_weights``), or ``None`` (uniform).
     """
 
     name: str
@@ -34,6 +39,8 @@ class FerDataset:
     source: str = ""
     rows: np.ndarray | None = None
     files: list[str] | None = field(default=None, repr=False)
+    sources: np.ndarray | None = None
+    sample_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -61,6 +68,8 @@ class FerDataset:
             soft_labels=None if self.soft_labels is None else self.soft_labels[t],
             rows=None if self.rows is None else self.rows[idx],
             files=None if self.files is None else [self.files[i] for i in idx],
+            sources=None if self.sources is None else self.sources[idx],
+            sample_weights=None if self.sample_weights is None else self.sample_weights[t],
         )
 
     def split(self, name: str) -> FerDataset:

@@ -25,9 +25,33 @@ FER2013_SPLITS = ("Training", "PublicTest", "PrivateTest")
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    """Text reader; bytes that are not UTF-8 become surrogates, so the row holding them can be named."""
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="surrogateescape", newline="")
+    return open(path, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _pixel_problem(p: str) -> str | None:
+    """Why one ``pixels`` field is not 2304 integers in 0..255 (None when it is). Slow path: errors only."""
+    if _not_utf8(p):
+        return "bytes that are not UTF-8 text in the pixels field"
+    vals = p.split()
+    if len(vals) != 2304:
+        return f"{len(vals)} pixel values, expected 2304 (48×48)"
+    for k, v in enumerate(vals):
+        if not v.isdigit() or not v.isascii():
+            return f"pixel {k + 1} is {v[:20]!r}, not an integer 0..255"
+        if int(v) > 255:
+            return f"pixel {k + 1} is {v}, outside 0..255"
+    return None
 
 
 def find_fer2013_csv(data_root: str | Path | None = None) -> Path:
@@ -55,33 +79,49 @@ def parse_fer2013_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if header is None or any(c not in header for c in need):
         raise DataError(f"{path}: expected columns {','.join(need)}, found {','.join(header or [])}")
     ie, ip, iu = (header.index(c) for c in need)
-    labels, usage, pix = [], [], []
+    width = max(ie, ip, iu) + 1
+    labels, usage, pix, row_nos = [], [], [], []
     try:
         for row_no, row in enumerate(reader, start=2):  # row 1 is the header
             if not row:
                 continue
+            if len(row) < width:
+                raise DataError(f"{path} row {row_no}: {len(row)} field(s), expected {','.join(header)}")
             try:
                 lab = int(row[ie])
-            except (ValueError, IndexError):
-                raise DataError(f"{path} row {row_no}: bad emotion value") from None
+            except ValueError:
+                what = "bytes that are not UTF-8 text" if _not_utf8(row[ie]) else repr(row[ie][:20])
+                raise DataError(f"{path} row {row_no}: bad emotion value ({what}; expected 0..6)") from None
             if not 0 <= lab < 7:
                 raise DataError(f"{path} row {row_no}: emotion {lab} outside 0..6")
             p = row[ip]
-            n = p.count(" ") + 1
-            if n != 2304:
-                raise DataError(f"{path} row {row_no}: {n} pixel values, expected 2304 (48×48)")
+            if p.count(" ") != 2303 and (why := _pixel_problem(p)):  # double spaces alone are fine
+                raise DataError(f"{path} row {row_no}: {why}")
             labels.append(lab)
             usage.append(row[iu])
             pix.append(p)
+            row_nos.append(row_no)
     except (OSError, EOFError, gzip.BadGzipFile, csv.Error) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     if not labels:
         raise DataError(f"{path}: no data rows")
+    bad_usage = next((u for u in set(usage) if _not_utf8(u)), None)
+    if bad_usage is not None:
+        raise DataError(f"{path} row {row_nos[usage.index(bad_usage)]}: bytes that are not UTF-8 text in the "
+                        f"Usage field")
     images = np.empty((len(pix), 48, 48), dtype=np.uint8)
     for i in range(0, len(pix), 2048):  # chunks keep the temporary Python strings to ~100 MB
-        flat = np.array(" ".join(pix[i:i + 2048]).split(), dtype=np.int32)
-        if flat.min() < 0 or flat.max() > 255:
-            raise DataError(f"{path}: pixel values outside 0..255")
+        chunk = pix[i:i + 2048]
+        try:
+            flat = np.array(" ".join(chunk).split(), dtype=np.int32)
+            bad = flat.size != 2304 * len(chunk) or flat.min() < 0 or flat.max() > 255
+        except (ValueError, OverflowError):
+            bad = True
+        if bad:  # name the first offending row
+            for j, p in enumerate(chunk):
+                if why := _pixel_problem(p):
+                    raise DataError(f"{path} row {row_nos[i + j]}: {why}")
+            raise DataError(f"{path}: pixel values outside 0..255")  # not reached: a row is always named
         images[i:i + 2048] = flat.astype(np.uint8).reshape(-1, 48, 48)
     return images, np.asarray(labels, dtype=np.int64), np.asarray(usage)
 
@@ -125,7 +165,7 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
 def load_ferplus_votes(data_root: str | Path | None = None) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
     """Read ``fer2013new.csv``: (path, usage ``(N,)``, has_image ``(N,)`` bool, votes int ``(N, 10)``)."""
     path = find_in_roots(["ferplus/fer2013new.csv", "fer2013new.csv"], data_root, "ferplus")
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None) or []
         need = ["Usage", "Image name", *FERPLUS_VOTE_COLUMNS]

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ferbench.data.cache import load_cached, save_cached, source_key
 from ferbench.data.dataset import FerDataset
 from ferbench.data.root import find_in_roots
 from ferbench.data.splits import carve_splits
 from ferbench.data.taxonomy import CANONICAL, canonical_name
-from ferbench.errors import DataError
+from ferbench.errors import DataError, FerbenchError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SPLIT_DIRS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -54,29 +54,40 @@ def scan_folder(root: Path) -> tuple[list[Path], list[str], list[str]]:
 
 
 def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """Read one image as uint8 ``(size, size, channels)``; unreadable → DataError naming the file."""
+    """Read one image as uint8 ``(size, size, channels)``; unreadable or over-budget → DataError naming the file.
+
+    Decoding goes through the shared decoder (pixel budget checked on the header first, 16-bit scaled).
+    """
+    from ferbench.data.images import ImageTooLarge, decode_pil
+
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        a = decode_pil(path, str(path), mode="L" if channels == 1 else "RGB")
+    except ImageTooLarge as e:
+        raise DataError(str(e)) from None
+    except FerbenchError as e:
+        raise DataError(f"{path}: unreadable image ({str(e).removeprefix(f'{path}: ')})") from None
+    except OSError as e:
         raise DataError(f"{path}: unreadable image ({type(e).__name__})") from None
+    if a.shape[:2] != (size, size):
+        a = np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
     return a[..., None] if channels == 1 else a
 
 
 def _probe(files: list[Path]) -> tuple[int, int]:
-    """Common size and channel count of the first images (grey if all are grey)."""
+    """Common size and channel count of the first images (grey if all are grey); headers only."""
+    from ferbench.data.images import image_size
+
     sizes, chans = [], 1
     for f in files[:50]:
         try:
-            with Image.open(f) as im:
-                sizes.append(im.size[0])
-                if im.mode not in ("L", "I;16", "1", "I", "LA"):
-                    chans = 3
-        except (UnidentifiedImageError, OSError) as e:
+            w, _, mode = image_size(f, str(f))
+        except FerbenchError as e:
+            raise DataError(f"{f}: unreadable image ({str(e).removeprefix(f'{f}: ')})") from None
+        except OSError as e:
             raise DataError(f"{f}: unreadable image ({type(e).__name__})") from None
+        sizes.append(w)
+        if mode not in ("L", "I;16", "I;16B", "I;16L", "1", "I", "F", "LA"):
+            chans = 3
     return max(set(sizes), key=sizes.count), chans
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ferbench.errors import FerbenchError
+from ferbench.persist import RunDir, read_sidecar
 from ferbench.persist.atomic import atomic_write_text
 from ferbench.report.context import (
     config_lines,
@@ -25,14 +25,10 @@ COLUMNS = [("accuracy", "acc"), ("balanced_accuracy", "bal. acc"), ("precision_w
 
 def load_run(run_dir: Path) -> dict[str, Any]:
     """Sidecar, history and eval files of one run directory."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "best.json").exists():
-        raise FerbenchError(f"{run_dir}: not a ferbench run (no best.json)")
-    meta = json.loads((run_dir / "best.json").read_text())
-    hist_path = run_dir / "metrics.jsonl"
-    history = [json.loads(line) for line in hist_path.read_text().splitlines() if line.strip()] if hist_path.exists() else []
-    evals = {p.stem[5:]: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval_*.json"))}
-    return {"dir": run_dir, "meta": meta, "history": history, "evals": evals}
+    rd = RunDir(run_dir)
+    if not rd.best.exists():
+        raise FerbenchError(f"{rd.path}: not a ferbench run (no best.safetensors)")
+    return {"dir": rd.path, "meta": read_sidecar(rd.best), "history": rd.read_metrics(), "evals": rd.read_evals()}
 
 
 def _fmt(v: Any) -> str:

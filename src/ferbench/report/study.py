@@ -207,7 +207,10 @@ def results_rows(records: list[dict[str, Any]], paper: PaperNumbers) -> list[dic
             "dataset": cfg["data"]["name"], "size": cfg["preprocessing"]["size"],
             "channels": cfg["preprocessing"]["channels"], "balancing": cfg["train"]["class_weights"],
             "seed": cfg.get("seed"), "fold": _fold(rec), "group": replicate_group(rec), "epochs": rec.get("epochs"), "best_epoch": rec.get("best_epoch"),
-            "train_time_s": rec.get("train_time_s"), "params": rec.get("params_count"),
+            "train_time_s": rec.get("train_time_s"), "params": rec.get("params_count"), "gflops": rec.get("gflops"),
+            "threads": rec.get("threads") or cfg["train"].get("threads") or 1,
+            "cpu_hours": (rec["train_time_s"] * (rec.get("threads") or cfg["train"].get("threads") or 1) / 3600
+                          if rec.get("train_time_s") else None),
             "latency_ms": rec.get("latency_ms"), "val_accuracy": rec.get("val_accuracy"),
             "test_accuracy": rec.get("test_accuracy"), "test_balanced_accuracy": rec.get("test_balanced_accuracy"),
             "test_f1_macro": rec.get("test_f1_macro"), "test_precision_weighted": test.get("precision_weighted"),
@@ -635,17 +638,23 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
 
     md += study_context_lines(records) + [""]
     md += ["## Ranking", "", f"Sorted by {_acc_name(rows)}. *paper* = the seed's number for the same cell "
-           "(model, dataset, resolution, balancing) and ours − paper; S0 numbers are validation accuracy after "
-           "the full 2-phase protocol, so short-budget runs sit below them.", ""]
+           "(model, dataset, resolution, balancing) and the split it is measured on; *ours (val)* is our number on "
+           "that split (seed 000 reports validation accuracy) and Δ = ours − paper. *test* = the study's test split "
+           "(FER2013 PrivateTest), the cross-dataset columns are the same checkpoint on other datasets (shared "
+           "classes only). CPU h = training wall time × threads.", ""]
+    cross_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("cross_") and k.endswith("_accuracy")))
     body = []
     for i, r in enumerate(rows, 1):
-        pv = "–" if r["paper_value"] is None else (f"{r['paper_value']:.3f} ({r['paper_compares']}, "
-                                                   f"{_signed(r['paper_diff']) if r['paper_diff'] is not None else '–'})")
-        body.append([str(i), r["architecture"], r["dataset"], f"{r['size']}", r["balancing"], _params(r["params"]),
-                     _f(r["latency_ms"], 2), str(r["epochs"]), _f(r["train_time_s"], 0), _f(r["val_accuracy"]), _f(r["test_accuracy"]),
-                     _f(r["test_balanced_accuracy"]), _f(r["test_f1_macro"]), _f(r["test_auc_macro"], 3), pv])
-    md += _md_table(["#", "architecture", "data", "px", "balancing", "params", "ms", "epochs", "train s", "val acc",
-                     "test acc", "test bal. acc", "test macro F1", "macro AUC", "paper (ours − paper)"], body)
+        pv = "–" if r["paper_value"] is None else f"{r['paper_value']:.3f} ({r['paper_compares']})"
+        diff = "–" if r["paper_diff"] is None else _signed(r["paper_diff"])
+        body.append([str(i), r["architecture"], r["dataset"], f"{r['size']}", r["balancing"], pv,
+                     _f(r["val_accuracy"]), diff, _f(r["test_accuracy"]), _f(r["test_balanced_accuracy"]),
+                     _f(r["test_f1_macro"]), *[_f(r.get(c)) for c in cross_cols], _params(r["params"]),
+                     _f(r.get("gflops"), 3), _f(r["latency_ms"], 2), str(r["epochs"]), _f(r.get("cpu_hours"), 2)])
+    md += _md_table(["#", "architecture", "data", "px", "balancing", "paper", "ours (val)", "Δ", "test acc",
+                     "test bal. acc", "test macro F1",
+                     *[c[len("cross_"):-len("_accuracy")].replace("_", " ") + " acc" for c in cross_cols],
+                     "params", "GFLOPs", "ms", "epochs", "CPU h"], body)
 
     md += ["", "## Seed-000 tables", "",
            "Architecture × (resolution, balancing). Cells: ours (paper's value, ours − paper) where seed 000 "

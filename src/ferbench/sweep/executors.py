@@ -53,6 +53,11 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def skipped_line(t: Trial) -> str:
+    """The one line for a trial another driver holds (its run dir is locked): skipped, not failed."""
+    return f"skipped {t.key} ({t.label()}): claimed by another driver"
+
+
 def trial_spec(study: Study, trial: Trial, run_dir: Path) -> dict[str, Any]:
     """What a worker needs to run one trial (JSON only, so it ships to any process or Ray node)."""
     from ferbench.data.root import candidate_roots
@@ -137,7 +142,7 @@ def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -
         "test_f1_macro": test["f1_macro"] if test else None,
         "evals": evals, "cross": cross, "history": history,
         "epochs": last.get("epoch"), "best_epoch": best.get("epoch"), "train_time_s": last.get("elapsed_s"),
-        "stopped": last.get("stopped"), **cost,
+        "stopped": last.get("stopped"), "threads": int(spec.get("threads") or 1), **cost,
     }
 
 
@@ -150,9 +155,13 @@ def _cost(sidecar: dict[str, Any]) -> dict[str, Any]:
     model = build_model(arch, pre).eval()
     out: dict[str, Any] = {"params_count": count_params(model), "latency_ms": None, "latency_threads": 1}
     try:
-        from ferbench.models.cost import latency_ms
+        from ferbench.models.cost import flops, latency_ms
     except ImportError:
         return out
+    try:
+        out["gflops"] = flops(model, int(pre["channels"]), int(pre["size"])) / 1e9
+    except (RuntimeError, ValueError):  # data-dependent forwards that the counter cannot trace
+        out["gflops"] = None
     out["latency_ms"] = latency_ms(model, int(pre["channels"]), int(pre["size"]), threads=1, runs=20,
                                    warmup=3)
     return out
@@ -184,7 +193,8 @@ def run_local(study: Study, store: ResultsStore, out: Path, todo: list[Trial], m
               log: Log | None = None) -> dict[str, int]:
     """Run ``todo`` here (``max_parallel`` 1) or in that many spawned worker processes.
 
-    Returns counts ``{"finished": n, "failed": n, "busy": n}``.
+    Returns counts ``{"finished": n, "failed": n, "busy": n}``; ``busy`` trials (claimed by another driver)
+    are only logged: ``on_done`` is called for finished and failed ones.
     """
     say = log or print
     counts = {"finished": 0, "failed": 0, "busy": 0}
@@ -194,10 +204,10 @@ def run_local(study: Study, store: ResultsStore, out: Path, todo: list[Trial], m
             store.record_result(t.key, record)
             counts["finished"] += 1
             msg = None
-        elif isinstance(err, TrialBusy):
+        elif isinstance(err, TrialBusy):  # not a failure: another driver trains it and records the result
             counts["busy"] += 1
-            msg = str(err)
-            say(f"skipped {t.key}: {msg}")
+            say(skipped_line(t))
+            return
         else:
             msg = _error_line(err) if err else "unknown error"
             store.mark_failed(t.key, msg)
@@ -297,11 +307,11 @@ def run_ray(study: Study, store: ResultsStore, out: Path, todo: list[Trial], add
                     msg = _error_line(cause)
                     if "TrialBusy" in type(cause).__name__ or "being trained by another" in str(e):
                         counts["busy"] += 1
-                        say(f"skipped {t.key}: busy")
-                    else:
-                        store.mark_failed(t.key, msg)
-                        counts["failed"] += 1
-                        say(f"trial {t.key} ({t.label()}) failed: {msg}")
+                        say(skipped_line(t))
+                        continue
+                    store.mark_failed(t.key, msg)
+                    counts["failed"] += 1
+                    say(f"trial {t.key} ({t.label()}) failed: {msg}")
                     if on_done:
                         on_done(t, None, msg)
                     continue

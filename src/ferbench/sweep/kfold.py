@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from ferbench.errors import ConfigError, FerbenchError
+from ferbench.persist import RunDir
 from ferbench.persist.atomic import atomic_write_text
 
 #: metrics reported as mean ± std (seed 001 Table 2 columns, then two extras)
@@ -157,11 +158,12 @@ def run_kfold(config: dict[str, Any] | str | Path, folds: int = 5, out_dir: str 
         fold_cfg["data"]["indices"] = ix
         fold_cfg["name"] = f"{cfg['name']}-fold{k}"
         run_dir = train_fn(fold_cfg, out / f"fold{k}" / "run", resume=True, progress=progress)
-        test_eval = Path(run_dir) / "eval_test.json"
+        rd = RunDir(run_dir)
+        test_eval = rd.eval_file("test")
         if not test_eval.exists():
             raise FerbenchError(f"{run_dir}: trainer wrote no eval_test.json")
         res = json.loads(test_eval.read_text())
-        best = json.loads((Path(run_dir) / "best.json").read_text())
+        best = json.loads(rd.best.with_suffix(".json").read_text())  # only the epoch is needed
         res.update({"fold": k, "best_epoch": best.get("epoch"), "run_dir": str(run_dir)})
         atomic_write_text(res_path, json.dumps(res, indent=1))
         say(f"fold {k + 1}/{folds}: test accuracy {res['accuracy']:.4f}, balanced {res['balanced_accuracy']:.4f}")

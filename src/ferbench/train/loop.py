@@ -434,14 +434,23 @@ def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]
     if d.get("indices"):
         named = [("val", data.val)] + ([("test", data.test)] if data.test is not None else [])
     results = {}
+    temperature, calibration = 1.0, meta.get("calibration")
+    if ev.get("calibrate"):
+        from ferbench.evaluate.calibration import fit_temperature
+        from ferbench.evaluate.predict import predict_logits
+
+        val_logits = predict_logits(model, data.val.images, pre, ev["batch_size"])
+        temperature = fit_temperature(val_logits, data.val.labels.numpy())
+        calibration = {"temperature": temperature, "split": named[0][0], "method": "temperature scaling"}
     for split_name, subset in named:
-        probs = predict_probs(model, subset.images, pre, ev["batch_size"], ev["tta_hflip"])
+        probs = predict_probs(model, subset.images, pre, ev["batch_size"], ev["tta_hflip"], temperature)
         m = compute_metrics(subset.labels.numpy(), probs, meta["classes"])
         m.update({"dataset": meta.get("dataset"), "split": split_name, "checkpoint": str(rd.best),
-                  "epoch": meta["epoch"], "tta_hflip": ev["tta_hflip"]})
+                  "epoch": meta["epoch"], "tta_hflip": ev["tta_hflip"], "temperature": temperature})
         rd.write_eval(split_name, m)
         results[split_name] = m
     summary = {f"{s}_{k}": r[k] for s, r in results.items()
                for k in ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auc_macro", "ece")}
-    update_sidecar(rd.best, metrics={**meta.get("metrics", {}), **summary})
+    extra = {"calibration": calibration} if calibration else {}
+    update_sidecar(rd.best, metrics={**meta.get("metrics", {}), **summary}, **extra)
     return results
