@@ -194,12 +194,13 @@ def predict(
     if json_out:
         atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,
                                                 "videos": video_summaries, "complete": stopped is None}, indent=1))
-        typer.echo(shown(f"wrote {json_out}{done}"))
+        if auto_dir is None:  # the automatic folder is named once, on stderr (stdout: one line per input)
+            typer.echo(shown(f"wrote {json_out}{done}"))
     if csv_out:  # file names that are not UTF-8 are written as their original bytes
         atomic_write_bytes(csv_out, _csv_text(records, rec.classes).encode("utf-8", "surrogateescape"))
         typer.echo(shown(f"wrote {csv_out}{done}"))
     if auto_dir is not None:
-        typer.echo(shown(f"results saved to {auto_dir}"))
+        typer.echo(shown(f"results saved to {auto_dir}{done}"), err=True)
     if stopped is not None:
         raise stopped
     n_in = len(images) + len(videos) + len(src.urls) - len(origin)
