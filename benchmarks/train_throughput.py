@@ -8,12 +8,21 @@ vs (b) ferbench's batched torch augmentation on the uint8 tensor. When the model
 (shallow CNN, resnet18 on 2 cores), (b)/(a) of the full step cannot exceed (c)/(a); the input table shows
 what the pipeline itself costs.
 
+A third table (``--table precision``) times ferbench's training step (real FER2013 batches through
+``train_batch``, AdamW, fp32 loss) at batch 128, 48 px, in fp32 NCHW, fp32 channels_last and bf16 autocast +
+channels_last (train/precision.py), for the model families of configs/studies/seed000_48px.yaml; every ratio
+is against fp32 NCHW measured in the same run. bf16 is timed only where the CPU has native bf16
+(``--bf16 auto``) unless ``--bf16 always``: elsewhere it falls back to reference kernels (1.2-2.8x slower per step here).
+
 Usage:  .venv/bin/python benchmarks/train_throughput.py [--steps 30] [--models shallow_cnn_s002,resnet18,fer_vgg_s]
+        .venv/bin/python benchmarks/train_throughput.py --table precision --steps 4 [--bf16 always] [--models ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import time
 
 import numpy as np
@@ -28,8 +37,12 @@ from ferbench.data.preprocess import Preprocessing
 from ferbench.models import create_model
 from ferbench.train.augment import AugmentConfig
 from ferbench.train.loop import train_batch
+from ferbench.train.precision import PrecisionPlan, cpu_bf16_support, to_fp32
 
 BATCH = 64
+STUDY_MODELS = ("lenet5,seq3conv,seq_simple,seq4conv,mobilenetv2,mobilenet,alexnet,zf_net,modular,googlenet_repo,"
+                "ensemble3,smmb,vgg16_sc,vggnet,mnist_net,resnet18_dd,shallow_cnn_s002,resnet18_s002,vgg16_s002,"
+                "resnet18_s003,resnet34_s003,resnet50_s003,efficientface,vit_tiny_fer,resnet18,fer_vgg_m")
 
 
 class NaiveFer(Dataset):
@@ -116,13 +129,74 @@ def bench_input(steps: int, images: torch.Tensor, labels: torch.Tensor, pixels: 
     return {"a_naive": a, "b_ferbench": b}
 
 
+def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, plans: list[PrecisionPlan],
+                    batch: int = 128, warmup: int = 2) -> dict[str, float]:
+    """Training images/s of ``name`` under each plan: real FER2013 rows → ``train_batch`` (Keras augmentation)
+    → forward under the plan's autocast → fp32 cross-entropy → fused AdamW step. Same batches for every plan."""
+    torch.manual_seed(0)
+    base = create_model(name, num_classes=7, in_chans=1, input_size=48)
+    pre = Preprocessing(size=48, channels=1, mean=[0.5], std=[0.5])
+    aug = AugmentConfig.preset("keras")
+    out = {}
+    for plan in plans:
+        model = plan.prepare_model(copy.deepcopy(base))
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), 1e-3, fused=True)  # as the trainer (train/precision.fused_ok)
+        g = torch.Generator().manual_seed(0)
+        order = torch.randperm(len(labels), generator=g)
+        t = 0.0
+        for s in range(warmup + steps):
+            if s == warmup:
+                t = time.perf_counter()
+            idx = order[(s * batch) % (len(labels) - batch):][:batch]
+            x = plan.prepare_input(train_batch(images, idx, pre, aug, g))
+            with plan.autocast():
+                logits = to_fp32(model(x))
+            loss = F.cross_entropy(logits, labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        out[plan.describe()] = steps * batch / (time.perf_counter() - t)
+    return out
+
+
+def precision_table(models: list[str], steps: int, bf16: str, images: torch.Tensor, labels: torch.Tensor,
+                    warmup: int = 2) -> None:
+    supported, why = cpu_bf16_support()
+    plans = [PrecisionPlan("fp32", False), PrecisionPlan("fp32", True)]
+    if bf16 == "always" or (bf16 == "auto" and supported):
+        plans.append(PrecisionPlan("bf16", True))
+    print(f"CPU bf16: {'native' if supported else 'not native'} ({why}); batch 128, 48 px, AdamW, "
+          f"{torch.get_num_threads()} threads, {steps} timed steps after {warmup} warm-up; load {os.getloadavg()[0]:.1f}")
+    cols = [p.describe() for p in plans]
+    print("| model | " + " | ".join(f"{c} img/s" for c in cols) + " | " +
+          " | ".join(f"{c} / fp32" for c in cols[1:]) + " |")
+    print("|---|" + "---|" * (2 * len(cols) - 1))
+    for name in models:
+        r = bench_precision(name, steps, images, labels, plans, warmup=warmup)
+        base = r[cols[0]]
+        print(f"| {name} | " + " | ".join(f"{r[c]:.0f}" for c in cols) + " | " +
+              " | ".join(f"{r[c] / base:.2f}x" for c in cols[1:]) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--models", default="shallow_cnn_s002,resnet18,fer_vgg_s")
+    ap.add_argument("--models", default=None, help="comma-separated (default: pipeline table 3 models, "
+                    "precision table the study's families)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--table", choices=["pipeline", "precision"], default="pipeline")
+    ap.add_argument("--bf16", choices=["auto", "always", "never"], default="auto")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per plan (precision table)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.table == "precision":
+        tr = load_dataset("fer2013").split("Training")
+        n = min(len(tr), 128 * (args.steps + 3) + 128)
+        precision_table((args.models or STUDY_MODELS).split(","), args.steps, args.bf16, tr.images[:n], tr.labels[:n],
+                        args.warmup)
+        return
+    args.models = args.models or "shallow_cnn_s002,resnet18,fer_vgg_s"
     ds = load_dataset("fer2013").split("Training")
     n = min(len(ds), BATCH * (args.steps + 5))
     images, labels = ds.images[:n], ds.labels[:n]

@@ -303,3 +303,24 @@ def test_cli_data_list_shows_the_registry() -> None:
     assert r.exit_code == 0
     assert "ckplus (ck+, ckplus48, ck+48)" in r.output and "Training / PublicTest / PrivateTest" in r.output
     assert "ferplus_votes" in r.output and "folder:PATH" in r.output
+
+
+def test_trainer_trains_on_a_weighted_union_with_soft_labels(two_root: Path, tmp_path: Path) -> None:
+    """``data.name: a+b`` end to end: role splits, per-dataset sampling weights, soft labels where they exist."""
+    import json
+
+    from ferbench.persist import read_sidecar
+    from ferbench.train.loop import train
+
+    write_ferplus_votes(two_root, 280)  # FER+ votes for the tiny FER2013 rows: their label distributions
+    run = train({"model": {"name": "lenet5"},
+                 "data": {"name": ["fer2013", "ckplus"], "root": str(two_root), "soft_labels": True,
+                          "sampling_weights": {"ckplus": 3.0}},
+                 "preprocessing": {"size": 48, "channels": 1},
+                 "train": {"epochs": 1, "batch_size": 32, "augment": "none", "sampler": "weighted",
+                           "precision": "fp32"}}, out_dir=tmp_path / "run", progress=False, log=lambda s: None)
+    meta = read_sidecar(run)
+    assert meta["dataset"] == "fer2013+ckplus" and len(meta["classes"]) == 8
+    ev = json.loads((run / "eval_test.json").read_text())
+    assert ev["split"] == "test" and sum(ev["per_class"][c]["support"] for c in ev["per_class"]) > 0
+    assert (run / "eval_val.json").exists()

@@ -144,7 +144,7 @@ def test_cli_serve_fails_fast_on_bad_model(tmp_path: Path, monkeypatch: pytest.M
     assert e.value.code == 2 and "no such model" in capsys.readouterr().err
 
 
-# -- hardening (issue 18): streamed byte cap, pixel budgets, one error shape, timeouts, offline docs ---------
+# -- hardening: streamed byte cap, pixel budgets, one error shape, timeouts, offline docs ---------
 def bomb_png(side: int = 7000) -> bytes:
     """A 1-bit PNG of ``side``² pixels: a few KB that would decode to side² × 3 bytes of RGB."""
     buf = io.BytesIO()

@@ -40,10 +40,13 @@ def test_train_writes_run_directory(tiny_root: Path, tmp_path: Path) -> None:
     assert ev["accuracy"] > 0.3
 
 
-def test_resume_after_crash_equals_uninterrupted(tiny_root: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    sets = _sets(tiny_root, "train.epochs=4")
+@pytest.mark.parametrize("precision, model", [("fp32", "fer_vgg_s"), ("bf16", "lenet5")])
+def test_resume_after_crash_equals_uninterrupted(tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 precision: str, model: str) -> None:
+    # bf16 uses lenet5: on CPUs without native bf16 the fer_vgg_s convolutions take ~100 s in bf16
+    sets = _sets(tiny_root, "train.epochs=4", f"train.precision={precision}", f"model.name={model}")
     full = train("protocols/seed000.yaml", tmp_path / "full", overrides=sets, progress=False)
+    assert json.loads((full / "last.json").read_text())["precision"] == precision
 
     import ferbench.train.loop as loop
 

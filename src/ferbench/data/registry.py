@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,6 @@ class DatasetSpec:
     aliases: tuple[str, ...] = ()
     argument: bool = False
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str] | None:

@@ -65,3 +65,24 @@ def resnet18(
     if imagenet_tag not in tags:
         raise ConfigError(f"resnet18: unknown imagenet_tag {imagenet_tag!r}; choose one of {', '.join(tags)}")
     return TimmClassifier(f"resnet18.{imagenet_tag}", num_classes, in_chans, head=head, drop_rate=drop_rate)
+
+
+@register_model(family="seed004", paper="004", sizes=(48, 112))
+def vit_tiny_fer(num_classes: int = 7, in_chans: int = 3, input_size: int = 48, patch_size: int = 0,
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.1) -> nn.Module:
+    """timm ViT-Tiny (depth 12, width 192, 3 heads) with 144 tokens: patch 4 at 48 px, 8 at 96 (``S // 12``).
+
+    The seed-004 survey's transformer baseline, from scratch (ImageNet / face pre-training cannot be loaded
+    here). ``patch_size`` 0 = ``input_size // 12``. No CAM layer is declared (its maps are token sequences).
+    """
+    p = patch_size or max(1, input_size // 12)
+    if input_size % p:
+        raise ConfigError(f"vit_tiny_fer: input size {input_size} is not a multiple of patch_size {p}")
+    return TimmClassifier("vit_tiny_patch16_224", num_classes, in_chans, img_size=input_size, patch_size=p,
+                          drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+
+
+@register_model(family="seed004", paper="004", target_layer="backbone.stages.3", sizes=(112, 48))
+def mobilevit_xxs(num_classes: int = 7, in_chans: int = 3, input_size: int = 112, drop_rate: float = 0.0) -> nn.Module:
+    """timm MobileViT-XXS (1.0 M params: conv stem + MobileViT transformer blocks), 112 px by default."""
+    return TimmClassifier("mobilevit_xxs", num_classes, in_chans, drop_rate=drop_rate)

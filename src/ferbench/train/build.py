@@ -11,8 +11,9 @@ from torch import nn
 
 from ferbench.config import RunConfig, TrainConfig
 from ferbench.data import FerDataset, load_dataset
-from ferbench.errors import ConfigError
+from ferbench.errors import ConfigError, FerbenchError
 from ferbench.methods import Method
+from ferbench.train.precision import cpu_bf16_support, fused_ok
 
 
 @dataclass
@@ -28,18 +29,35 @@ def dataset_name(cfg: RunConfig) -> str:
     return "+".join(cfg.data.name) if isinstance(cfg.data.name, list) else cfg.data.name
 
 
+def is_union(cfg: RunConfig | dict[str, Any]) -> bool:
+    """Whether the run trains on a union of datasets (``data.name`` ``"a+b"`` or a list)."""
+    from ferbench.data.registry import parse_dataset_names
+
+    name = cfg.data.name if isinstance(cfg, RunConfig) else cfg["data"]["name"]
+    return len(parse_dataset_names("+".join(name) if isinstance(name, list) else name)) > 1
+
+
+def split_names(cfg: RunConfig) -> tuple[str, str, str | None]:
+    """The (train, val, test) split names the run uses: the config's, or the roles for a union."""
+    if is_union(cfg):
+        return "train", "val", "test" if cfg.data.test_split else None
+    return cfg.data.train_split, cfg.data.val_split, cfg.data.test_split
+
+
 def prepare_data(cfg: RunConfig) -> Splits:
     """Load the dataset and cut train/val/test (by split name, or by explicit ``data.indices``)."""
+    from ferbench.data.registry import soft_labels_for
+
     d = cfg.data
     kwargs: dict[str, Any] = {"sampling_weights": d.sampling_weights} if d.sampling_weights else {}
+    if d.soft_labels and is_union(cfg):
+        kwargs["soft_labels"] = True
     ds = load_dataset(dataset_name(cfg), d.root, **kwargs)
     if d.soft_labels and ds.soft_labels is None:
-        if ds.name == "fer2013":
-            from ferbench.data.fer2013 import fer2013_ferplus_soft_labels
-
-            ds.soft_labels = fer2013_ferplus_soft_labels(ds, d.root)
-        else:
-            raise ConfigError(f"data.soft_labels: {ds.name} has no label distributions")
+        try:
+            ds.soft_labels = soft_labels_for(ds, d.root)
+        except FerbenchError as e:
+            raise ConfigError(f"data.soft_labels: {e}") from None
     if d.indices:
         ix = d.indices
         if "train" not in ix or "val" not in ix:
@@ -47,8 +65,9 @@ def prepare_data(cfg: RunConfig) -> Splits:
         train, val = ds.subset(ix["train"]), ds.subset(ix["val"])
         test = ds.subset(ix["test"]) if ix.get("test") else None
     else:
-        train, val = ds.split(d.train_split), ds.split(d.val_split)
-        test = ds.split(d.test_split) if d.test_split else None
+        tr, va, te = split_names(cfg)
+        train, val = ds.split(tr), ds.split(va)
+        test = ds.split(te) if te else None
     if d.limit:
         train = train.subset(np.arange(min(d.limit, len(train))))
     if len(train) == 0 or len(val) == 0:
@@ -107,11 +126,13 @@ def make_optimizer(method: Method, t: TrainConfig, lr: float) -> torch.optim.Opt
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ConfigError("nothing to train: every parameter is frozen (check model.policy)")
+    fused = fused_ok(groups) if t.fused_optimizer else None
     if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay)
+        return torch.optim.Adam(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay, fused=fused)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay)
-    return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, eps=t.eps, weight_decay=t.weight_decay, fused=fused)
+    return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
+                           fused=fused)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,12 +149,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 matrix/vector units (AMX-BF16 or AVX512-BF16)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    """Whether this CPU runs bf16 natively (AMX-BF16 or AVX512-BF16 *and* oneDNN's bf16 check; see
+    :func:`ferbench.train.precision.cpu_bf16_support`)."""
+    return cpu_bf16_support()[0]
 
 
 def resolve_precision(t: TrainConfig, device: torch.device) -> str:

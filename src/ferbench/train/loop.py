@@ -41,16 +41,19 @@ from ferbench.train.augment import AugmentConfig, augment_batch
 from ferbench.train.build import (
     Splits,
     build_for_training,
+    cpu_has_bf16,
     dataset_name,
     fill_model_defaults,
     make_optimizer,
     prepare_data,
     resolve_device,
     resolve_precision,
+    split_names,
 )
 from ferbench.train.losses import class_weights
 from ferbench.train.mix import mix_batch
 from ferbench.train.policies import apply_policy, set_train_mode
+from ferbench.train.precision import cpu_bf16_support, to_fp32
 from ferbench.train.schedule import lr_factor, make_plateau, per_step, steps_in_epoch
 from ferbench.train.state import flatten_optimizer, prefixed, unflatten_optimizer
 
@@ -103,6 +106,7 @@ class RunState:
     stopped: str | None = None
     base_lrs: list[float] = field(default_factory=list)
     plateau: dict[str, Any] = field(default_factory=dict)
+    precision: str | None = None    # resolved train.precision: a resumed run keeps it (auto differs per machine)
 
     @classmethod
     def from_json(cls, meta: dict[str, Any]) -> RunState:
@@ -197,8 +201,8 @@ def train_one_epoch(run: _Run, state: RunState, epoch: int, bar: _Progress) -> d
         batch = Batch(x=x, y=y, target=target, index=idx, epoch=epoch, class_weights=run.cw,
                       label_smoothing=t.label_smoothing, logit_adjustment=run.adjust,
                       soft=run.soft is not None or lam < 1.0)
-        with _autocast(run):
-            out = run.method.forward_train(x)
+        with _autocast(run):  # the forward only: fp32 master weights, fp32 loss
+            out = to_fp32(run.method.forward_train(x))
         loss = run.method.compute_loss(out, batch)  # float32: the one cross-entropy upcasts the logits
         if not torch.isfinite(loss):
             raise FerbenchError(f"loss became {loss.item()} at epoch {epoch + 1} step {s}; lower train.lr")
@@ -377,10 +381,15 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     state = RunState(base_lrs=[g["lr"] for g in run.opt.param_groups])
     if saved_state is not None:
         state = _restore(run, *saved_state)
+        run.precision = state.precision or "fp32"  # runs from before train.precision trained in fp32
         if state.stopped:
             say(f"{rd.path}: training already finished ({state.stopped}); re-evaluating the best checkpoint")
         else:
             say(f"resuming {rd.path} after epoch {state.epoch}")
+    state.precision = run.precision
+    if run.precision == "bf16" and run.device.type == "cpu" and not cpu_has_bf16():
+        say(f"train.precision=bf16 on a CPU without native bf16 ({cpu_bf16_support()[1]}): expect it to be much "
+            "slower than fp32")
     sidecar = {"architecture": run.arch, "classes": run.data.full.classes, "preprocessing": run.pre.to_dict(),
                "protocol": cfg_dict, "dataset": dataset_name(cfg)}
     bar = _Progress(progress, run.t.epochs, state.epoch, say)
@@ -428,9 +437,10 @@ def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]
     model, meta = load_checkpoint(rd.best)
     pre = preprocessing_of(meta)
     d, ev = cfg["data"], cfg["eval"]
-    named = [(d.get("val_split") or "val", data.val)]
+    _, val_name, test_name = split_names(typed(cfg))
+    named = [(val_name or "val", data.val)]
     if data.test is not None:
-        named.append((d.get("test_split") or "test", data.test))
+        named.append((test_name or "test", data.test))
     if d.get("indices"):
         named = [("val", data.val)] + ([("test", data.test)] if data.test is not None else [])
     results = {}
