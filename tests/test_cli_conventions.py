@@ -313,10 +313,13 @@ def test_models_list_reads_the_shipped_table_without_torch() -> None:
 
 
 def test_shipped_cost_table_covers_the_registry_and_matches_a_fresh_count() -> None:
-    from ferbench.cli.models import COST_TABLE, shipped_rows
+    from ferbench.cli.models import COST_TABLE, COST_TABLE_SOURCES, models_sources_sha1, shipped_rows
     from ferbench.models import list_models, model_info
     from ferbench.models.cost import model_cost
 
+    assert json.loads(COST_TABLE_SOURCES.read_text())["sources_sha1"] == models_sources_sha1(), (
+        "models/ changed since the shipped cost table was counted: run "
+        "`ferbench models list --recompute --csv src/ferbench/models/cost_table.csv`")
     rows = {r["name"]: r for r in shipped_rows("*") or []}
     networks = {model_info(n).network for n in list_models("*", include_aliases=True)}
     assert COST_TABLE.is_file() and set(rows) == networks
@@ -391,3 +394,19 @@ def test_sweep_writes_one_line_per_trial_when_piped(tiny_root: Path, tmp_path: P
     assert len(lines) == 2, r.output
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", x) and "img/s" in x and "2 epochs" in x for x in lines)
     assert "━" not in r.output
+
+
+def test_a_stale_cost_table_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from ferbench.cli import models as m
+
+    table, stamp = tmp_path / "cost_table.csv", tmp_path / "cost_table.json"
+    shutil.copy(m.COST_TABLE, table)
+    monkeypatch.setattr(m, "COST_TABLE", table)
+    monkeypatch.setattr(m, "COST_TABLE_SOURCES", stamp)
+    assert m.shipped_rows("*") is None  # no stamp
+    stamp.write_text(json.dumps({"sources_sha1": "0" * 40}))
+    assert m.shipped_rows("*") is None  # models/ changed since: `models list` counts afresh
+    stamp.write_text(json.dumps({"sources_sha1": m.models_sources_sha1()}))
+    assert len(m.shipped_rows("*") or []) == len(table.read_text().splitlines()) - 1

@@ -46,11 +46,41 @@ def _fmt(v: object, digits: int = 3) -> str:
 COST_TABLE = Path(__file__).resolve().parent.parent / "models" / "cost_table.csv"
 
 
-def shipped_rows(pattern: str) -> list[dict[str, object]] | None:
-    """Rows of :data:`COST_TABLE` whose name matches ``pattern``; ``None`` when the table is not there."""
-    import fnmatch
+COST_TABLE_SOURCES = COST_TABLE.with_suffix(".json")  # {"sources_sha1": …} of the models/ code it counted
 
-    if not COST_TABLE.is_file():
+
+def models_sources_sha1() -> str:
+    """SHA-1 over the ``ferbench/models/*.py`` files (read as bytes, not imported): the table's freshness key."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for f in sorted(COST_TABLE.parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def write_cost_table(rows: list[dict[str, object]]) -> None:
+    """Ship ``rows`` as :data:`COST_TABLE`, stamped with the current :func:`models_sources_sha1`."""
+    import json
+
+    from ferbench.persist.atomic import atomic_write_text
+
+    write_csv(rows, COST_TABLE)
+    atomic_write_text(COST_TABLE_SOURCES, json.dumps({"sources_sha1": models_sources_sha1()}) + "\n")
+
+
+def shipped_rows(pattern: str) -> list[dict[str, object]] | None:
+    """Rows of :data:`COST_TABLE` whose name matches ``pattern``; ``None`` when the table is missing or stale
+    (the models/ code changed since it was counted: then ``models list`` counts the models itself)."""
+    import fnmatch
+    import json
+
+    if not COST_TABLE.is_file() or not COST_TABLE_SOURCES.is_file():
+        return None
+    try:
+        if json.loads(COST_TABLE_SOURCES.read_text()).get("sources_sha1") != models_sources_sha1():
+            return None
+    except (OSError, ValueError):
         return None
     rows: list[dict[str, object]] = []
     with COST_TABLE.open(newline="") as f:
@@ -174,7 +204,10 @@ def list_cmd(
         table.add_row(*cells)
     _console().print(table)
     if csv_out:
-        write_csv(rows, csv_out)
+        if csv_out.resolve() == COST_TABLE.resolve():
+            write_cost_table(rows)  # regenerating the shipped table: stamp it
+        else:
+            write_csv(rows, csv_out)
         typer.echo(f"wrote {csv_out}")
 
 
