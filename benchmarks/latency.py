@@ -4,9 +4,9 @@
 
 Classifier: batch-1 latency (median, p90 of single forward passes) and batch-256 throughput
 (images/s) for PyTorch, ONNX fp32 (onnxruntime), ONNX int8 (static QDQ) and TFLite (when
-litert-torch is installed). Pipeline: a 640×480 BGR frame with one face (a FER2013 face pasted
-at 192 px on a smooth gradient when the data is found, else a synthetic frame run without detection) → detect → crop →
-classify, frames/s for each available detector. All numbers come from one run, so ratios compare.
+litert-torch is installed). Pipeline: the astronaut frame of benchmarks/pipeline.py (a real photo,
+640×480) → detect → crop → classify, frames/s for each available detector (the full real-photo pipeline
+benchmark — composites, video, tracking, `fer` — is benchmarks/pipeline.py). All numbers come from one run, so ratios compare.
 """
 
 from __future__ import annotations
@@ -36,28 +36,12 @@ def _timeit(fn: Any, n: int, warmup: int = 5) -> list[float]:
 
 
 def face_frame(data_root: str | None) -> tuple[np.ndarray, bool]:
-    """640×480 BGR uint8 frame with one face; (frame, has_real_face)."""
+    """640×480 BGR uint8 frame with one real face: scikit-image's astronaut (see benchmarks/pipeline.py)."""
     import cv2
+    from pipeline import astronaut_frame
 
-    # smooth horizontal gradient: a plain wall. Textured backgrounds cost the Haar cascade much more
-    # (blurred noise: ~5x slower), so the pipeline numbers are for an uncluttered scene.
-    bg = np.tile(np.linspace(40, 220, 640).astype(np.uint8), (480, 1))
-    try:
-        import gzip
-
-        from ferbench.data.fer2013 import find_fer2013_csv
-
-        path = find_fer2013_csv(data_root)
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt") as f:
-            next(f)
-            face = np.array(f.readline().split(",")[1].split(), np.uint8).reshape(48, 48)
-        bg[100:292, 200:392] = cv2.resize(face, (192, 192), interpolation=cv2.INTER_CUBIC)
-        real = True
-    except Exception as e:  # no data: synthetic frame, detection cannot be measured meaningfully
-        print(f"note: no FER2013 face ({e}); pipeline runs without a real face", file=sys.stderr)
-        real = False
-    return cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR), real
+    frame, _ = astronaut_frame()
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), True
 
 
 def main() -> None:
@@ -111,7 +95,9 @@ def main() -> None:
 
     frame, real = face_frame(args.data_root)
     pipe_rows = []
-    detectors: list[tuple[str, Any]] = [("haar (default: max side 480, min face 24)", get_detector("haar")),
+    detectors: list[tuple[str, Any]] = [("blazeface (default)", get_detector("blazeface")),
+                                        ("blazeface-fast", get_detector("blazeface-fast")),
+                                        ("haar (max side 480, min face 24)", get_detector("haar")),
                                         ("haar fast (max side 320, min face 48, scale 1.2)",
                                          get_detector("haar", max_side=320, min_face=48, scale_factor=1.2))]
     for opt in ("mediapipe", "mtcnn"):

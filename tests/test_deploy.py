@@ -245,8 +245,14 @@ def test_video_frame_loop_jsonl_and_annotated_mp4(run_dir: Path, tmp_path: Path,
     times = [x["time"] for x in lines]
     assert times == sorted(times) and times[-1] == pytest.approx(1.1, abs=0.02)  # 10 fps
     assert all(len(x["faces"]) == 1 and x["faces"][0]["box"] == [0, 0, 96, 72] for x in lines)
-    cap = cv2.VideoCapture(str(ann / "clip.annotated.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 96
+    from ferbench.deploy.video import annotated_name, browser_codec
+
+    assert annotated_name("clip") == "clip.annotated" + browser_codec()[1]  # .mp4 (H.264) or .webm (VP9)
+    cap = cv2.VideoCapture(str(ann / annotated_name("clip")))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 12 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 96 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 96
     cap.release()
     assert "clip.mp4: 12 frames" in out
 
@@ -327,9 +333,10 @@ def test_predict_detects_a_real_face(rec: Recognizer) -> None:
     assert len(faces) == 1 and faces[0].score is not None and faces[0].score > 0
     x1, y1, x2, y2 = faces[0].box
     assert abs(x1 - 200) < 20 and abs(y2 - 292) < 25
-    # the crop the classifier saw: square box + the sidecar's 10 % margin, via Preprocessing
+    # the crop the classifier saw: square box + the sidecar margin and shift, via Preprocessing
     from ferbench.faces import crop_face
 
-    crop = crop_face(scene, np.array(faces[0].box, np.float32), rec.preprocessing.crop_margin)
+    crop = crop_face(scene, np.array(faces[0].box, np.float32), rec.preprocessing.crop_margin,
+                     shift=rec.preprocessing.crop_shift)
     ref = reference_probs(rec, [cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)])
     assert faces[0].label == CLASSES[int(ref.argmax())] or max(ref[0]) - sorted(ref[0])[-2] < 0.02

@@ -291,3 +291,52 @@ def test_unknown_method_option_is_found_from_the_signature() -> None:
                             "relabel, relabel_epoch)")
     with pytest.raises(ConfigError, match=r"method ldl: unknown option 'backbone_lr' \(its options: loss\)"):
         build_method("ldl", _resnet(), num_classes=3, backbone_lr=0.1)
+
+
+METHOD_FILE = '''
+import torch
+from ferbench.methods.base import Batch, MethodModule, register_method
+
+
+class Doubled(MethodModule):
+    """A toy method: the backbone's logits, trained with twice the one cross-entropy."""
+
+    def __init__(self, backbone, num_classes, factor: float = 2.0):
+        super().__init__()
+        self.net, self.factor = backbone, factor
+
+    def forward(self, x):
+        return self.net(x)
+
+    def compute_loss(self, outputs, batch: Batch):
+        return self.factor * batch.cross_entropy(outputs)
+
+
+@register_method("{tag}")
+def build(backbone, num_classes, factor: float = 2.0) -> Doubled:
+    return Doubled(backbone, num_classes, factor)
+'''
+
+
+def test_a_new_method_is_one_file(tmp_path, monkeypatch) -> None:
+    """Adding a method = one file with a decorated builder: ``build_method`` finds it by name."""
+    import sys
+
+    import ferbench.methods
+    from ferbench.methods import base
+
+    tag = "toy_" + tmp_path.name.replace("-", "_").lower()[-8:]
+    (tmp_path / f"{tag}.py").write_text(METHOD_FILE.replace("{tag}", tag))
+    monkeypatch.setattr(base, "METHODS", dict(base.METHODS))
+    monkeypatch.setattr(ferbench.methods, "METHODS", base.METHODS)
+    monkeypatch.setattr(ferbench.methods, "__path__", [*ferbench.methods.__path__, str(tmp_path)])
+    try:
+        m = build_method(tag, create_model("lenet5", num_classes=3, in_chans=1, input_size=48), num_classes=3)
+        x, y = torch.rand(4, 1, 48, 48), torch.tensor([0, 1, 2, 1])
+        loss = m.compute_loss(m.forward_train(x), Batch(x=x, y=y))
+        assert torch.allclose(loss, 2 * torch.nn.functional.cross_entropy(m(x), y))
+        with pytest.raises(ConfigError, match="unknown option 'scale'"):
+            build_method(tag, create_model("lenet5", num_classes=3, in_chans=1, input_size=48), num_classes=3,
+                         scale=1.0)
+    finally:
+        sys.modules.pop(f"ferbench.methods.{tag}", None)

@@ -291,3 +291,31 @@ def test_stalled_and_chunked_uploads_on_a_real_server(rec: Recognizer) -> None:
     finally:
         server.should_exit = True
         th.join(10)
+
+
+def test_requests_over_the_concurrency_limit_get_a_json_503() -> None:
+    import asyncio
+
+    import httpx
+
+    from ferbench.deploy.serve import ConcurrencyLimit
+
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send):  # noqa: ANN001
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main() -> tuple[int, int, dict]:
+        app = ConcurrencyLimit(slow_app, limit=1)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            first = asyncio.create_task(c.get("/"))
+            await asyncio.sleep(0.05)
+            busy = await c.get("/")
+            release.set()
+            ok = await first
+        return ok.status_code, busy.status_code, busy.json()
+
+    ok, busy, body = asyncio.run(main())
+    assert ok == 200 and busy == 503 and set(body) == {"error"} and "busy" in body["error"]

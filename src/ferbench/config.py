@@ -61,6 +61,7 @@ class PreprocessingConfig(_Section):
     std: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1.0])
     interpolation: Literal["nearest", "bilinear"] = "nearest"
     crop_margin: Annotated[float, Field(ge=0, le=2)] = 0.1
+    crop_shift: Annotated[float, Field(ge=-1, le=1)] = -0.1  # measured by benchmarks/pipeline.py (blazeface)
 
 
 class PlateauConfig(_Section):

@@ -15,7 +15,13 @@ from ferbench.errors import FerbenchError
 
 ModelOpt = typer.Option("default", "--model", "-m",
                         help="'default' (shipped model), a run dir, a .safetensors checkpoint, or a .onnx / .tflite export.")
-DetectorOpt = typer.Option("haar", "--detector", "-d", help="Face detector: haar (default), mediapipe, mtcnn.")
+DetectorOpt = typer.Option("blazeface", "--detector", "-d", help="Face detector: blazeface (default, CNN), "
+                           "blazeface-fast (one pass: big faces only), blazeface-full, haar, mediapipe, mtcnn.")
+PredictDetectorOpt = typer.Option("blazeface", "--detector", "-d", help="Face detector: blazeface (default, CNN), "
+                                  "blazeface-fast (one pass: big faces only), blazeface-full, haar, mediapipe, mtcnn; auto = images that "
+                                  "are already face crops (small, or square with no face found) are classified whole.")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="Threads for the detector and the classifier "
+                          "(default 1: they run one after the other and never fight over the cores).")
 
 
 def shown(text: object) -> str:
@@ -72,6 +78,25 @@ def _csv_text(records: list[dict[str, Any]], classes: list[str]) -> str:
     return buf.getvalue()
 
 
+def _frames_csv(jsonl: Path, classes: list[str]) -> Path:
+    """VIDEO.frames.jsonl → VIDEO.frames.csv: one row per face per frame, with its track_id."""
+    from ferbench.persist.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["frame", "time", "track_id", "x1", "y1", "x2", "y2", "det_score", "label", "confidence",
+                *[f"p_{c}" for c in classes]])
+    for line in jsonl.read_text().splitlines():
+        r = json.loads(line)
+        for f in r["faces"]:
+            w.writerow([r["frame"], r["time"], f.get("track_id", ""), *f["box"],
+                        "" if f["score"] is None else f["score"], f["label"], f"{f['confidence']:.6f}",
+                        *[f"{f['probs'][c]:.6f}" for c in classes]])
+    out = jsonl.with_suffix(".csv")
+    atomic_write_text(out, buf.getvalue())
+    return out
+
+
 def _unique(path: Path, used: set[Path]) -> Path:
     p, k = path, 1
     while p in used:
@@ -85,7 +110,7 @@ def predict(
     paths: list[str] = typer.Argument(None, help="Images, folders (walked recursively), globs ('crops/*.png', "
                                       "quoted), video files, http(s) URLs, rtsp:// / rtmp:// streams."),
     model: str = ModelOpt,
-    detector: str = DetectorOpt,
+    detector: str = PredictDetectorOpt,
     json_out: Path | None = typer.Option(None, "--json", help="Write all results as JSON to this file."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per face to this CSV file "
                                         "(combinable with --json)."),
@@ -101,6 +126,11 @@ def predict(
     webcam: int | None = typer.Option(None, "--webcam", help="Camera index: live loop (q or Ctrl-C to stop)."),
     every: int = typer.Option(1, "--every", min=1, help="Videos: process every N-th frame."),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Videos/webcam: stop after N frames."),
+    detect_every: int = typer.Option(3, "--detect-every", min=1, help="Videos/webcam: run the detector on every "
+                                     "K-th processed frame and track faces in between (1 = detect every frame)."),
+    smooth: float = typer.Option(0.6, "--smooth", min=0.0, max=0.99, help="Videos/webcam: per-face EMA of the "
+                                 "probabilities over frames (weight of the past; 0 = off). Images: never smoothed."),
+    threads: int | None = ThreadsOpt,
     log_every: int = typer.Option(100, "--log-every", min=1, help="Videos, output not a terminal: one log "
                                   "line every N processed frames."),
     device: str = typer.Option("auto", "--device", help="auto (a CUDA GPU when present) | cpu | cuda: where "
@@ -110,10 +140,12 @@ def predict(
 
     One line per image on stdout. Missing inputs (or globs matching nothing) are reported before
     anything is loaded (exit code 2); unreadable images are reported one line each and skipped (exit
-    code 1). Videos write per-frame JSONL (frame, time in seconds, faces) as VIDEO.frames.jsonl into the
-    --annotate folder, else beside the --json/--csv file, else the automatic runs/predict/N folder
-    (which also gets predictions.json); with --annotate also VIDEO.annotated.mp4. URLs are downloaded
-    into the output folder first.
+    code 1). Videos write per-frame JSONL (frame, time in seconds, faces, each face with a stable
+    track_id) as VIDEO.frames.jsonl into the --annotate folder, else beside the --json/--csv file, else
+    the automatic runs/predict/N folder (which also gets predictions.json); with --csv also
+    VIDEO.frames.csv; with --annotate also VIDEO.annotated.mp4 (H.264) or .webm (VP9), whichever this
+    OpenCV writes. URLs are downloaded into the output folder first. When the output is not a terminal,
+    videos log one line every --log-every frames.
     """
     from ferbench.deploy.sources import is_url, next_run_dir, resolve_sources
     from ferbench.device import check_device_name
@@ -132,11 +164,11 @@ def predict(
 
     from ferbench.deploy.recognizer import Recognizer
     from ferbench.deploy.sources import fetch_urls
-    from ferbench.deploy.video import process_video, summary_dict
+    from ferbench.deploy.video import annotated_name, process_video, summary_dict
     from ferbench.device import recognizer_to
     from ferbench.progress import FrameProgress
 
-    rec = recognizer_to(Recognizer.load(model, detector=detector, align=align), device)
+    rec = recognizer_to(Recognizer.load(model, detector=detector, align=align, threads=threads), device)
     # the automatic output folder is made only once the model loaded (a bad --model leaves nothing behind)
     auto_dir = next_run_dir() if save and not (json_out or csv_out or annotate) else None
     if auto_dir is not None:
@@ -148,8 +180,9 @@ def predict(
         def show_line(i: int, t: float, faces: list[Any]) -> None:
             typer.echo(f"frame {i} t={t:.2f}s: {_face_line(faces)}")
 
-        s = process_video(rec, webcam, out_dir / f"webcam{webcam}.jsonl", annotate / f"webcam{webcam}.mp4"
-                          if annotate else None, every, max_frames, detect, show=True, on_frame=show_line)
+        s = process_video(rec, webcam, out_dir / f"webcam{webcam}.jsonl", annotate / annotated_name(f"webcam{webcam}")
+                          if annotate else None, every, max_frames, detect, show=True, on_frame=show_line,
+                          detect_every=detect_every, smooth=smooth)
         typer.echo(json.dumps(summary_dict(s)))
         return
 
@@ -170,11 +203,13 @@ def predict(
         for v in videos:
             stem = Path(str(v).split("?", 1)[0]).stem or "stream"
             jsonl = _unique(out_dir / f"{stem}.frames.jsonl", used)
-            mp4 = _unique(annotate / f"{stem}.annotated.mp4", used) if annotate else None
+            mp4 = _unique(annotate / annotated_name(stem), used) if annotate else None
             prog = FrameProgress(shown(origin.get(v, v)) if isinstance(v, Path) else v,
-                                 _frame_count(v, every, max_frames), log_every)
+                                 _frame_count(v, every, max_frames), log_every, enabled=not sys.stderr.isatty())
             try:
-                s = process_video(rec, v, jsonl, mp4, every, max_frames, detect, on_frame=prog)
+                s = _predict_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every, smooth, prog)
+                if csv_out:
+                    _frames_csv(jsonl, rec.classes)
             except FerbenchError as e:
                 _err(str(e))
                 problems.append(str(e))
@@ -207,6 +242,23 @@ def predict(
     if problems:
         typer.secho(f"{len(problems)} of {n_in} inputs could not be read (listed above)", fg="yellow", err=True)
         raise typer.Exit(1)
+
+
+def _predict_video(rec: Any, v: Path | str, jsonl: Path, mp4: Path | None, every: int, max_frames: int | None,
+                   detect: bool, detect_every: int, smooth: float, on_frame: Any = None) -> Any:
+    """One video (file or stream URL) through the tracked frame loop, with a progress bar showing frames/s on
+    a terminal; ``on_frame`` (e.g. :class:`ferbench.progress.FrameProgress`) logs when it is not."""
+    from rich.progress import Progress, TextColumn
+
+    from ferbench.deploy.video import process_video
+
+    with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[fps]} frames/s"),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(Path(str(v)).name, total=None, fps="-")
+        return process_video(rec, v, jsonl, mp4, every, max_frames, detect, on_frame=on_frame,
+                             detect_every=detect_every,
+                             smooth=smooth, progress=lambda d, n, r: bar.update(task, completed=d, total=n,
+                                                                                fps=f"{r:.1f}"))
 
 
 BATCH_PIXELS = 64_000_000  # decoded pixels held at once by predict (a batch is cut early past this)
@@ -340,7 +392,8 @@ def serve(
 def import_(
     source: str = typer.Argument(..., help="folder:PATH (or PATH) with <class>/ sub-folders of uncropped photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (cropped ImageFolder)."),
-    detector: str = typer.Option("haar", "--detect", help="Face detector: haar, mediapipe, mtcnn."),
+    detector: str = typer.Option("blazeface", "--detect", help="Face detector: blazeface (default), "
+                                 "blazeface-fast, blazeface-full, haar, mediapipe, mtcnn."),
     size: int = typer.Option(96, "--size", min=16, help="Output crop side in pixels."),
     margin: float = typer.Option(0.1, "--margin", min=0.0, help="Border around the face box (fraction of its side)."),
     grey: bool = typer.Option(False, "--grey/--colour", help="Write greyscale crops."),

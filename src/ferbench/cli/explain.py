@@ -40,8 +40,8 @@ def explain(
                              help="Folder for the PNGs (--per-class: a folder or a .png path)."),
     detector: str = typer.Option(
         "auto", "--detector",
-        help="auto: images up to 2x the model input are face crops, larger ones go through the haar detector; "
-             "none: every image is a face crop; haar|mediapipe|mtcnn: always detect."),
+        help="auto: images up to 2x the model input are face crops, larger ones go through the blazeface detector; "
+             "none: every image is a face crop; blazeface|blazeface-full|haar|mediapipe|mtcnn: always detect."),
     data: str = typer.Option(None, "--data", help="Dataset for --per-class (fer2013, ferplus, ckplus, "
                                                   "folder:PATH)."),
     split: str = typer.Option(None, "--split", help="Split for --per-class (default: the checkpoint's test "

@@ -22,7 +22,14 @@ class Preprocessing:
         channels: 1 (grey) or 3 (grey replicated / RGB).
         mean, std: per-channel normalisation in [0, 1] units (``x/255 - mean) / std``).
         interpolation: ``"bilinear"`` or ``"nearest"`` (Keras ``load_img`` default).
-        crop_margin: extra border around a detected face box, as a fraction of the box side.
+        crop_margin: extra border around a detected face box, as a fraction of the box side
+            (square side = ``max(w, h) * (1 + 2 * crop_margin)``).
+        crop_shift: vertical shift of that square's centre, as a fraction of the box side (+ = down).
+            ``crop_margin`` and ``crop_shift`` reproduce the training crops' framing from a detector
+            box: FER2013 / CK+48 crops run from the brows to the chin, so the square sits a little
+            above the BlazeFace box. Defaults measured for the default detector by
+            benchmarks/pipeline.py (best emotion accuracy on composites; the fitted median is 0.102 / −0.107).
+            Sidecars written before this field existed get the default.
     """
 
     size: int = 48
@@ -31,6 +38,7 @@ class Preprocessing:
     std: list[float] = field(default_factory=lambda: [0.5])
     interpolation: str = "bilinear"
     crop_margin: float = 0.1
+    crop_shift: float = -0.1
 
     def __post_init__(self) -> None:
         if len(self.mean) == 1 and self.channels == 3:

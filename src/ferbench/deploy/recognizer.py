@@ -5,6 +5,7 @@ Three lines::
     from ferbench import Recognizer
     r = Recognizer.load("default")          # or a run dir, a .safetensors, a .onnx, a .tflite
     faces = r.predict("photo.jpg")          # [FacePrediction(box, label, probs, score), ...]
+    r.predict(["a.jpg", "b.jpg"])           # a list → one list of faces per image, one forward pass
 
 The classifier runs in PyTorch (checkpoints) or onnxruntime (``.onnx`` with its ``.json`` sidecar);
 both are safe to call from several threads at once (forward only, no shared mutable state).
@@ -24,12 +25,13 @@ import torch
 from ferbench.data.images import MAX_PIXELS, to_rgb
 from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import FerbenchError
-from ferbench.faces import Detector, crop_face, get_detector
+from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
 from ferbench.loader import load_checkpoint, preprocessing_of
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
 SHIPPED = ("default", "default-ferplus")  # models shipped inside the package (ferbench/weights/NAME.safetensors)
+DETECT_MODES = ("auto", "none")  # besides detector names: auto = face crops are classified whole; none = never detect
 
 
 @dataclass
@@ -49,19 +51,27 @@ class FacePrediction(Prediction):
     """A detected + classified face.
 
     Attributes:
-        box: ``(x1, y1, x2, y2)`` int pixel box in the input image (the detector's, before margin).
-        score: detector confidence (``None`` when detection was skipped).
+        box: ``(x1, y1, x2, y2)`` int pixel box in the input image (the detector's, before margin;
+            the whole image when it was classified as a face crop).
+        score: the face detector's confidence, a probability in [0, 1] (blazeface, mediapipe, mtcnn).
+            ``None`` when no detector ran (``--no-detect``, a face crop under ``auto``) and for the
+            Haar cascade, which has no calibrated confidence. ``confidence`` is the *expression*
+            probability of ``label``, a different thing.
         landmarks: ``[[x, y]] * 5`` or ``None``.
+        track_id: stable id of this face across video frames (``None`` for still images).
     """
 
     box: tuple[int, int, int, int] = (0, 0, 0, 0)
     score: float | None = None
     landmarks: list[list[float]] | None = field(default=None, repr=False)
+    track_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"box": list(self.box), "label": self.label,
                              "confidence": round(self.confidence, 6), "score": self.score,
                              "probs": {k: round(v, 6) for k, v in self.probs.items()}}
+        if self.track_id is not None:
+            d = {"track_id": self.track_id, **d}
         if self.landmarks is not None:
             d["landmarks"] = self.landmarks
         return d
@@ -89,12 +99,17 @@ def resolve_model_ref(ref: str | Path) -> tuple[str, Path]:
 
 
 class TorchClassifier:
-    """PyTorch forward: float32 ``(N, C, S, S)`` → softmax probabilities float32 ``(N, K)``."""
+    """PyTorch forward: float32 ``(N, C, S, S)`` → softmax probabilities float32 ``(N, K)``.
+
+    ``threads``: intra-op threads for the forward. PyTorch has one process-wide pool, so the count is
+    set (``torch.set_num_threads``) before each call whose count differs; ``None`` leaves it alone.
+    """
 
     backend = "torch"
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, threads: int | None = None) -> None:
         self.model = model.eval()
+        self.threads = threads
         self.device = torch.device("cpu")
 
     def to(self, device: torch.device | str) -> TorchClassifier:
@@ -104,6 +119,8 @@ class TorchClassifier:
         return self
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         with torch.inference_mode():
             return torch.softmax(self.model(x.to(self.device)).float(), dim=1).cpu().numpy()
 
@@ -159,60 +176,111 @@ class TfliteClassifier:
         return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
+def default_threads() -> int:
+    """Threads for the detector and the classifier when ``threads=None``: 1.
+
+    Measured (benchmarks/pipeline.py, README "Threads"): for one 640×480 frame and a few 48×48 faces,
+    a second thread saves little on an idle 2-core box, and when other work holds the cores
+    PyTorch's OpenMP team and OpenCV's pool wait on descheduled threads (a 5 ms classify took
+    hundreds of ms right after a parallel Haar pass). One thread each, run one after the other, never fights.
+    """
+    return 1
+
+
 class Recognizer:
     """Facial expression recognizer: a classifier + its sidecar's preprocessing + a face detector.
 
     Attributes:
         classes: class names, index = model output.
-        preprocessing: the checkpoint's :class:`Preprocessing` (crop margin, size, channels, norm).
+        preprocessing: the checkpoint's :class:`Preprocessing` (crop margin/shift, size, channels, norm).
         meta: the sidecar dict.
         source: where the model came from.
+        detector_name: ``auto`` (face crops — small images, or square ones where nothing is found —
+            are classified whole; others go through the default detector), ``none``, or a detector name.
+        threads: threads used by the detector and the classifier (they run one after the other).
     """
 
-    def __init__(self, classifier: TorchClassifier | OnnxClassifier | TfliteClassifier, meta: dict[str, Any], source: str,
-                 detector: str | Detector = "haar", align: bool = False, max_pixels: int = MAX_PIXELS) -> None:
+    def __init__(self, classifier: TorchClassifier | OnnxClassifier | TfliteClassifier, meta: dict[str, Any],
+                 source: str, detector: str | Detector = DEFAULT_DETECTOR, align: bool = False,
+                 max_pixels: int = MAX_PIXELS, threads: int | None = None, crop_margin: float | None = None,
+                 crop_shift: float | None = None) -> None:
         self.classifier = classifier
         self.meta = meta
         self.source = source
         self.classes: list[str] = list(meta["classes"])
         self.preprocessing: Preprocessing = preprocessing_of(meta)
-        self._detector_spec = detector
-        self._detector: Detector | None = detector if not isinstance(detector, str) else None
+        if crop_margin is not None:
+            self.preprocessing.crop_margin = float(crop_margin)
+        if crop_shift is not None:
+            self.preprocessing.crop_shift = float(crop_shift)
+        self.threads = default_threads() if threads is None else int(threads)
+        if self.threads < 1:
+            raise FerbenchError(f"threads must be >= 1, got {threads}")
+        if isinstance(classifier, TorchClassifier) and classifier.threads is None:
+            classifier.threads = self.threads
+        if isinstance(detector, str):
+            d = detector.lower()
+            self.detector_name = d
+            self._detector_spec = DEFAULT_DETECTOR if d in DETECT_MODES else d
+            self._detector: Detector | None = None
+        else:
+            self.detector_name = getattr(detector, "name", type(detector).__name__)
+            self._detector_spec, self._detector = self.detector_name, detector
         self.align = align
         self.max_pixels = max_pixels
 
     @classmethod
-    def load(cls, ref: str | Path = "default", detector: str | Detector = "haar", align: bool = False,
-             max_pixels: int = MAX_PIXELS, threads: int | None = None) -> Recognizer:
-        """Load ``"default"``, a run dir, a ``.safetensors`` checkpoint or a ``.onnx`` export."""
+    def load(cls, ref: str | Path = "default", detector: str | Detector = DEFAULT_DETECTOR, align: bool = False,
+             max_pixels: int = MAX_PIXELS, threads: int | None = None, crop_margin: float | None = None,
+             crop_shift: float | None = None) -> Recognizer:
+        """Load ``"default"``, a run dir, a ``.safetensors`` checkpoint or a ``.onnx`` / ``.tflite`` export.
+
+        Args:
+            detector: ``"blazeface"`` (default), ``"blazeface-full"``, ``"haar"``, ``"mediapipe"``,
+                ``"mtcnn"``, ``"auto"`` (face crops are classified whole), ``"none"``, or a detector object.
+            threads: threads for the detector and the classifier (``None``: :func:`default_threads`).
+            crop_margin, crop_shift: override the sidecar's crop framing.
+        """
+        th = default_threads() if threads is None else threads
         kind, path = resolve_model_ref(ref)
         if kind in ("onnx", "tflite"):
             meta = json.loads(path.with_suffix(".json").read_text())
             clf: TorchClassifier | OnnxClassifier | TfliteClassifier = (
-                OnnxClassifier(path, threads) if kind == "onnx" else TfliteClassifier(path, threads))
+                OnnxClassifier(path, th) if kind == "onnx" else TfliteClassifier(path, th))
         else:
             model, meta = load_checkpoint(path)
-            clf = TorchClassifier(model)
-        if isinstance(detector, str):
-            get_detector(detector)  # fail now (unknown/missing detector), not at the first image
-        return cls(clf, meta, str(ref), detector, align, max_pixels)
+            clf = TorchClassifier(model, th)
+        rec = cls(clf, meta, str(ref), detector, align, max_pixels, th, crop_margin, crop_shift)
+        if isinstance(detector, str) and rec.detector_name != "none":
+            rec.detector  # noqa: B018 — build now: unknown/missing detector fails here, not at the first image
+        return rec
 
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            self._detector = get_detector(str(self._detector_spec))
+            self._detector = get_detector(str(self._detector_spec), threads=self.threads)
         return self._detector
 
     @property
     def backend(self) -> str:
         return self.classifier.backend
 
+    def __repr__(self) -> str:
+        arch = (self.meta.get("architecture") or {}).get("name", "?")
+        pre = self.preprocessing
+        det = self.detector_name if self.detector_name not in DETECT_MODES else (
+            f"{self.detector_name}({self._detector_spec})" if self.detector_name == "auto" else "none")
+        return (f"Recognizer(model={self.source!r}, arch={arch}, backend={self.backend}, "
+                f"classes=[{', '.join(self.classes)}], input={pre.size}x{pre.size}x{pre.channels}, "
+                f"detector={det}, crop_margin={pre.crop_margin:g}, crop_shift={pre.crop_shift:g}, "
+                f"threads={self.threads})")
+
     def info(self) -> dict[str, Any]:
         """Model summary for ``GET /models`` and logs."""
         arch = self.meta.get("architecture", {})
         return {"source": self.source, "backend": self.backend, "architecture": arch.get("name"),
                 "classes": self.classes, "preprocessing": self.preprocessing.to_dict(),
-                "dataset": self.meta.get("dataset"), "detector": getattr(self.detector, "name", None),
+                "dataset": self.meta.get("dataset"), "detector": self.detector_name, "threads": self.threads,
                 "metrics": {k: v for k, v in (self.meta.get("metrics") or {}).items()
                             if isinstance(v, (int, float))},
                 "export": self.meta.get("export")}
@@ -237,13 +305,16 @@ class Recognizer:
     def _prediction(self, p: np.ndarray) -> Prediction:
         return Prediction(self.classes[int(p.argmax())], {c: float(v) for c, v in zip(self.classes, p, strict=True)})
 
-    def classify(self, faces: list[Any], color: str = "bgr", batch_size: int = 256) -> list[Prediction]:
-        """Already-cropped faces (numpy arrays / PIL images / paths) → one :class:`Prediction` each.
+    def classify(self, faces: Any, color: str = "bgr", batch_size: int = 256) -> Prediction | list[Prediction]:
+        """Already-cropped faces → :class:`Prediction` objects; no detection, each image is one whole face.
 
-        No detection: each image is taken as one whole face (e.g. FER2013 48×48 crops).
+        ``faces``: one face (numpy array, PIL image or path) → one Prediction; a list/tuple of them →
+        a list, classified in batches of ``batch_size``.
         """
-        crops = [self._face_array(f, color) for f in faces]
-        return [self._prediction(p) for p in self.classify_arrays(crops, batch_size)]
+        one = not isinstance(faces, (list, tuple))
+        crops = [self._face_array(f, color) for f in ([faces] if one else faces)]
+        preds = [self._prediction(p) for p in self.classify_arrays(crops, batch_size)]
+        return preds[0] if one else preds
 
     def _face_array(self, f: Any, color: str) -> np.ndarray:
         if isinstance(f, np.ndarray) and (f.ndim == 2 or (f.ndim == 3 and f.shape[2] == 1)):
@@ -252,17 +323,32 @@ class Recognizer:
         return to_rgb(f, color, self.max_pixels)
 
     # -- detection + classification ------------------------------------------------------------
+    def is_face_crop(self, rgb: np.ndarray) -> bool:
+        """``auto`` rule, as ``ferbench explain``: an image at most 2× the model input side is a face crop."""
+        return max(rgb.shape[:2]) <= 2 * self.preprocessing.size
+
+    def crop(self, rgb: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """The training framing around a detector box: square + ``crop_margin`` + ``crop_shift``, uint8."""
+        pre = self.preprocessing
+        return crop_face(rgb, box, pre.crop_margin, None, landmarks, self.align, pre.crop_shift)
+
     def locate(self, rgb: np.ndarray, detect: bool = True) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
         """Faces of one RGB image → (crops, per-face box/score/landmarks); ``detect=False`` = whole image."""
-        if not detect:
-            h, w = rgb.shape[:2]
-            return [rgb], [{"box": (0, 0, w, h), "score": None, "landmarks": None}]
+        h, w = rgb.shape[:2]
+        whole = [rgb], [{"box": (0, 0, w, h), "score": None, "landmarks": None}]
+        mode = self.detector_name
+        if not detect or mode == "none" or (mode == "auto" and self.is_face_crop(rgb)):
+            return whole
         det = self.detector.detect(rgb)
+        if len(det) == 0 and mode == "auto" and 0.8 <= w / h <= 1.25:
+            return whole  # nothing found in a roughly square image: take it as a (large) face crop
         crops, info = [], []
         for i in range(len(det)):
             lm = None if det.landmarks is None else det.landmarks[i]
-            crops.append(crop_face(rgb, det.boxes[i], self.preprocessing.crop_margin, None, lm, self.align))
-            info.append({"box": tuple(int(round(v)) for v in det.boxes[i]), "score": round(float(det.scores[i]), 4),
+            crops.append(self.crop(rgb, det.boxes[i], lm))
+            sc = float(det.scores[i])
+            info.append({"box": tuple(int(round(v)) for v in det.boxes[i]),
+                         "score": None if np.isnan(sc) else round(sc, 4),
                          "landmarks": None if lm is None else np.round(lm, 1).tolist()})
         return crops, info
 
@@ -290,6 +376,27 @@ class Recognizer:
             out.append(faces)
         return out
 
-    def predict(self, image: Any, color: str = "bgr", detect: bool = True) -> list[FacePrediction]:
-        """One image (path, numpy BGR/RGB array, PIL image) → its faces, largest first ([] = no face)."""
+    def predict(self, image: Any, color: str = "bgr", detect: bool = True
+                ) -> list[FacePrediction] | list[list[FacePrediction]]:
+        """One image (path, numpy BGR/RGB array, PIL image) → its faces, largest first ([] = no face).
+
+        A list/tuple of images → one such list per image; all their faces are classified in one
+        forward pass (:meth:`predict_batch`).
+        """
+        if isinstance(image, (list, tuple)):
+            return self.predict_batch(list(image), color, detect)
         return self.predict_batch([image], color, detect)[0]
+
+    def draw(self, image: Any, faces: list[FacePrediction] | None = None, color: str = "bgr") -> np.ndarray:
+        """The image with each face's box and ``label prob`` drawn → uint8 RGB ``(H, W, 3)`` (a new array).
+
+        ``faces``: predictions for this image (default: ``self.predict(image)``). Colours follow the
+        class index; tracked faces are labelled ``#id``. ``color`` is the input's channel order for arrays.
+        """
+        from ferbench.deploy.video import annotate
+
+        rgb = to_rgb(image, color, self.max_pixels)
+        if faces is None:
+            faces = self.predict_batch([rgb], "rgb")[0]
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        return np.ascontiguousarray(annotate(bgr, faces, self.classes)[..., ::-1])

@@ -190,6 +190,29 @@ def _json_error(status: int, message: str, close: bool = False) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers={"connection": "close"} if close else None)
 
 
+class ConcurrencyLimit:
+    """Pure ASGI middleware: at most ``limit`` HTTP requests in the app at once; the next get 503 as
+    ``{"error": ...}`` (uvicorn's own ``limit_concurrency``, which answers in plain text, is set higher as a
+    backstop only)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit, self.active = app, int(limit), 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            await _json_error(503, f"server busy: {self.limit} requests in progress; retry shortly",
+                              close=True)(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 class BodyLimit:
     """Pure ASGI middleware: byte cap and time limits on request bodies, with or without Content-Length.
 
@@ -292,8 +315,11 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
                max_files: int = MAX_FILES, detect: bool = True, max_request_pixels: int = MAX_REQUEST_PIXELS,
                max_inflight_pixels: int = MAX_INFLIGHT_PIXELS, max_decodes: int = MAX_DECODES,
                read_timeout: float = READ_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
-               busy_timeout: float = BUSY_TIMEOUT) -> FastAPI:
-    """The FastAPI app serving ``recognizer`` (already loaded: the model loads once per process)."""
+               busy_timeout: float = BUSY_TIMEOUT, max_concurrent: int = 64) -> FastAPI:
+    """The FastAPI app serving ``recognizer`` (already loaded: the model loads once per process).
+
+    At most ``max_concurrent`` requests are handled at once; the next get 503 ``{"error": ...}``.
+    """
     from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(title="ferbench", version=__version__,
@@ -314,6 +340,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
         return n * (max_bytes + MULTIPART_SLACK), n * max_bytes
 
     app.add_middleware(BodyLimit, limit_for=body_limit, read_timeout=read_timeout, body_timeout=body_timeout)
+    app.add_middleware(ConcurrencyLimit, limit=max_concurrent)  # outermost: refuses before any body is read
 
     @app.exception_handler(ApiError)
     def _api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -428,12 +455,13 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
 
 
 def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8000, max_bytes: int = MAX_BYTES,
-          detector: str = "haar", header_timeout: float = HEADER_TIMEOUT, max_connections: int = 64,
+          detector: str = "blazeface", header_timeout: float = HEADER_TIMEOUT, max_connections: int = 64,
           device: str = "auto") -> None:
     """Load ``model`` once (a PyTorch model on ``device``: auto | cpu | cuda) and run the app with uvicorn
     (blocks until Ctrl-C).
 
-    Connections beyond ``max_connections`` get 503; idle keep-alive connections close after 5 s.
+    Requests beyond ``max_connections`` in progress get 503 ``{"error": ...}``; idle keep-alive connections close
+    after 5 s.
     """
     import uvicorn
 
@@ -441,6 +469,7 @@ def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8000, max
 
     _limit_malloc_arenas()
     rec = recognizer_to(Recognizer.load(model, detector=detector), device)
-    app = create_app(rec, max_bytes=max_bytes)
+    app = create_app(rec, max_bytes=max_bytes, max_concurrent=max_connections)
+    # uvicorn's own limit (plain-text 503) only backs up the app's JSON one
     uvicorn.run(app, host=host, port=port, log_level="info", http=_h11_protocol(header_timeout),
-                limit_concurrency=max_connections, timeout_keep_alive=5)
+                limit_concurrency=4 * max_connections, timeout_keep_alive=5)

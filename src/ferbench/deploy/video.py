@@ -1,8 +1,16 @@
-"""The frame loop shared by video files and the webcam: read → detect+classify → JSONL + annotated video."""
+"""The frame loop shared by video files and the webcam: read → detect/track → classify → JSONL + video.
+
+Faces are detected every ``detect_every``-th frame and followed in between by
+:class:`ferbench.faces.IouTracker` (optical flow), so each face keeps a ``track_id``; each track's
+probabilities are smoothed over time (EMA, ``smooth``; 0 = off). Still images never smooth.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +22,10 @@ import numpy as np
 
 from ferbench.deploy.recognizer import FacePrediction, Recognizer
 from ferbench.errors import FerbenchError
+from ferbench.faces.track import IouTracker
+
+DEFAULT_DETECT_EVERY = 3
+DEFAULT_SMOOTH = 0.6
 
 _COLOURS = [(60, 60, 230), (60, 160, 60), (200, 100, 160), (0, 200, 255), (200, 130, 40), (0, 140, 255),
             (180, 180, 180), (120, 60, 120)]
@@ -27,13 +39,124 @@ def annotate(frame_bgr: np.ndarray, faces: list[FacePrediction], classes: list[s
         col = _COLOURS[k % len(_COLOURS)]
         t = max(1, round(max(frame_bgr.shape[:2]) / 400))
         cv2.rectangle(frame_bgr, (x1, y1), (x2, y2), col, t)
-        text = f"{f.label} {f.confidence:.2f}"
+        text = f"{f.label} {f.confidence:.2f}" if f.track_id is None else f"#{f.track_id} {f.label} {f.confidence:.2f}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * t, t)
         ty = max(y1, th + 4)
         cv2.rectangle(frame_bgr, (x1, ty - th - 4), (x1 + tw + 4, ty), col, -1)
         cv2.putText(frame_bgr, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * t, (255, 255, 255), t,
                     cv2.LINE_AA)
     return frame_bgr
+
+
+class FrameRecognizer:
+    """Per-frame face recognition with tracking and temporal smoothing (one video stream).
+
+    Args:
+        recognizer: detector + classifier.
+        detect_every: run the detector on every k-th frame (1 = every frame); the tracker moves the
+            boxes on the others.
+        smooth: EMA weight of the past for each track's probabilities, in [0, 1) (0 = off):
+            ``p_t = smooth * p_{t-1} + (1 - smooth) * p_frame``.
+        detect: False = classify the whole frame (no detection, no tracking).
+        max_missed: detection rounds a face may go unseen before its track ends (it keeps moving with
+            the optical flow meanwhile, but is not reported); default ``max(1, 6 // detect_every)``,
+            i.e. about 6 frames.
+    """
+
+    def __init__(self, recognizer: Recognizer, detect_every: int = DEFAULT_DETECT_EVERY,
+                 smooth: float = DEFAULT_SMOOTH, detect: bool = True, max_missed: int | None = None) -> None:
+        if detect_every < 1:
+            raise FerbenchError(f"detect_every must be >= 1, got {detect_every}")
+        if not 0.0 <= smooth < 1.0:
+            raise FerbenchError(f"smooth must be in [0, 1), got {smooth}")
+        self.rec, self.detect_every, self.smooth = recognizer, int(detect_every), float(smooth)
+        self.detect = detect and recognizer.detector_name != "none"
+        self.tracker = IouTracker(max_missed=max(1, 6 // detect_every) if max_missed is None else max_missed)
+        self._n = 0
+
+    def __call__(self, frame: np.ndarray, color: str = "bgr") -> list[FacePrediction]:
+        """One uint8 frame ``(H, W, 3)`` (BGR by default) → its tracked faces (by ``track_id``)."""
+        rec = self.rec
+        rgb = np.ascontiguousarray(frame[..., ::-1]) if color == "bgr" else frame
+        n, self._n = self._n, self._n + 1
+        if not self.detect or (rec.detector_name == "auto" and rec.is_face_crop(rgb)):
+            return rec.predict_batch([rgb], "rgb", detect=False)[0]
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if n % self.detect_every == 0:
+            det = rec.detector.detect(rgb)
+            tracks = self.tracker.update(det.boxes, det.scores, det.landmarks, grey, n)
+        else:
+            tracks = self.tracker.propagate(grey, n)
+        if not tracks:
+            return []
+        h, w = rgb.shape[:2]
+        probs = rec.classify_arrays([rec.crop(rgb, t.box, t.landmarks) for t in tracks])
+        out = []
+        for t, p in zip(tracks, probs, strict=True):
+            if self.smooth > 0 and "probs" in t.state:
+                p = self.smooth * t.state["probs"] + (1 - self.smooth) * p
+            t.state["probs"] = p
+            pred = rec._prediction(p)
+            b = t.box
+            box = (int(round(max(0.0, b[0]))), int(round(max(0.0, b[1]))), int(round(min(float(w), b[2]))),
+                   int(round(min(float(h), b[3]))))
+            out.append(FacePrediction(pred.label, pred.probs, box=box,
+                                      score=None if np.isnan(t.score) else round(t.score, 4),
+                                      landmarks=None if t.landmarks is None or n != t.last_frame
+                                      else np.round(t.landmarks, 1).tolist(),
+                                      track_id=t.track_id))
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def browser_codec() -> tuple[str, str]:
+    """``(fourcc, extension)`` of the first codec this OpenCV build can write that browsers play:
+    H.264 in MP4 (``avc1``), else VP9 in WebM (``VP90``), else MPEG-4 part 2 (``mp4v``, not browser-safe).
+
+    Probed once by writing a 2-frame file (FFmpeg's messages during the probe are silenced).
+    """
+    with tempfile.TemporaryDirectory(prefix="ferbench-codec-") as d:
+        for fourcc, ext in (("avc1", ".mp4"), ("VP90", ".webm")):
+            path = os.path.join(d, "probe" + ext)
+            err = os.dup(2)
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+                w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 25.0, (64, 48))
+                ok = w.isOpened()
+                if ok:
+                    for i in range(2):
+                        w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+                w.release()
+            finally:
+                os.dup2(err, 2)
+                os.close(err)
+            if ok and os.path.getsize(path) > 0:
+                return fourcc, ext
+    return "mp4v", ".mp4"
+
+
+def video_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An opened ``cv2.VideoWriter`` for ``path`` (its suffix must match :func:`browser_codec`)."""
+    fourcc, _ = browser_codec()
+    err = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps or 25.0, size)
+    finally:
+        os.dup2(err, 2)
+        os.close(err)
+    if not w.isOpened():
+        raise FerbenchError(f"{path}: cannot open a video writer ({fourcc})")
+    return w
+
+
+def annotated_name(stem: str) -> str:
+    """``STEM.annotated.mp4`` or ``STEM.annotated.webm`` (whichever :func:`browser_codec` writes)."""
+    return f"{stem}.annotated{browser_codec()[1]}"
 
 
 def open_capture(source: str | int | Path) -> cv2.VideoCapture:
@@ -94,24 +217,31 @@ class VideoSummary:
 def run_frames(recognizer: Recognizer, stream: Iterator[tuple[int, float, np.ndarray]], source: str,
                jsonl: Path | None = None, annotated: Path | None = None, fps: float = 25.0,
                detect: bool = True, show: bool = False,
-               on_frame: Callable[[int, float, list[FacePrediction]], None] | None = None) -> VideoSummary:
+               on_frame: Callable[[int, float, list[FacePrediction]], None] | None = None,
+               detect_every: int = DEFAULT_DETECT_EVERY, smooth: float = DEFAULT_SMOOTH,
+               progress: Callable[[int, float], None] | None = None) -> VideoSummary:
     """The frame loop (video files and webcam alike).
 
-    Each frame: detect + classify (BGR frame), one JSONL line ``{"frame", "time", "faces": [...]}``,
-    the annotated frame to ``annotated`` (MP4, ``mp4v``) and/or a live window when ``show``.
-    JSONL lines are flushed as they are written, so an interrupted run keeps what it did.
+    Each frame: detect (every ``detect_every``-th) or track, classify, smooth (see
+    :class:`FrameRecognizer`), one JSONL line ``{"frame", "time", "faces": [...]}`` (each face with its
+    ``track_id``), the annotated frame to ``annotated`` (codec from :func:`browser_codec`) and/or a live
+    window when ``show``. JSONL lines are flushed as they are written, so an interrupted run keeps
+    what it did. ``progress(frames_done, frames_per_s)`` is called after each frame.
     """
     writer, out = None, None
     n = with_face = 0
     start = time.perf_counter()
     window = show
+    step = FrameRecognizer(recognizer, detect_every, smooth, detect)
     try:
         if jsonl is not None:
             jsonl.parent.mkdir(parents=True, exist_ok=True)
             out = open(jsonl, "w")  # noqa: SIM115 (closed in finally)
         for idx, t, frame in stream:
-            faces = recognizer.predict(frame, color="bgr", detect=detect)
+            faces = step(frame, "bgr")
             n += 1
+            if progress is not None:
+                progress(n, n / max(time.perf_counter() - start, 1e-9))
             with_face += bool(faces)
             if out is not None:
                 out.write(json.dumps({"frame": idx, "time": t, "faces": [f.to_dict() for f in faces]}) + "\n")
@@ -124,7 +254,7 @@ def run_frames(recognizer: Recognizer, stream: Iterator[tuple[int, float, np.nda
                 if writer is None:
                     annotated.parent.mkdir(parents=True, exist_ok=True)
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(annotated), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, (w, h))
+                    writer = video_writer(annotated, fps or 25.0, (w, h))
                 writer.write(frame)
             if window:
                 window = _show(frame)
@@ -153,14 +283,27 @@ def _show(frame: np.ndarray) -> bool:
 def process_video(recognizer: Recognizer, source: str | int | Path, jsonl: Path | None = None,
                   annotated: Path | None = None, every: int = 1, max_frames: int | None = None,
                   detect: bool = True, show: bool = False,
-                  on_frame: Callable[[int, float, list[FacePrediction]], None] | None = None) -> VideoSummary:
-    """A video file or a camera index (``int``) through :func:`run_frames`."""
+                  on_frame: Callable[[int, float, list[FacePrediction]], None] | None = None,
+                  detect_every: int = DEFAULT_DETECT_EVERY, smooth: float = DEFAULT_SMOOTH,
+                  progress: Callable[[int, int | None, float], None] | None = None) -> VideoSummary:
+    """A video file or a camera index (``int``) through :func:`run_frames`.
+
+    ``progress(done, total_or_None, frames_per_s)`` is called after each frame (total: the file's
+    frame count divided by ``every``, capped by ``max_frames``).
+    """
     live = isinstance(source, int)
     cap = open_capture(source)
     try:
         fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        total: int | None = None
+        if not live:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            total = -(-count // every) if count > 0 else None
+            if total is not None and max_frames is not None:
+                total = min(total, max_frames)
+        cb = None if progress is None else (lambda done, rate: progress(done, total, rate))
         return run_frames(recognizer, frames(cap, live, every, max_frames), str(source), jsonl, annotated,
-                          fps / every if not live else 15.0, detect, show, on_frame)
+                          fps / every if not live else 15.0, detect, show, on_frame, detect_every, smooth, cb)
     finally:
         cap.release()
         if show:

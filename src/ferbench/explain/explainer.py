@@ -22,7 +22,7 @@ from ferbench.data.taxonomy import canonical_name
 from ferbench.errors import FerbenchError
 from ferbench.explain.cam import METHODS, TargetLayer, attribution_maps
 
-DETECT_MODES = ("auto", "none", "haar", "mediapipe", "mtcnn")
+DETECT_MODES = ("auto", "none", "blazeface", "blazeface-full", "haar", "mediapipe", "mtcnn")
 
 
 @dataclass
@@ -191,7 +191,7 @@ def faces_from_image(image: np.ndarray, source: str, pre: Preprocessing, detecto
     """The faces of one uint8 RGB image.
 
     ``detector``: ``"none"`` = the image is a face crop; ``"auto"`` = small images are face crops and
-    larger ones go through ``ferbench.faces``' haar detector (whole image when no face is found or
+    larger ones go through ``ferbench.faces``' default (blazeface) detector (whole image when no face is found or
     the detector package is missing); a detector name = always detect, no face → no entry.
     One-line remarks are appended to ``notes``.
     """
@@ -205,14 +205,14 @@ def faces_from_image(image: np.ndarray, source: str, pre: Preprocessing, detecto
     except ImportError:
         notes.append("no face detector available (ferbench.faces): photos are explained as whole images")
         return [Face(source, image)]
-    found = _detector("haar" if detector == "auto" else detector).detect(image)
+    found = _detector("blazeface" if detector == "auto" else detector).detect(image)
     if len(found) == 0:
         if detector == "auto":
             notes.append(f"{source}: no face found; explaining the whole image")
             return [Face(source, image)]
         notes.append(f"{source}: no face found; skipped")
         return []
-    faces = [crop_face(image, box, pre.crop_margin) for box in found.boxes]
+    faces = [crop_face(image, box, pre.crop_margin, shift=pre.crop_shift) for box in found.boxes]
     if len(faces) == 1:
         return [Face(source, faces[0])]
     return [Face(f"{source}#face{i + 1}", f) for i, f in enumerate(faces)]

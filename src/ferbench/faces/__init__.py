@@ -1,6 +1,8 @@
-"""Faces: detectors (haar, mediapipe, mtcnn) behind one interface, and square crops with margin."""
+"""Faces: detectors (blazeface, haar, mediapipe, mtcnn) behind one interface, square crops with margin, tracking."""
 
 from ferbench.faces.crop import crop_face, crop_faces, square_box
-from ferbench.faces.detectors import DETECTORS, Detections, Detector, detect, get_detector
+from ferbench.faces.detectors import DEFAULT_DETECTOR, DETECTORS, Detections, Detector, detect, get_detector
+from ferbench.faces.track import IouTracker, Track, iou_matrix
 
-__all__ = ["DETECTORS", "Detections", "Detector", "crop_face", "crop_faces", "detect", "get_detector", "square_box"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "Detections", "Detector", "IouTracker", "Track", "crop_face",
+           "crop_faces", "detect", "get_detector", "iou_matrix", "square_box"]

@@ -13,15 +13,17 @@ import cv2
 import numpy as np
 
 
-def square_box(box: np.ndarray | list[float], margin: float) -> np.ndarray:
-    """``x1, y1, x2, y2`` → a square box of side ``max(w, h) * (1 + 2*margin)`` around the same centre.
+def square_box(box: np.ndarray | list[float], margin: float, shift: float = 0.0) -> np.ndarray:
+    """``x1, y1, x2, y2`` → a square box of side ``max(w, h) * (1 + 2*margin)``, centre moved down by ``shift``.
 
-    ``margin`` is the extra border on each side as a fraction of the box side (``crop_margin``).
+    ``margin`` is the extra border on each side as a fraction of the box side (``crop_margin``);
+    ``shift`` moves the centre vertically by that fraction of the box side (``crop_shift``, + = down).
     Returns float32 ``(4,)``; it may extend past the image (the crop pads with edge pixels).
     """
     x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+    base = max(x2 - x1, y2 - y1)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + shift * base
+    side = base * (1 + 2 * margin)
     return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
 
 
@@ -32,7 +34,8 @@ def eye_angle(landmarks: np.ndarray) -> float:
 
 
 def crop_face(image: np.ndarray, box: np.ndarray | list[float], margin: float = 0.1,
-              size: int | None = None, landmarks: np.ndarray | None = None, align: bool = False) -> np.ndarray:
+              size: int | None = None, landmarks: np.ndarray | None = None, align: bool = False,
+              shift: float = 0.0) -> np.ndarray:
     """Cut one face out of ``image``.
 
     Args:
@@ -41,11 +44,12 @@ def crop_face(image: np.ndarray, box: np.ndarray | list[float], margin: float = 
         margin: extra border per side, fraction of the box side.
         size: output side in pixels (bilinear/area resize); ``None`` keeps the crop's own side.
         landmarks: ``(5, 2)`` points; with ``align=True`` the crop is rotated so the eyes are level.
+        shift: vertical centre shift, fraction of the box side (+ = down).
     Returns:
         uint8 square crop ``(S, S, C)`` (or ``(S, S)`` for a 2-D input). Out-of-image parts
         replicate the border pixels.
     """
-    sq = square_box(box, margin)
+    sq = square_box(box, margin, shift)
     side = max(1, int(round(sq[2] - sq[0])))
     out = side if size is None else int(size)
     cx, cy = (sq[0] + sq[2]) / 2, (sq[1] + sq[3]) / 2
@@ -63,7 +67,7 @@ def crop_face(image: np.ndarray, box: np.ndarray | list[float], margin: float = 
 
 
 def crop_faces(image: np.ndarray, boxes: np.ndarray, margin: float = 0.1, size: int | None = None,
-               landmarks: np.ndarray | None = None, align: bool = False) -> list[np.ndarray]:
+               landmarks: np.ndarray | None = None, align: bool = False, shift: float = 0.0) -> list[np.ndarray]:
     """:func:`crop_face` for each row of ``boxes`` ``(N, 4)``; returns N uint8 crops."""
-    return [crop_face(image, b, margin, size, None if landmarks is None else landmarks[i], align)
+    return [crop_face(image, b, margin, size, None if landmarks is None else landmarks[i], align, shift)
             for i, b in enumerate(boxes)]

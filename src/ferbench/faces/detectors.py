@@ -1,21 +1,27 @@
 """Face detectors behind one interface: ``detector.detect(rgb) -> Detections``.
 
-``haar`` (OpenCV cascade, always installed) is the default; ``mediapipe`` and ``mtcnn``
-(facenet-pytorch) are optional and raise a one-line install hint when missing.
+``blazeface`` (MediaPipe's BlazeFace short-range CNN, model files shipped in ``faces/models``, run by
+ai-edge-litert or OpenCV's dnn module, on the frame + 2×2 overlapping tiles so small faces are found)
+is the default; ``blazeface-fast`` is one pass on the whole frame (faces larger than ~1/5 of the
+frame: webcam, portrait); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
+are optional and raise a one-line install hint when missing.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from ferbench.errors import FerbenchError
 
-DETECTORS = ("haar", "mediapipe", "mtcnn")
+DETECTORS = ("blazeface", "blazeface-fast", "blazeface-full", "haar", "mediapipe", "mtcnn")
+DEFAULT_DETECTOR = "blazeface"
 
 MEDIAPIPE_HINT = ("detector 'mediapipe' is not installed: pip install 'ferbench[mediapipe]' "
                   "(= mediapipe==0.10.21, the last release whose wheel ships the face-detection model files)")
@@ -29,8 +35,10 @@ class Detections:
 
     Attributes:
         boxes: float32 ``(N, 4)`` pixel boxes ``x1, y1, x2, y2`` in the input image.
-        scores: float32 ``(N,)`` detector confidence (a probability for mediapipe/mtcnn; for
-            haar the cascade's level weight, higher = more confident, not bounded).
+        scores: float32 ``(N,)`` detector confidence, a probability in [0, 1] (blazeface, mediapipe,
+            mtcnn). Haar cascades have no calibrated confidence: their scores are NaN (``None`` in
+            JSON); the cascade's raw level weight is in ``raw_scores``.
+        raw_scores: float32 ``(N,)`` detector-specific raw score (Haar level weight) or ``None``.
         landmarks: float32 ``(N, 5, 2)`` pixel points (right eye, left eye, nose, mouth right,
             mouth left, as seen in the image: first point has the smaller x) or ``None``.
     """
@@ -38,6 +46,7 @@ class Detections:
     boxes: np.ndarray
     scores: np.ndarray
     landmarks: np.ndarray | None = None
+    raw_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -53,7 +62,8 @@ class Detections:
         area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
         order = np.argsort(-area, kind="stable")
         lm = None if self.landmarks is None else self.landmarks[order]
-        return Detections(self.boxes[order], self.scores[order], lm)
+        raw = None if self.raw_scores is None else self.raw_scores[order]
+        return Detections(self.boxes[order], self.scores[order], lm, raw)
 
 
 class Detector(Protocol):
@@ -78,6 +88,25 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     raise FerbenchError(f"detect: expected an (H, W, 3) image, got shape {tuple(image.shape)}")
 
 
+@contextmanager
+def opencv_threads(n: int | None) -> Iterator[None]:
+    """Run OpenCV's parallel loops with ``n`` threads (``None``: leave as is), then restore.
+
+    ``cv2.setNumThreads`` is process-wide; OpenCV's pool and PyTorch's OpenMP pool each want every
+    core, and on a busy 2-core box the classifier right after a parallel detection waits on
+    descheduled threads (see README "Threads").
+    """
+    if n is None:
+        yield
+        return
+    old = cv2.getNumThreads()
+    cv2.setNumThreads(int(n))
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(old)
+
+
 class HaarDetector:
     """OpenCV frontal-face Haar cascade (Viola-Jones), as in seeds 002/003.
 
@@ -89,12 +118,13 @@ class HaarDetector:
     name = "haar"
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", scale_factor: float = 1.1,
-                 min_neighbors: int = 5, min_face: int = 24, max_side: int = 480) -> None:
+                 min_neighbors: int = 5, min_face: int = 24, max_side: int = 480, threads: int | None = None) -> None:
         self.path = str(cv2.data.haarcascades + cascade)
         if cv2.CascadeClassifier(self.path).empty():
             raise FerbenchError(f"haar: cannot load cascade {self.path}")
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
         self.min_face, self.max_side = min_face, max_side
+        self.threads = threads
         self._local = threading.local()
 
     def _cascade(self) -> cv2.CascadeClassifier:
@@ -112,15 +142,16 @@ class HaarDetector:
             grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
                               interpolation=cv2.INTER_AREA)
         grey = cv2.equalizeHist(grey)
-        rects, _, weights = self._cascade().detectMultiScale3(
-            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(self.min_face, self.min_face), outputRejectLevels=True)
+        with opencv_threads(self.threads):
+            rects, _, weights = self._cascade().detectMultiScale3(
+                grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                minSize=(self.min_face, self.min_face), outputRejectLevels=True)
         if len(rects) == 0:
             return Detections.empty()
         r = np.asarray(rects, np.float32).reshape(-1, 4) / scale
         boxes = np.stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]], 1)
-        scores = np.asarray(weights, np.float32).reshape(-1)
-        return Detections(boxes, scores).sorted()
+        raw = np.asarray(weights, np.float32).reshape(-1)
+        return Detections(boxes, np.full(len(raw), np.nan, np.float32), None, raw).sorted()
 
 
 class MediapipeDetector:
@@ -128,7 +159,7 @@ class MediapipeDetector:
 
     name = "mediapipe"
 
-    def __init__(self, min_confidence: float = 0.5) -> None:
+    def __init__(self, min_confidence: float = 0.5, threads: int | None = None) -> None:
         try:
             from mediapipe.python.solutions import face_detection  # type: ignore[import-not-found]
         except ImportError:
@@ -165,7 +196,7 @@ class MtcnnDetector:
 
     name = "mtcnn"
 
-    def __init__(self, min_confidence: float = 0.9) -> None:
+    def __init__(self, min_confidence: float = 0.9, threads: int | None = None) -> None:
         try:
             from facenet_pytorch import MTCNN  # type: ignore[import-not-found]
         except ImportError:
@@ -187,18 +218,35 @@ class MtcnnDetector:
         return Detections(np.asarray(boxes, np.float32)[keep], np.asarray(probs, np.float32)[keep], lm).sorted()
 
 
-_FACTORIES = {"haar": HaarDetector, "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
+def _blazeface(model: str, tiles: int, name: str) -> Callable[..., Detector]:
+    def make(**kwargs: Any) -> Detector:
+        from ferbench.faces.blazeface import BlazeFaceDetector
+
+        if kwargs.get("threads") is None:
+            kwargs.pop("threads", None)
+        return BlazeFaceDetector(model, tiles=kwargs.pop("tiles", tiles), name=name, **kwargs)
+
+    return make
 
 
-def get_detector(name: str = "haar", **kwargs: object) -> Detector:
-    """Build a detector by name (``haar``, ``mediapipe``, ``mtcnn``); unknown → one-line error."""
+_FACTORIES: dict[str, Callable[..., Detector]] = {
+    "blazeface": _blazeface("short", 2, "blazeface"), "blazeface-fast": _blazeface("short", 0, "blazeface-fast"),
+    "blazeface-full": _blazeface("full", 0, "blazeface-full"), "haar": HaarDetector,
+    "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
+
+
+def get_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> Detector:
+    """Build a detector by name (see :data:`DETECTORS`); unknown → one-line error.
+
+    ``threads=N`` (every detector accepts it) caps the detector's own threads; ``None`` = its default.
+    """
     key = name.lower()
     if key not in _FACTORIES:
         raise FerbenchError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
-    return _FACTORIES[key](**kwargs)  # type: ignore[arg-type]
+    return _FACTORIES[key](**kwargs)
 
 
-def detect(image: np.ndarray, detector: str | Detector = "haar") -> Detections:
+def detect(image: np.ndarray, detector: str | Detector = DEFAULT_DETECTOR) -> Detections:
     """Detect faces in a uint8 RGB ``(H, W, 3)`` image (grey ``(H, W)`` accepted)."""
     det = get_detector(detector) if isinstance(detector, str) else detector
     return det.detect(image)

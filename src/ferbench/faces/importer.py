@@ -29,7 +29,7 @@ class ImportReport:
     log: Path | None = None
 
 
-def import_faces(src: str | Path, out: str | Path, detector: str | Detector = "haar", size: int = 96,
+def import_faces(src: str | Path, out: str | Path, detector: str | Detector = "blazeface", size: int = 96,
                  margin: float = 0.1, grey: bool = False, align: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> ImportReport:
     """Detect, crop (square + ``margin``, ``size``×``size``, optional eye alignment) and write PNGs.

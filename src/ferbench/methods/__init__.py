@@ -16,21 +16,30 @@ from typing import Any
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.base import Batch, Method, MethodModule, Supervised, as_method, cross_entropy
+from ferbench.methods.base import (
+    METHODS,
+    Batch,
+    Method,
+    MethodModule,
+    Supervised,
+    as_method,
+    cross_entropy,
+    register_method,
+)
 from ferbench.methods.common import backbone_features
-from ferbench.methods.dacl import build_dacl
-from ferbench.methods.dan import build_dan
-from ferbench.methods.esr import build_esr
-from ferbench.methods.ldl import build_ldl
-from ferbench.methods.scn import build_scn
 
-METHODS: dict[str, Callable[..., nn.Module]] = {
-    "esr": build_esr,
-    "scn": build_scn,
-    "dacl": build_dacl,
-    "dan": build_dan,
-    "ldl": build_ldl,
-}
+
+def load_methods() -> None:
+    """Import every module of this package, which registers its methods (one file = one method)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in ("base", "common"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+load_methods()
 
 
 def build_method(name: str, backbone: nn.Module, num_classes: int, **opts: Any) -> nn.Module:
@@ -47,6 +56,8 @@ def build_method(name: str, backbone: nn.Module, num_classes: int, **opts: Any) 
         ConfigError: unknown method or option (one line, with close matches).
     """
     key = name.lower()
+    if key not in METHODS:
+        load_methods()  # a method file added since the package was imported
     if key not in METHODS:
         close = difflib.get_close_matches(key, list(METHODS), n=2)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -74,14 +85,12 @@ def _builder_options(fn: Callable[..., Any]) -> set[str] | None:
 
 
 def method_options(name: str) -> dict[str, Any]:
-    """Default options of a method (for help texts): ``{option: default}``."""
-    from ferbench.methods import dacl, dan, esr, ldl, scn
-
-    cls = {"esr": esr.ESR, "scn": scn.SCN, "dacl": dacl.DACL, "dan": dan.DAN, "ldl": ldl.LDL}[name]
+    """Default options of a method (for help texts): ``{option: default}`` of the class its builder returns."""
+    cls = typing.get_type_hints(METHODS[name]).get("return")
     sig = inspect.signature(cls.__init__)
     return {k: p.default for k, p in sig.parameters.items()
             if p.default is not inspect.Parameter.empty}
 
 
 __all__ = ["METHODS", "Batch", "Method", "MethodModule", "Supervised", "as_method", "backbone_features", "build_method",
-           "cross_entropy", "method_options"]
+           "cross_entropy", "load_methods", "method_options", "register_method"]

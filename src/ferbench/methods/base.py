@@ -20,6 +20,7 @@ The soft-label rule (one rule for hard labels, FER+ vote distributions, mixup/cu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -191,6 +192,25 @@ class Supervised:
 
     def epoch_log(self) -> dict[str, float]:
         return {}
+
+
+METHODS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_method(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a method builder ``fn(backbone, num_classes, **opts) -> MethodModule`` under ``name``.
+
+    Adding a method is one file in ``ferbench/methods/`` with a decorated builder: the package imports every
+    module in it, so nothing else has to be edited.
+    """
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in METHODS and METHODS[name] is not fn:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = fn
+        return fn
+
+    return deco
 
 
 def as_method(model: nn.Module) -> Method:

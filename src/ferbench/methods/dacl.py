@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ferbench.methods.base import Batch, MethodModule
+from ferbench.methods.base import Batch, MethodModule, register_method
 from ferbench.methods.common import backbone_features
 
 
@@ -136,5 +136,6 @@ class DACL(MethodModule):
         return {"dacl_center_loss": self._sc_sum / max(self._sc_n, 1)}
 
 
+@register_method("dacl")
 def build_dacl(backbone: nn.Module, num_classes: int, **opts: Any) -> DACL:
     return DACL(backbone, num_classes, **opts)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferbench.methods.base import Batch, MethodModule
+from ferbench.methods.base import Batch, MethodModule, register_method
 from ferbench.methods.common import backbone_features
 
 
@@ -151,5 +151,6 @@ class DAN(MethodModule):
         return {k: v / max(self._n, 1) for k, v in self._log.items()}
 
 
+@register_method("dan")
 def build_dan(backbone: nn.Module, num_classes: int, **opts: Any) -> DAN:
     return DAN(backbone, num_classes, **opts)

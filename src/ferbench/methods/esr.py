@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.base import Batch, MethodModule
+from ferbench.methods.base import Batch, MethodModule, register_method
 from ferbench.methods.common import backbone_features
 from ferbench.models.esr import ESRNet, _cbr, majority_vote, vote_counts
 
@@ -101,6 +101,7 @@ class ESR(ESRNet, MethodModule):
 _ESR_OPTS = {"predict", "start_branches", "epochs_per_branch", "old_lr_factor"}
 
 
+@register_method("esr")
 def build_esr(backbone: nn.Module, num_classes: int, n_branches: int | None = None,
               branch_width: int | None = None, **opts: Any) -> ESR:
     """ESR over a registry backbone (``n_branches`` default 4, ``branch_width`` 256); an ``esr_*`` network passed

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.base import Batch, MethodModule, cross_entropy, per_sample_cross_entropy, sample_weights
+from ferbench.methods.base import (
+    Batch,
+    MethodModule,
+    cross_entropy,
+    per_sample_cross_entropy,
+    register_method,
+    sample_weights,
+)
 
 
 def distribution_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "kl",
@@ -67,5 +74,6 @@ class LDL(MethodModule):
         return distribution_loss(outputs, batch.target, self.loss, batch.class_weights, batch.label_smoothing)
 
 
+@register_method("ldl")
 def build_ldl(backbone: nn.Module, num_classes: int, **opts: Any) -> LDL:
     return LDL(backbone, num_classes, **opts)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ferbench.errors import ConfigError
-from ferbench.methods.base import Batch, MethodModule
+from ferbench.methods.base import Batch, MethodModule, register_method
 from ferbench.methods.common import backbone_features
 
 
@@ -160,5 +160,6 @@ class SCN(MethodModule):
                 "scn_alpha_mean": self._alpha_sum / max(self._alpha_n, 1)}
 
 
+@register_method("scn")
 def build_scn(backbone: nn.Module, num_classes: int, **opts: Any) -> SCN:
     return SCN(backbone, num_classes, **opts)

