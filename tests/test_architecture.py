@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ferbench"
 
 # lowest first; a module may import its own layer and the layers listed before it
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "version", "config", "persist", "progress"),
+    ("errors", "version", "config", "persist", "progress", "device"),
     ("data",),
     ("faces",),
     ("models",),

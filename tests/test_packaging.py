@@ -23,6 +23,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert r.returncode == 0, r.stderr[-2000:]
     assert (target / "ferbench" / "configs" / "quickstart.yaml").is_file()
     assert (target / "ferbench" / "weights" / "default.safetensors").is_file()
+    assert (target / "ferbench" / "models" / "cost_table.csv").is_file()  # `models list` reads it
+    assert (target / "ferbench" / "models" / "cost_table.json").is_file()  # and its freshness stamp
     return target
 
 

@@ -309,7 +309,10 @@ def set_key(cfg: dict[str, Any], item: str) -> None:
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable 12-hex hash of a resolved config (keys sorted)."""
+    """Stable 12-hex hash of a resolved config (keys sorted); ``train.device`` (where it runs, not what) is left
+    out, so ``--device cpu`` and ``--device cuda`` name the same run and the same sweep trial."""
+    if isinstance(cfg.get("train"), dict) and "device" in cfg["train"]:
+        cfg = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "device"}}
     return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -20,7 +20,7 @@ def crossdomain_cmd(
                                     "every training member is tested too (the in-domain cell)."),
     config: Path = typer.Option(..., "--config", help="Training config YAML (e.g. configs/quickstart.yaml)."),
     out: Path = typer.Option(..., "--out", help="Results folder: crossdomain.md/.json/.png, cells/, runs/."),
-    leave_one_out: bool = typer.Option(False, "--leave-one-out", help="Leave-one-dataset-out over --datasets "
+    leave_one_out: bool = typer.Option(False, "--leave-one-out/--no-leave-one-out", help="Leave-one-dataset-out over --datasets "
                                        "(default fer2013,ferplus,ckplus plus every folder: dataset in --test)."),
     datasets: str | None = typer.Option(None, "--datasets", help="Datasets for --leave-one-out, comma-separated."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key for every run (repeatable)."),

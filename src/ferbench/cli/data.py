@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ferbench.progress import console as _console
 
 data_app = typer.Typer(help="Inspect datasets: counts per split and class, sample grids.", no_args_is_help=True)
 DataRoot = typer.Option(None, "--data-root", help="Folder holding fer2013/, ferplus/, ckplus48/ "
@@ -30,7 +31,7 @@ def info(name: str = typer.Argument(..., help="fer2013 | ferplus | ckplus | fold
         table.add_row(split, *[f"{v:,}" for v in row], f"{sum(row):,}")
     tot = [sum(r[i] for r in counts.values()) for i in range(ds.num_classes)]
     table.add_row("all", *[f"{v:,}" for v in tot], f"{sum(tot):,}", style="bold")
-    Console().print(table)
+    _console().print(table)
 
 
 @data_app.command("list")
@@ -46,7 +47,7 @@ def list_cmd() -> None:
         t.add_row(r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else ""), r["display_name"],
                   f"{s['train']} / {s['val']} / {s['test']}", ", ".join(r["classes"] or ["from folder names"]),
                   "yes" if r["subjects"] else "no", ", ".join(r["soft_labels"]) or "–", r["image_source"] or "–")
-    Console().print(t)
+    _console().print(t)
 
 
 @data_app.command("show")

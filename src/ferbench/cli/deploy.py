@@ -56,27 +56,6 @@ def check_outputs(paths: list[Path], annotate: Path | None, outputs: list[Path |
             raise FerbenchError(f"{shown(o)}: is one of the inputs; refusing to overwrite it")
 
 
-def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
-    """Files and folders → (images, videos, problems). Folders are walked recursively, sorted."""
-    from ferbench.data.images import IMAGE_EXTS, VIDEO_EXTS
-
-    images, videos, problems = [], [], []
-    for p in paths:
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not f.name.startswith("."):
-                    ext = f.suffix.lower()
-                    if ext in IMAGE_EXTS:
-                        images.append(f)
-                    elif ext in VIDEO_EXTS:
-                        videos.append(f)
-        elif p.is_file():
-            (videos if p.suffix.lower() in VIDEO_EXTS else images).append(p)
-        else:
-            problems.append(f"{p}: no such file or directory")
-    return images, videos, problems
-
-
 def _face_line(faces: list[Any]) -> str:
     if not faces:
         return "no face"
@@ -128,18 +107,22 @@ def _unique(path: Path, used: set[Path]) -> Path:
 
 
 def predict(
-    paths: list[Path] = typer.Argument(None, help="Images, folders (walked recursively) and/or video files."),
+    paths: list[str] = typer.Argument(None, help="Images, folders (walked recursively), globs ('crops/*.png', "
+                                      "quoted), video files, http(s) URLs, rtsp:// / rtmp:// streams."),
     model: str = ModelOpt,
     detector: str = PredictDetectorOpt,
     json_out: Path | None = typer.Option(None, "--json", help="Write all results as JSON to this file."),
-    csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per face to this CSV file."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per face to this CSV file "
+                                        "(combinable with --json)."),
     annotate: Path | None = typer.Option(None, "--annotate", help="Folder for annotated images / MP4s and "
                                          "per-frame JSONL of videos."),
+    save: bool = typer.Option(True, "--save/--no-save", help="With no --json/--csv/--annotate: write "
+                              "predictions.json (+ videos' JSONL) to the next free runs/predict/N folder."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images decoded + classified per batch."),
     no_detect: bool = typer.Option(False, "--no-detect", help="Inputs are already face crops: classify the "
                                    "whole image, no detection."),
-    align: bool = typer.Option(False, "--align", help="Rotate crops so the eyes are level (needs a detector "
-                               "with landmarks: mediapipe, mtcnn)."),
+    align: bool = typer.Option(False, "--align/--no-align", help="Rotate crops so the eyes are level (needs a "
+                               "detector with landmarks: mediapipe, mtcnn)."),
     webcam: int | None = typer.Option(None, "--webcam", help="Camera index: live loop (q or Ctrl-C to stop)."),
     every: int = typer.Option(1, "--every", min=1, help="Videos: process every N-th frame."),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Videos/webcam: stop after N frames."),
@@ -148,24 +131,48 @@ def predict(
     smooth: float = typer.Option(0.6, "--smooth", min=0.0, max=0.99, help="Videos/webcam: per-face EMA of the "
                                  "probabilities over frames (weight of the past; 0 = off). Images: never smoothed."),
     threads: int | None = ThreadsOpt,
+    log_every: int = typer.Option(100, "--log-every", min=1, help="Videos, output not a terminal: one log "
+                                  "line every N processed frames."),
+    device: str = typer.Option("auto", "--device", help="auto (a CUDA GPU when present) | cpu | cuda: where "
+                               "a PyTorch model runs (ONNX/TFLite: CPU)."),
 ) -> None:
-    """Detect faces and classify their expression in images, folders, videos or a webcam.
+    """Detect faces and classify their expression in images, folders, globs, videos, URLs, streams or a webcam.
 
-    One line per image on stdout; unreadable inputs are reported (one line each) and skipped
-    (exit code 1 when some were). Videos write per-frame JSONL (frame, time in seconds, faces) as
-    VIDEO.frames.jsonl into the --annotate folder, else beside the --json/--csv file, else the
-    current folder (each face with a stable track_id); with --csv also VIDEO.frames.csv; with
-    --annotate also VIDEO.annotated.mp4 (H.264) or .webm (VP9), whichever this OpenCV writes.
+    One line per image on stdout. Missing inputs (or globs matching nothing) are reported before
+    anything is loaded (exit code 2); unreadable images are reported one line each and skipped (exit
+    code 1). Videos write per-frame JSONL (frame, time in seconds, faces, each face with a stable
+    track_id) as VIDEO.frames.jsonl into the --annotate folder, else beside the --json/--csv file, else
+    the automatic runs/predict/N folder (which also gets predictions.json); with --csv also
+    VIDEO.frames.csv; with --annotate also VIDEO.annotated.mp4 (H.264) or .webm (VP9), whichever this
+    OpenCV writes. URLs are downloaded into the output folder first. When the output is not a terminal,
+    videos log one line every --log-every frames.
     """
-    from ferbench.deploy.recognizer import Recognizer
-    from ferbench.deploy.video import annotated_name, process_video, summary_dict
+    from ferbench.deploy.sources import is_url, next_run_dir, resolve_sources
+    from ferbench.device import check_device_name
 
-    if json_out and csv_out:
-        raise FerbenchError("--json and --csv: pick one output format")
+    device = check_device_name(device)
     if not paths and webcam is None:
         raise FerbenchError("nothing to do: give image/folder/video paths or --webcam INDEX")
-    check_outputs(paths or [], annotate, [json_out, csv_out])
-    rec = Recognizer.load(model, detector=detector, align=align, threads=threads)
+    src = resolve_sources(list(paths or []))
+    if src.missing:  # exit code 2 before anything heavy is imported
+        for m in src.missing[:-1]:
+            _err(m)
+        raise FerbenchError(src.missing[-1] + (f" (and {len(src.missing) - 1} more missing inputs above)"
+                                               if len(src.missing) > 1 else ""))
+    local = [Path(p) for p in paths or [] if not is_url(p)] + src.images + src.videos
+    check_outputs(local, annotate, [json_out, csv_out])
+
+    from ferbench.deploy.recognizer import Recognizer
+    from ferbench.deploy.sources import fetch_urls
+    from ferbench.deploy.video import annotated_name, process_video, summary_dict
+    from ferbench.device import recognizer_to
+    from ferbench.progress import FrameProgress
+
+    rec = recognizer_to(Recognizer.load(model, detector=detector, align=align, threads=threads), device)
+    # the automatic output folder is made only once the model loaded (a bad --model leaves nothing behind)
+    auto_dir = next_run_dir() if save and not (json_out or csv_out or annotate) else None
+    if auto_dir is not None:
+        json_out = auto_dir / "predictions.json"
     detect = not no_detect
     out_dir = annotate or (json_out or csv_out or Path("predictions.json")).resolve().parent
 
@@ -179,20 +186,28 @@ def predict(
         typer.echo(json.dumps(summary_dict(s)))
         return
 
-    images, videos, problems = expand_inputs(paths)
-    for p in problems:
-        _err(p)
+    problems: list[str] = []
+    origin: dict[Path, str] = {}  # downloaded file -> its URL (what the results name as the source)
+    if src.urls:
+        origin, url_errors = fetch_urls(src, out_dir / "downloads")
+        for e in url_errors:
+            _err(e)
+        problems += url_errors
+    images, videos = src.images, [*src.videos, *src.streams]
     records: list[dict[str, Any]] = []
     video_summaries: list[dict[str, Any]] = []
     used: set[Path] = set()
     stopped: BaseException | None = None
     try:
-        _predict_images(rec, images, records, problems, used, annotate, batch_size, detect)
+        _predict_images(rec, images, records, problems, used, annotate, batch_size, detect, origin)
         for v in videos:
-            jsonl = _unique(out_dir / f"{v.stem}.frames.jsonl", used)
-            mp4 = _unique(annotate / annotated_name(v.stem), used) if annotate else None
+            stem = Path(str(v).split("?", 1)[0]).stem or "stream"
+            jsonl = _unique(out_dir / f"{stem}.frames.jsonl", used)
+            mp4 = _unique(annotate / annotated_name(stem), used) if annotate else None
+            prog = FrameProgress(shown(origin.get(v, v)) if isinstance(v, Path) else v,
+                                 _frame_count(v, every, max_frames), log_every, enabled=not sys.stderr.isatty())
             try:
-                s = _predict_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every, smooth)
+                s = _predict_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every, smooth, prog)
                 if csv_out:
                     _frames_csv(jsonl, rec.classes)
             except FerbenchError as e:
@@ -200,7 +215,9 @@ def predict(
                 problems.append(str(e))
                 video_summaries.append({"source": str(v), "error": str(e)})
                 continue
-            typer.echo(shown(f"{v}: {s.frames} frames ({s.frames_with_face} with a face), {s.fps:.1f} frames/s "
+            finally:
+                prog.close()
+            typer.echo(shown(f"{origin.get(v, v)}: {s.frames} frames ({s.frames_with_face} with a face), {s.fps:.1f} frames/s "
                              f"-> {jsonl}" + (f", {mp4}" if mp4 else "")))
             video_summaries.append(summary_dict(s))
     except (Exception, KeyboardInterrupt) as e:  # keep what was computed: write it, then re-raise
@@ -212,29 +229,34 @@ def predict(
     if json_out:
         atomic_write_text(json_out, json.dumps({"model": rec.source, "classes": rec.classes, "images": records,
                                                 "videos": video_summaries, "complete": stopped is None}, indent=1))
-        typer.echo(shown(f"wrote {json_out}{done}"))
+        if auto_dir is None:  # the automatic folder is named once, on stderr (stdout: one line per input)
+            typer.echo(shown(f"wrote {json_out}{done}"))
     if csv_out:  # file names that are not UTF-8 are written as their original bytes
         atomic_write_bytes(csv_out, _csv_text(records, rec.classes).encode("utf-8", "surrogateescape"))
         typer.echo(shown(f"wrote {csv_out}{done}"))
+    if auto_dir is not None:
+        typer.echo(shown(f"results saved to {auto_dir}{done}"), err=True)
     if stopped is not None:
         raise stopped
-    n_in = len(images) + len(videos) + len([p for p in problems if "no such file" in p])
+    n_in = len(images) + len(videos) + len(src.urls) - len(origin)
     if problems:
         typer.secho(f"{len(problems)} of {n_in} inputs could not be read (listed above)", fg="yellow", err=True)
         raise typer.Exit(1)
 
 
-def _predict_video(rec: Any, v: Path, jsonl: Path, mp4: Path | None, every: int, max_frames: int | None,
-                   detect: bool, detect_every: int, smooth: float) -> Any:
-    """One video through the tracked frame loop, with a progress bar showing frames/s."""
+def _predict_video(rec: Any, v: Path | str, jsonl: Path, mp4: Path | None, every: int, max_frames: int | None,
+                   detect: bool, detect_every: int, smooth: float, on_frame: Any = None) -> Any:
+    """One video (file or stream URL) through the tracked frame loop, with a progress bar showing frames/s on
+    a terminal; ``on_frame`` (e.g. :class:`ferbench.progress.FrameProgress`) logs when it is not."""
     from rich.progress import Progress, TextColumn
 
     from ferbench.deploy.video import process_video
 
     with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[fps]} frames/s"),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(v.name, total=None, fps="-")
-        return process_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every=detect_every,
+        task = bar.add_task(Path(str(v)).name, total=None, fps="-")
+        return process_video(rec, v, jsonl, mp4, every, max_frames, detect, on_frame=on_frame,
+                             detect_every=detect_every,
                              smooth=smooth, progress=lambda d, n, r: bar.update(task, completed=d, total=n,
                                                                                 fps=f"{r:.1f}"))
 
@@ -243,12 +265,15 @@ BATCH_PIXELS = 64_000_000  # decoded pixels held at once by predict (a batch is 
 
 
 def _predict_images(rec: Any, images: list[Path], records: list[dict[str, Any]], problems: list[str],
-                    used: set[Path], annotate: Path | None, batch_size: int, detect: bool) -> None:
+                    used: set[Path], annotate: Path | None, batch_size: int, detect: bool,
+                    origin: dict[Path, str] | None = None) -> None:
     """Decode and classify ``images`` in batches of ≤ ``batch_size`` files and ≤ BATCH_PIXELS pixels.
 
     Appends one record per image to ``records`` as soon as its batch is classified (so a later failure
-    keeps them); unreadable images become records with ``error`` and a line in ``problems``.
+    keeps them); unreadable images become records with ``error`` and a line in ``problems``. ``origin`` maps
+    downloaded files to the URL the results name as their source.
     """
+    origin = origin or {}
     import cv2
     from rich.progress import Progress
 
@@ -260,8 +285,8 @@ def _predict_images(rec: Any, images: list[Path], records: list[dict[str, Any]],
     def flush(loaded: list[tuple[Path, Any]]) -> None:
         preds = rec.predict_batch([a for _, a in loaded], color="rgb", detect=detect, batch_size=256)
         for (f, rgb), faces in zip(loaded, preds, strict=True):
-            typer.echo(shown(f"{f}: {_face_line(faces)}"))
-            records.append({"source": str(f), "width": rgb.shape[1], "height": rgb.shape[0],
+            typer.echo(shown(f"{origin.get(f, f)}: {_face_line(faces)}"))
+            records.append({"source": origin.get(f, str(f)), "width": rgb.shape[1], "height": rgb.shape[0],
                             "no_face": not faces, "faces": [x.to_dict() for x in faces], "error": None})
             if annotate:
                 annotate.mkdir(parents=True, exist_ok=True)
@@ -280,7 +305,7 @@ def _predict_images(rec: Any, images: list[Path], records: list[dict[str, Any]],
             except FerbenchError as e:
                 _err(str(e))
                 problems.append(str(e))
-                records.append({"source": str(f), "faces": [], "error": str(e)})
+                records.append({"source": origin.get(f, str(f)), "faces": [], "error": str(e)})
                 bar.advance(task)
                 continue
             loaded.append((f, a))
@@ -294,10 +319,28 @@ def _predict_images(rec: Any, images: list[Path], records: list[dict[str, Any]],
             bar.advance(task, len(loaded))
 
 
+def _frame_count(source: Path | str, every: int, max_frames: int | None) -> int | None:
+    """Frames the loop will process (for the progress bar / log lines); ``None`` for streams."""
+    if not isinstance(source, Path):
+        return max_frames
+    import cv2
+
+    cap = cv2.VideoCapture(str(source))
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+    if n <= 0:
+        return max_frames
+    n = -(-n // every)
+    return min(n, max_frames) if max_frames else n
+
+
 def export(
     model: str = typer.Argument("default", help="'default', a run dir or a .safetensors checkpoint."),
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | onnx-int8 | tflite"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint, "
+                                    "e.g. RUN_DIR/best.onnx; for a shipped model ./NAME.onnx in the current folder)."),
     data_root: Path | None = typer.Option(None, "--data-root", help="Where the datasets are (validation + "
                                           "int8 calibration images)."),
     n_val: int = typer.Option(1000, "--n-val", min=2, help="Validation images for the accuracy check."),
@@ -310,6 +353,9 @@ def export(
     The check (max |Δprob| on a validation batch, accuracy before/after on a validation slice) is
     printed and stored in OUT.json beside the exported file.
     """
+    from ferbench.deploy.formats import check_format
+
+    check_format(fmt)  # instant: before the checkpoint and 1,000 validation images are loaded
     from ferbench.deploy.export import export_model
 
     path, chk = export_model(model, fmt, out, data_root, n_val, n_calib, synthetic, log=typer.echo)
@@ -331,12 +377,16 @@ def serve(
     port: int = typer.Option(8000, "--port", "-p"),
     max_bytes: int = typer.Option(10 * 1024 * 1024, "--max-bytes", min=1024, help="Largest accepted upload."),
     detector: str = DetectorOpt,
+    device: str = typer.Option("auto", "--device", help="auto (a CUDA GPU when present) | cpu | cuda."),
 ) -> None:
     """Serve the model over HTTP: POST /predict, POST /predict/batch, GET /health, GET /models, GET / (web page),
     GET /docs and /redoc (offline). Errors are {"error": "one line"}; limits: see README "HTTP service"."""
+    from ferbench.device import check_device_name
+
+    device = check_device_name(device)
     from ferbench.deploy.serve import serve as run
 
-    run(model, host, port, max_bytes, detector)
+    run(model, host, port, max_bytes, detector, device=device)
 
 
 def import_(
@@ -346,8 +396,8 @@ def import_(
                                  "blazeface-fast, blazeface-full, haar, mediapipe, mtcnn."),
     size: int = typer.Option(96, "--size", min=16, help="Output crop side in pixels."),
     margin: float = typer.Option(0.1, "--margin", min=0.0, help="Border around the face box (fraction of its side)."),
-    grey: bool = typer.Option(False, "--grey", help="Write greyscale crops."),
-    align: bool = typer.Option(False, "--align", help="Level the eyes (detectors with landmarks)."),
+    grey: bool = typer.Option(False, "--grey/--colour", help="Write greyscale crops."),
+    align: bool = typer.Option(False, "--align/--no-align", help="Level the eyes (detectors with landmarks)."),
 ) -> None:
     """Turn uncropped face photos (JAFFE/KDEF-style) into a cropped ImageFolder usable as folder:OUT."""
     from rich.progress import Progress

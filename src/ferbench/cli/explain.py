@@ -78,12 +78,12 @@ def explain(
 
 def _images(model_ref: str, inputs: list[Path], method: str, target: str, out: Path, detector: str,
             layer: str | None, batch_size: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from ferbench.explain.explainer import explain_images, load_model, parse_target, read_faces
     from ferbench.explain.plot import save_panel
     from ferbench.loader import preprocessing_of
+    from ferbench.progress import console as _console
 
     model, meta = load_model(model_ref)
     parse_target(target, meta["classes"])  # a bad --target fails before any work
@@ -120,7 +120,7 @@ def _images(model_ref: str, inputs: list[Path], method: str, target: str, out: P
                 top = ", ".join(f"{c} {p:.0%}" for c, p in expl.top(j))
                 table.add_row(Path(expl.sources[j]).name, expl.classes[int(expl.targets[j])], top, path.name)
             bar.advance(task, len(chunk))
-    Console().print(table)
+    _console().print(table)
     typer.echo(f"{len(faces)} panel(s) written to {out}")
 
 

@@ -6,14 +6,11 @@ User errors (:class:`ferbench.errors.FerbenchError`) print one line and exit wit
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
+import typer
 
-import typer  # noqa: E402
-
-from ferbench.cli import (  # noqa: E402
+from ferbench.cli import (
     crossdomain,
     data,
     deploy,
@@ -24,7 +21,7 @@ from ferbench.cli import (  # noqa: E402
     sweep,
     train,
 )
-from ferbench.errors import FerbenchError  # noqa: E402
+from ferbench.errors import FerbenchError
 
 app = typer.Typer(
     name="ferbench",
@@ -33,7 +30,25 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ferbench.version import __version__
+
+        typer.echo(f"ferbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the ferbench version and exit."),
+) -> None:
+    """Facial expression recognition: benchmark architectures under one protocol, study the knobs, deploy the
+    chosen model. Nothing is downloaded at run time (the Hugging Face hub is kept offline)."""
 
 for _module in (data, train, report, models, methods, sweep, crossdomain, explain, deploy):
     _module.register(app)

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ferbench.progress import console as _console
 
 DataRoot = typer.Option(None, "--data-root", help="Folder holding fer2013/, ferplus/, ckplus48/ "
                         "(default: $FERBENCH_DATA, ./data, ../shared/data).")
@@ -40,7 +41,7 @@ def kfold_cmd(
     for m in SUMMARY_METRICS:
         if m in s:
             t.add_row(m, f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}")
-    Console().print(t)
+    _console().print(t)
 
 
 def ensemble_cmd(
@@ -63,7 +64,7 @@ def ensemble_cmd(
 
     r = evaluate_ensemble(members, data, split, rule=rule, select=select, val_split=val_split,
                           data_root=data_root, save=save)
-    con = Console()
+    con = _console()
     t = Table(title=f"ensemble ({rule}) on {data}/{split}")
     t.add_column("model")
     t.add_column("accuracy", justify="right")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+from ferbench.progress import console as _console
+from ferbench.progress import is_terminal
 
 models_app = typer.Typer(
     help="The model zoo: list models with params / GFLOPs / latency, show layers.", no_args_is_help=True
@@ -39,8 +40,67 @@ def _fmt(v: object, digits: int = 3) -> str:
     return str(v)
 
 
+#: Params / GFLOPs of every registered model, computed by ``ferbench models list --recompute --csv PATH``
+#: (tests/test_cli_conventions.py checks it covers the registry and matches a fresh count). Read without
+#: importing torch or the zoo, so a plain ``models list`` takes a fraction of a second.
+COST_TABLE = Path(__file__).resolve().parent.parent / "models" / "cost_table.csv"
+
+
+COST_TABLE_SOURCES = COST_TABLE.with_suffix(".json")  # {"sources_sha1": …} of the models/ code it counted
+
+
+def models_sources_sha1() -> str:
+    """SHA-1 over the ``ferbench/models/*.py`` files (read as bytes, not imported): the table's freshness key."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for f in sorted(COST_TABLE.parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def write_cost_table(rows: list[dict[str, object]]) -> None:
+    """Ship ``rows`` as :data:`COST_TABLE`, stamped with the current :func:`models_sources_sha1`."""
+    import json
+
+    from ferbench.persist.atomic import atomic_write_text
+
+    write_csv(rows, COST_TABLE)
+    atomic_write_text(COST_TABLE_SOURCES, json.dumps({"sources_sha1": models_sources_sha1()}) + "\n")
+
+
+def shipped_rows(pattern: str) -> list[dict[str, object]] | None:
+    """Rows of :data:`COST_TABLE` whose name matches ``pattern``; ``None`` when the table is missing or stale
+    (the models/ code changed since it was counted: then ``models list`` counts the models itself)."""
+    import fnmatch
+    import json
+
+    if not COST_TABLE.is_file() or not COST_TABLE_SOURCES.is_file():
+        return None
+    try:
+        if json.loads(COST_TABLE_SOURCES.read_text()).get("sources_sha1") != models_sources_sha1():
+            return None
+    except (OSError, ValueError):
+        return None
+    rows: list[dict[str, object]] = []
+    with COST_TABLE.open(newline="") as f:
+        for r in csv.DictReader(f):
+            names = [r["name"], *(r.get("aliases") or "").split()]
+            if not any(fnmatch.fnmatch(n, pattern) for n in names):  # an alias selects its network
+                continue
+            row: dict[str, object] = dict(r)
+            for k in ("input_size", "params", "params_224"):
+                row[k] = int(r[k]) if r[k] else None
+            for k in ("gflops_48", "gflops_224", "latency_ms_48"):
+                row[k] = float(r[k]) if r[k] else None
+            rows.append(row)
+    return rows
+
+
 def cost_rows(pattern: str, measure: bool, threads: int, runs: int) -> list[dict[str, object]]:
     """Cost rows (see :class:`ferbench.models.cost.ModelCost`) for every model matching ``pattern``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from ferbench.errors import FerbenchError
     from ferbench.models import list_models, model_info
     from ferbench.models.cost import model_cost
@@ -56,6 +116,8 @@ def cost_rows(pattern: str, measure: bool, threads: int, runs: int) -> list[dict
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
+        disable=not is_terminal(sys.stderr),
+        console=_console(stderr=True),
     ) as prog:
         task = prog.add_task("cost", total=len(names))
         for name in names:
@@ -90,18 +152,30 @@ def list_cmd(
     pattern: str = typer.Argument("*", help="Shell pattern on the model name, e.g. 'resnet*'."),
     measure: bool = typer.Option(
         False,
-        "--measure",
+        "--measure/--no-measure",
         help="Also time CPU batch-1 inference at 48 px (2 threads, median of --runs after warm-up; slow).",
     ),
     csv_out: Path | None = typer.Option(None, "--csv", help="Also write the table to this CSV file."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for --measure."),
     runs: int = typer.Option(50, "--runs", min=50, help="Timed runs for --measure (median reported)."),
+    recompute: bool = typer.Option(False, "--recompute/--shipped", help="Count params/GFLOPs now (builds "
+                                   "every model: minutes) instead of reading the shipped table."),
 ) -> None:
     """Table of registered networks: family, paper, aliases, params, GFLOPs at 48 and 224 px (optionally latency).
 
     One row per network; a pattern matching an alias (a paper's name for the network) selects that network.
+    Params and GFLOPs come from the table shipped with ferbench (instant); --measure or --recompute build
+    the models and count them now.
     """
-    rows = cost_rows(pattern, measure, threads, runs)
+    from rich.table import Table
+
+    from ferbench.errors import FerbenchError
+
+    rows = None if (measure or recompute) else shipped_rows(pattern)
+    if rows is None:
+        rows = cost_rows(pattern, measure, threads, runs)
+    elif not rows:
+        raise FerbenchError(f"no model matches {pattern!r}; see `ferbench models list`")
     table = Table(title=f"ferbench models ({len(rows)}) — GFLOPs = 2×multiply-adds, batch 1")
     for col, just in (
         ("name", "left"),
@@ -128,9 +202,12 @@ def list_cmd(
         if measure:
             cells.append(_fmt(r["latency_ms_48"], 2))
         table.add_row(*cells)
-    Console().print(table)
+    _console().print(table)
     if csv_out:
-        write_csv(rows, csv_out)
+        if csv_out.resolve() == COST_TABLE.resolve():
+            write_cost_table(rows)  # regenerating the shipped table: stamp it
+        else:
+            write_csv(rows, csv_out)
         typer.echo(f"wrote {csv_out}")
 
 
@@ -141,6 +218,8 @@ def info_cmd(
     depth: int = typer.Option(2, "--depth", min=1, help="Module nesting depth to show."),
 ) -> None:
     """Layer summary of one model: module, type, output shape, parameters."""
+    from rich.table import Table
+
     from ferbench.models import count_params, model_info
     from ferbench.models.cost import build_meta, layer_summary
 
@@ -154,7 +233,7 @@ def info_cmd(
     for r in rows:
         indent = "  " * r["layer"].count(".")
         table.add_row(indent + r["layer"], r["type"], str(r["output"]), _fmt(r["params"]))
-    con = Console()
+    con = _console()
     con.print(table)
     exp = info.expected_params.get(s)
     con.print(

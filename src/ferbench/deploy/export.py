@@ -18,15 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ferbench.deploy.formats import FORMATS, SUFFIX, TFLITE_HINT, check_format  # noqa: F401 (re-exported)
 from ferbench.errors import FerbenchError
 from ferbench.loader import load_checkpoint, preprocessing_of
 from ferbench.persist.atomic import atomic_write_text
 
-FORMATS = ("onnx", "onnx-int8", "tflite")
-SUFFIX = {"onnx": ".onnx", "onnx-int8": ".int8.onnx", "tflite": ".tflite"}
 DEFAULT_SPLITS = {"fer2013": ("Training", "PublicTest"), "ferplus": ("Training", "PublicTest")}
-TFLITE_HINT = ("tflite export needs litert-torch, an optional extra that is not installed "
-               "(pip install 'ferbench[tflite]' — it changes pydantic/jax versions, so a separate venv is safer)")
 OPSET = 18
 
 
@@ -173,7 +170,8 @@ def export_tflite(model: torch.nn.Module, example: torch.Tensor, out: Path) -> C
 
 
 def default_out(ref: str | Path, fmt: str) -> Path:
-    """``RUN_DIR/best.onnx``-style name next to the checkpoint (``./default.onnx`` for the default model)."""
+    """``RUN_DIR/best.onnx``-style name next to the checkpoint; ``./NAME.onnx`` in the current folder for a
+    shipped model (``default``), whose checkpoint lives inside the installed package."""
     from ferbench.deploy.recognizer import resolve_model_ref
 
     _, p = resolve_model_ref(ref)
@@ -191,8 +189,7 @@ def export_model(ref: str | Path, fmt: str = "onnx", out: str | Path | None = No
     """
     from ferbench.deploy.recognizer import resolve_model_ref
 
-    if fmt not in FORMATS:
-        raise FerbenchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_format(fmt)  # unknown format / missing tflite converter: before any loading
     kind, ckpt = resolve_model_ref(ref)
     if kind != "torch":
         raise FerbenchError(f"{ref}: export needs a PyTorch checkpoint, not an ONNX file")

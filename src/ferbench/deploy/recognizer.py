@@ -133,12 +133,19 @@ class TorchClassifier(_Classifier):
     def __init__(self, model: torch.nn.Module, threads: int | None = None) -> None:
         self.model = model.eval()
         self.threads = threads
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> TorchClassifier:
+        """Run on ``device`` (``.to(device)``; inputs move there, probabilities come back to the CPU)."""
+        self.device = torch.device(device)
+        self.model = self.model.to(self.device)
+        return self
 
     def logits(self, x: torch.Tensor) -> np.ndarray:
         if self.threads is not None and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            return self.model(x).float().numpy()
+            return self.model(x.to(self.device)).float().cpu().numpy()
 
 
 class OnnxClassifier(_Classifier):

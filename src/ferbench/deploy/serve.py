@@ -455,16 +455,20 @@ def create_app(recognizer: Recognizer, max_bytes: int = MAX_BYTES, max_pixels: i
 
 
 def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8000, max_bytes: int = MAX_BYTES,
-          detector: str = "blazeface", header_timeout: float = HEADER_TIMEOUT, max_connections: int = 64) -> None:
-    """Load ``model`` once and run the app with uvicorn (blocks until Ctrl-C).
+          detector: str = "blazeface", header_timeout: float = HEADER_TIMEOUT, max_connections: int = 64,
+          device: str = "auto") -> None:
+    """Load ``model`` once (a PyTorch model on ``device``: auto | cpu | cuda) and run the app with uvicorn
+    (blocks until Ctrl-C).
 
     Requests beyond ``max_connections`` in progress get 503 ``{"error": ...}``; idle keep-alive connections close
     after 5 s.
     """
     import uvicorn
 
+    from ferbench.device import recognizer_to
+
     _limit_malloc_arenas()
-    rec = Recognizer.load(model, detector=detector)
+    rec = recognizer_to(Recognizer.load(model, detector=detector), device)
     app = create_app(rec, max_bytes=max_bytes, max_concurrent=max_connections)
     # uvicorn's own limit (plain-text 503) only backs up the app's JSON one
     uvicorn.run(app, host=host, port=port, log_level="info", http=_h11_protocol(header_timeout),

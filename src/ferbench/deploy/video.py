@@ -161,7 +161,10 @@ def annotated_name(stem: str) -> str:
 
 def open_capture(source: str | int | Path) -> cv2.VideoCapture:
     """``cv2.VideoCapture`` on a file or camera index; unreadable → one-line FerbenchError."""
-    if not isinstance(source, int) and not Path(source).is_file():
+    from ferbench.deploy.sources import is_url
+
+    url = not isinstance(source, int) and is_url(str(source))  # rtsp://, rtmp://, http(s):// streams
+    if not isinstance(source, int) and not url and not Path(source).is_file():
         raise FerbenchError(f"{source}: no such video file")
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our one-line error replaces its WARNs
@@ -170,13 +173,14 @@ def open_capture(source: str | int | Path) -> cv2.VideoCapture:
     finally:
         cv2.utils.logging.setLogLevel(level)
     ok = cap.isOpened()
-    if ok and not isinstance(source, int):
+    if ok and not isinstance(source, int) and not url:
         ok = cap.grab()  # a file that "opens" but has no decodable frame is unreadable too
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
     if not ok:
         cap.release()
         what = f"camera {source}" if isinstance(source, int) else str(source)
-        raise FerbenchError(f"{what}: cannot read video (unreadable, unsupported codec or no such device)")
+        why = "unreachable stream or unsupported protocol" if url else "unreadable, unsupported codec or no such device"
+        raise FerbenchError(f"{what}: cannot read video ({why})")
     return cap
 
 

@@ -16,17 +16,19 @@ from ferbench.evaluate.predict import predict_probs
 
 
 def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str | Path | None = None,
-                        batch_size: int = 512, tta_hflip: bool = False) -> dict[str, Any]:
+                        batch_size: int = 512, tta_hflip: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Metrics of checkpoint ``ref`` on ``data``/``split``.
 
     When the dataset's classes differ from the model's, only the shared canonical classes are scored:
     samples of other classes are dropped and the model's probabilities are restricted to the shared
     classes and renormalised. The result lists ``dropped_classes`` (dataset classes the model lacks) and
-    ``ignored_model_classes``.
+    ``ignored_model_classes``. ``device``: ``auto`` | ``cpu`` | ``cuda`` (see :mod:`ferbench.device`).
     """
+    from ferbench.device import resolve_device
     from ferbench.loader import load_checkpoint, preprocessing_of
 
     model, meta = load_checkpoint(ref)
+    model = model.to(resolve_device(device))
     ds = load_dataset(data, data_root).split(split)
     model_classes: list[str] = meta["classes"]
     shared = [c for c in ds.classes if c in model_classes]

@@ -12,10 +12,15 @@ from ferbench.data.preprocess import Preprocessing
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing,
                    batch_size: int = 512) -> np.ndarray:
-    """Scores (logits) for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)`` (single pass)."""
+    """Scores (logits) for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)`` (single pass; on the
+    model's device, returned on the CPU)."""
+    from ferbench.device import module_device
+
+    dev = module_device(model)
     was_training = model.training
     model.eval()
-    out = [model(preprocessing(images[i:i + batch_size])).float() for i in range(0, len(images), batch_size)]
+    out = [model(preprocessing(images[i:i + batch_size].to(dev))).float().cpu()
+           for i in range(0, len(images), batch_size)]
     model.train(was_training)
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
@@ -28,17 +33,21 @@ def predict_probs(model: nn.Module, images: torch.Tensor, preprocessing: Preproc
     """Softmax probabilities for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)``.
 
     ``tta_hflip`` averages the probabilities of the image and its mirror; ``temperature`` divides the scores
-    before the softmax (the calibration stored in a sidecar, :mod:`ferbench.evaluate.calibration`).
+    before the softmax (the calibration stored in a sidecar, :mod:`ferbench.evaluate.calibration`). Batches
+    run on the model's device (see :mod:`ferbench.device`); the result is always on the CPU.
     """
+    from ferbench.device import module_device
+
+    dev = module_device(model)
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = preprocessing(images[i:i + batch_size])
+        x = preprocessing(images[i:i + batch_size].to(dev))
         p = torch.softmax(model(x).float() / temperature, 1)
         if tta_hflip:
             p = (p + torch.softmax(model(x.flip(-1)).float() / temperature, 1)) / 2
-        out.append(p)
+        out.append(p.cpu())
     model.train(was_training)
     if not out:
         return np.zeros((0, 0), dtype=np.float32)

@@ -5,7 +5,11 @@ here is imported when the package is (:func:`~ferbench.models.registry.load_fami
 listed by hand.
 """
 
-from ferbench.models.registry import (
+from ferbench.models._offline import ensure_hub_offline
+
+ensure_hub_offline()  # before the families import timm (and huggingface_hub); never overrides the user's setting
+
+from ferbench.models.registry import (  # noqa: E402
     count_params,
     create_model,
     list_models,

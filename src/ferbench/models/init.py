@@ -195,7 +195,9 @@ def init_imagenet(model: nn.Module, name: str) -> dict[str, Any]:
     Raises a one-line :class:`FerbenchError` naming the missing repo/file (and how to provide it)
     when the weights are not cached, or when the model has no timm backbone (custom nets).
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ferbench.models._offline import ensure_hub_offline
+
+    ensure_hub_offline()
     subs = _timm_submodules(model)
     if not subs:
         raise FerbenchError(

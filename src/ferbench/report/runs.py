@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 from ferbench.errors import FerbenchError
 from ferbench.persist import RunDir, read_sidecar
 from ferbench.persist.atomic import atomic_write_text
+from ferbench.report.context import (
+    config_lines,
+    markdown_to_html,
+    published_lines,
+    run_summary_lines,
+)
 from ferbench.report.plots import confusion_figure, learning_curves
+
+__all__ = ["load_run", "markdown_to_html", "write_report"]
 
 COLUMNS = [("accuracy", "acc"), ("balanced_accuracy", "bal. acc"), ("precision_weighted", "wP"),
            ("recall_weighted", "wR"), ("f1_weighted", "wF1"), ("f1_macro", "macro F1"),
@@ -56,43 +63,21 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
             for c, pc in ev["per_class"].items():
                 md.append(f"| {c} | {_fmt(pc['precision'])} | {_fmt(pc['recall'])} | {_fmt(pc['f1'])} | "
                           f"{_fmt(pc['auc'])} | {pc['support']} |")
+    for r in runs:
+        md += ["", f"## {r['dir'].name}: how it was run", ""]
+        md += run_summary_lines(r["dir"], r["meta"], r["history"])
+        test_split = (r["meta"].get("protocol") or {}).get("data", {}).get("test_split")
+        ev = r["evals"].get(test_split or "") or next(iter(r["evals"].values()), None)
+        if ev is not None:
+            md += published_lines(str(r["meta"].get("dataset") or ev.get("dataset", "")), ev.get("accuracy"),
+                                  f"`{r['meta']['architecture']['name']}` on {ev.get('split') or test_split}, "
+                                  f"n = {ev['n']}")
+        cfg_path = r["dir"] / "config.yaml"
+        if cfg_path.exists():
+            md += config_lines(cfg_path.read_text(), f"Config ({cfg_path.name})")
     md += ["", "## Figures", ""]
     md += [f"![{cap}]({fn})" for cap, fn in figures]
     text = "\n".join(md) + "\n"
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.html", markdown_to_html(text, "ferbench report"))
     return out / "report.md"
-
-
-def markdown_to_html(md: str, title: str) -> str:
-    """Minimal Markdown (headings, pipe tables, images, paragraphs) → standalone HTML."""
-    body: list[str] = []
-    lines = md.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                cells = [c.strip() for c in lines[i].strip("|").split("|")]
-                if not all(set(c) <= set("-: ") for c in cells):
-                    rows.append(cells)
-                i += 1
-            body.append("<table>" + "".join(
-                "<tr>" + "".join(f"<{'th' if k == 0 else 'td'}>{html.escape(c)}</{'th' if k == 0 else 'td'}>"
-                                 for c in row) + "</tr>" for k, row in enumerate(rows)) + "</table>")
-            continue
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("!["):
-            cap, src = line[2:].split("](", 1)
-            body.append(f'<figure><img src="{html.escape(src.rstrip(")"))}" alt="{html.escape(cap)}">'
-                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-        i += 1
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")

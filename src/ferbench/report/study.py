@@ -594,8 +594,8 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
     Returns:
         The path of ``report.md``.
     """
+    from ferbench.report.context import markdown_to_html, study_context_lines
     from ferbench.report.plots import confusion_figure, learning_curves
-    from ferbench.report.runs import markdown_to_html
     from ferbench.sweep.store import ResultsStore
 
     db, out = Path(db), Path(out)
@@ -636,6 +636,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
           + (f"re-measured for the {n_measured} architectures one after the other when this report was written."
              if n_measured else "measured by each worker right after training."), ""]
 
+    md += study_context_lines(records) + [""]
     md += ["## Ranking", "", f"Sorted by {_acc_name(rows)}. *paper* = the seed's number for the same cell "
            "(model, dataset, resolution, balancing) and the split it is measured on; *ours (val)* is our number on "
            "that split (seed 000 reports validation accuracy) and Δ = ours − paper. *test* = the study's test split "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 from ferbench.config import RunConfig, TrainConfig, config_hash, dump_yaml, load_config, read_yaml, typed
 from ferbench.data import FerDataset
 from ferbench.data.preprocess import Preprocessing
+from ferbench.device import machine_info
 from ferbench.errors import ConfigError, FerbenchError
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
@@ -36,6 +36,7 @@ from ferbench.loader import load_checkpoint, preprocessing_of, save_checkpoint
 from ferbench.methods import Batch, Method, MethodModule, as_method
 from ferbench.persist import RunDir, read_weights, update_sidecar
 from ferbench.persist.atomic import atomic_write_text
+from ferbench.progress import EpochProgress as _Progress
 from ferbench.train.augment import AugmentConfig, augment_batch
 from ferbench.train.build import (
     Splits,
@@ -88,44 +89,6 @@ def _epoch_order(train: FerDataset, t: TrainConfig, g: torch.Generator) -> torch
 def _val_loss(y: np.ndarray, probs: np.ndarray) -> float:
     p = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
     return float(-np.log(p).mean())
-
-
-class _Progress:
-    """A rich progress bar (epochs + batches) on a terminal; one plain line per epoch otherwise."""
-
-    def __init__(self, enabled: bool, epochs: int, start: int, say: Any) -> None:
-        self.bar = enabled and sys.stdout.isatty()
-        self.lines = enabled and not self.bar
-        self.say, self.epochs = say, epochs
-        if self.bar:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            self.p.start()
-            self.ep = self.p.add_task("epochs", total=epochs, completed=start, info="")
-            self.bt = self.p.add_task("batches", total=1, info="")
-
-    def new_epoch(self, epoch: int, steps: int) -> None:
-        if self.bar:
-            self.p.reset(self.bt, total=steps, description=f"epoch {epoch + 1}")
-
-    def step(self, info: str) -> None:
-        if self.bar:
-            self.p.update(self.bt, advance=1, info=info)
-
-    def epoch_done(self, row: dict[str, Any], info: str) -> None:
-        if self.bar:
-            self.p.update(self.ep, advance=1, info=info)
-        elif self.lines:
-            self.say(f"epoch {row['epoch']}/{self.epochs} {row['time_s']:.1f}s train_loss {row['train_loss']:.4f} "
-                     f"train_acc {row['train_accuracy']:.4f} val_loss {row['val_loss']:.4f} "
-                     f"val_acc {row['val_accuracy']:.4f} lr {row['lr']:.3g} {row['images_per_s']:.0f} img/s "
-                     f"| {info}")
-
-    def close(self) -> None:
-        if self.bar:
-            self.p.stop()
 
 
 @dataclass
@@ -328,6 +291,7 @@ def _setup(cfg: RunConfig, rd: RunDir, say: Any) -> _Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.seed)
     device = resolve_device(t.device)
+    atomic_write_text(rd.path / "machine.json", json.dumps(machine_info(device), indent=1))
     data = prepare_data(cfg)
     classes = data.full.classes
     pre = Preprocessing.from_dict(cfg.preprocessing.model_dump())

@@ -1,0 +1,99 @@
+"""``--device auto|cpu|cuda``: where models run. ``auto`` = the first CUDA GPU when one is present, else CPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ferbench.errors import FerbenchError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device_name(name: str) -> str:
+    """Validate a device spelling without importing torch (for cheap CLI checks); returns it lower-cased.
+
+    Accepts ``auto``, ``cpu``, ``cuda`` and ``cuda:N``.
+    """
+    n = str(name).strip().lower()
+    if n in DEVICES or (n.startswith("cuda:") and n[5:].isdigit()):
+        return n
+    raise FerbenchError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+
+
+def resolve_device(name: str | None = "auto") -> Any:
+    """``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"`` → ``torch.device``.
+
+    ``auto`` picks ``cuda`` when ``torch.cuda.is_available()``; asking for ``cuda`` on a machine
+    without a usable GPU is a one-line :class:`FerbenchError`.
+    """
+    import torch
+
+    n = check_device_name(name or "auto")
+    if n == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if n.startswith("cuda") and not torch.cuda.is_available():
+        raise FerbenchError(f"--device {n}: no CUDA GPU is available here (torch {torch.__version__}); "
+                            "use --device cpu or auto")
+    return torch.device(n)
+
+
+def module_device(model: Any) -> Any:
+    """The device of ``model``'s first parameter or buffer (CPU for a parameter-less module)."""
+    import torch
+
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def recognizer_to(rec: Any, device: str) -> Any:
+    """Move a loaded :class:`~ferbench.deploy.recognizer.Recognizer`'s PyTorch classifier to ``device``.
+
+    ``auto`` keeps ONNX / TFLite models on the CPU (their only provider here); asking for ``cuda``
+    with one of them is a one-line error.
+    """
+    name = check_device_name(device)
+    if rec.backend != "torch":
+        if name.startswith("cuda"):
+            raise FerbenchError(f"--device {name}: {rec.backend} models run on the CPU here; pass a PyTorch "
+                                "checkpoint or --device cpu")
+        return rec
+    rec.classifier.to(resolve_device(name))
+    return rec
+
+
+def machine_info(device: Any = None) -> dict[str, Any]:
+    """Where a run ran: OS, Python, CPU model and cores, RAM, torch / ferbench versions, device (+ GPU name).
+
+    Written to ``RUN_DIR/machine.json`` by the trainer and shown in reports, beside wall times.
+    """
+    import os
+    import platform
+    import sys
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        ram_gb: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        ram_gb = None
+    info: dict[str, Any] = {"os": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+                            "cpu_count": os.cpu_count(), "ram_gb": ram_gb}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if device is not None:
+            info["device"] = str(device)
+            if str(device).startswith("cuda"):
+                info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    from ferbench.version import __version__
+
+    info["ferbench"] = __version__
+    return info
