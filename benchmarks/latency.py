@@ -17,22 +17,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def _timeit(fn: Any, n: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+from _timing import timeit as _timeit  # benchmarks/ is on sys.path: scripts run as benchmarks/X.py
 
 
 def face_frame(data_root: str | None) -> tuple[np.ndarray, bool]:

@@ -45,21 +45,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+from _timing import timeit as _timeit  # benchmarks/ is on sys.path: scripts run as benchmarks/X.py
 
 REF_ASTRONAUT_BOX = (178.1, 80.9, 272.1, 175.0)  # blazeface on the raw 512×512 astronaut, measured once
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "brick", "grass", "gravel",
                "immunohistochemistry", "moon")
-
-
-def _timeit(fn: Any, n: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def astronaut_frame() -> tuple[np.ndarray, np.ndarray]:

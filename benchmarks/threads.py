@@ -14,23 +14,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
+from _timing import timeit as _timeit  # benchmarks/ is on sys.path: scripts run as benchmarks/X.py
 
 
 def med_ms(fn: Any, n: int) -> float:
-    for _ in range(3):
-        fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * statistics.median(ts)
+    return 1000 * statistics.median(_timeit(fn, n, warmup=3))
 
 
 def main() -> None:

@@ -359,16 +359,9 @@ def test_bad_request_to_the_server(name: str, request_kwargs: Callable[[Path], d
 # A bad config is refused at load (the typed schema), before a run folder exists; a checkpoint whose files do
 # not fit together is one line naming the file; a damaged or finished run folder is never rewritten.
 def run_cli_err(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    from ferbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["ferbench", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.err
+    """(exit code, stderr) of ``ferbench ARGS`` (see :func:`run_cli`)."""
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    return code, err
 
 
 def _assert_one_line(code: int, err: str, *needles: str) -> None:
