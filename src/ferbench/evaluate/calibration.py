@@ -37,7 +37,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, max_iter: int = 200) -> f
         return loss
 
     opt.step(closure)
-    return float(np.clip(float(log_t.exp()), 0.05, 20.0))
+    return float(np.clip(float(log_t.detach().exp()), 0.05, 20.0))
 
 
 def temperature_of(meta: dict[str, Any]) -> float:
