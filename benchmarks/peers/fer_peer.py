@@ -33,11 +33,12 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_timing.py (stdlib only: fer's venv)
+from _timing import timeit  # noqa: E402
 
 FER2013_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -84,17 +85,6 @@ def preprocess(faces48, size: tuple[int, int]):
     g = g / 255.0
     g = (g - 0.5) * 2.0
     return np.expand_dims(g, -1)  # fer passes (b, h, w); the model's input is (b, h, w, 1)
-
-
-def timeit(fn, n: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def main() -> None:
