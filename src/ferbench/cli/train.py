@@ -105,11 +105,11 @@ def quickstart_cmd(
     data_root: Path | None = DataRoot,
     set_: list[str] = typer.Option([], "--set", help="Override a config key (repeatable)."),
 ) -> None:
-    """Train the fast default config on FER2013, evaluate on PrivateTest and write a report (about 7 min).
+    """Train the fast default config on FER2013, evaluate on PrivateTest and write a report (7–13 min).
 
-    Measured: 6 min 54 s wall on 2 quiet CPU cores (13 min 12 s on a loaded machine, where the config's
-    13-minute training limit stops it after epoch 9). Re-running continues an interrupted quickstart
-    from its last finished epoch.
+    Measured: 6 min 54 s wall on 2 quiet CPU cores; 12 min 18 s on a 3× slower AVX2-only CPU, where the config's
+    13-minute training limit stops it after epoch 4 of 10 (55.8 % instead of 63.3 %). Re-running continues an
+    interrupted quickstart from its last finished epoch.
     """
     from ferbench.report.runs import write_report
     from ferbench.train.loop import train
