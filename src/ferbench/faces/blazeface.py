@@ -20,6 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ferbench.faces.boxes import box_areas, intersection_matrix, iou_matrix
+
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 # name → (file, input side, strides, anchors per cell per layer); MediaPipe face_detection_*_common.pbtxt
@@ -70,13 +72,7 @@ def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, s
 
 
 def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area - inter, 1e-9)
+    return iou_matrix(box[None], boxes)[0]
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, iou: float = 0.3
@@ -110,13 +106,8 @@ def drop_merged(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, inside: 
     area in the box): at low input resolution two neighbouring faces also fire as one big face."""
     if len(boxes) < 3:
         return boxes, scores, kps
-    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    held = inter / np.maximum(area[None, :], 1e-9) >= inside  # held[i, j]: box j lies (mostly) in box i
+    inter = intersection_matrix(boxes, boxes)
+    held = inter / np.maximum(box_areas(boxes)[None, :], 1e-9) >= inside  # held[i, j]: box j lies (mostly) in box i
     held &= scores[None, :] > scores[:, None]
     np.fill_diagonal(held, False)
     keep = held.sum(1) < 2
