@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ferbench.persist import RunDir
+
 HTML_STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;line-height:1.45}"
     "table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px}"
@@ -68,7 +70,7 @@ def config_lines(cfg_text: str, heading: str = "Config") -> list[str]:
 
 def run_summary_lines(run_dir: Path, meta: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
     """Bullet list: model, data, epochs and why it stopped, wall time, throughput, machine."""
-    last_path = run_dir / "last.json"
+    last_path = RunDir(run_dir).last
     last = json.loads(last_path.read_text()) if last_path.exists() else {}
     mpath = run_dir / "machine.json"
     machine = json.loads(mpath.read_text()) if mpath.exists() else None

@@ -32,6 +32,7 @@ from ferbench.config import config_hash, load_config, read_yaml
 from ferbench.data.registry import canonical_dataset_name, display_name, get_spec, split_name
 from ferbench.data.union import parse_dataset_names
 from ferbench.errors import FerbenchError
+from ferbench.persist import RunDir, read_sidecar
 from ferbench.persist.atomic import atomic_write_text
 
 DEFAULT_LOO = ("fer2013", "ferplus", "ckplus")
@@ -124,10 +125,12 @@ def run_config(config: str | Path | dict[str, Any], train_set: str, overrides: S
 
 
 def _finished(run_dir: Path, cfg: dict[str, Any]) -> bool:
-    """The run in ``run_dir`` finished (``best.json`` is written last) under this exact config."""
-    if not (run_dir / "best.json").exists() or not (run_dir / "config.yaml").exists():
+    """The run in ``run_dir`` finished (its committed state says it stopped, not just that a best checkpoint
+    exists: a killed run has one after its first epoch) under this exact config."""
+    rd = RunDir(run_dir)
+    if not rd.has_state() or not rd.best.exists() or not rd.config.exists():
         return False
-    return config_hash(read_yaml(run_dir / "config.yaml")) == config_hash(cfg)
+    return bool(rd.read_last().get("stopped")) and config_hash(read_yaml(rd.config)) == config_hash(cfg)
 
 
 def _cell_summary(m: dict[str, Any], train_set: str, test: str, split: str, digest: str) -> dict[str, Any]:
@@ -227,10 +230,10 @@ def run_crossdomain(
             say(f"{r}: training → {run_dir}")
             train_fn(cfg, out_dir=run_dir, resume=True, progress=progress, log=say)
             trained_s = time.perf_counter() - t0
-        best = json.loads((run_dir / "best.json").read_text())
+        best = read_sidecar(RunDir(run_dir).best)
         digest = file_digest(run_dir / "best.safetensors")
         results["runs"][r] = {"run_dir": str(run_dir), "best_epoch": best.get("epoch"),
-                              "epochs_run": len(_history(run_dir)), "wall_s_this_call": trained_s,
+                              "epochs_run": len(RunDir(run_dir).read_metrics()), "wall_s_this_call": trained_s,
                               "train_wall_s": _elapsed(run_dir), "metrics": best.get("metrics", {})}
         for test in tests:
             cell_path = out / "cells" / f"{slug(r)}__{slug(test)}.json"
@@ -251,14 +254,9 @@ def run_crossdomain(
     return results
 
 
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    p = run_dir / "metrics.jsonl"
-    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
-
-
 def _elapsed(run_dir: Path) -> float | None:
     """Training wall time over all resumed calls (sum of the per-epoch times)."""
-    h = _history(run_dir)
+    h = RunDir(run_dir).read_metrics()
     return float(sum(r.get("time_s", 0.0) for r in h)) if h else None
 
 

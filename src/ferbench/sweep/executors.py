@@ -122,7 +122,7 @@ def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -
     best = read_sidecar(rd.best)
     last = rd.read_last() or {}
     history = rd.read_metrics()
-    evals = {p.stem[5:]: json.loads(p.read_text()) for p in sorted(run_dir.glob("eval_*.json"))}
+    evals = rd.read_evals()
     cfg = spec["config"]
     indexed = isinstance(cfg["data"].get("indices"), dict)
     val_name = "val" if indexed else cfg["data"].get("val_split")
