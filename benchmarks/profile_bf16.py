@@ -16,15 +16,14 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
+from train_throughput import precision_step  # benchmarks/ is on sys.path: scripts run as benchmarks/X.py
 
 from ferbench.data import load_dataset
 from ferbench.data.preprocess import Preprocessing
 from ferbench.models import create_model
 from ferbench.train.augment import AugmentConfig
-from ferbench.train.loop import train_batch
-from ferbench.train.precision import PrecisionPlan, cpu_bf16_support, to_fp32
+from ferbench.train.precision import PrecisionPlan, cpu_bf16_support
 
 
 def profile_step(name: str, plan: PrecisionPlan, images: torch.Tensor, labels: torch.Tensor, batch: int,
@@ -37,13 +36,7 @@ def profile_step(name: str, plan: PrecisionPlan, images: torch.Tensor, labels: t
     idx = torch.arange(batch)
 
     def step() -> None:
-        x = plan.prepare_input(train_batch(images, idx, pre, aug, g))
-        with plan.autocast():
-            logits = to_fp32(model(x))
-        loss = F.cross_entropy(logits, labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        precision_step(model, opt, plan, images, labels, idx, pre, aug, g)
 
     step()  # warm-up (oneDNN primitive creation)
     t = time.perf_counter()

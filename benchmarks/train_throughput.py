@@ -129,6 +129,20 @@ def bench_input(steps: int, images: torch.Tensor, labels: torch.Tensor, pixels: 
     return {"a_naive": a, "b_ferbench": b}
 
 
+def precision_step(model: torch.nn.Module, opt: torch.optim.Optimizer, plan: PrecisionPlan, images: torch.Tensor,
+                   labels: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug: AugmentConfig,
+                   g: torch.Generator) -> None:
+    """One training step as the trainer runs it under ``plan``: ``train_batch`` → forward under the plan's
+    autocast → fp32 cross-entropy → optimiser step (also profiled by ``profile_bf16.py``)."""
+    x = plan.prepare_input(train_batch(images, idx, pre, aug, g))
+    with plan.autocast():
+        logits = to_fp32(model(x))
+    loss = F.cross_entropy(logits, labels[idx])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, plans: list[PrecisionPlan],
                     batch: int = 128, warmup: int = 2) -> dict[str, float]:
     """Training images/s of ``name`` under each plan: real FER2013 rows → ``train_batch`` (Keras augmentation)
@@ -149,13 +163,7 @@ def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.T
             if s == warmup:
                 t = time.perf_counter()
             idx = order[(s * batch) % (len(labels) - batch):][:batch]
-            x = plan.prepare_input(train_batch(images, idx, pre, aug, g))
-            with plan.autocast():
-                logits = to_fp32(model(x))
-            loss = F.cross_entropy(logits, labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            precision_step(model, opt, plan, images, labels, idx, pre, aug, g)
         out[plan.describe()] = steps * batch / (time.perf_counter() - t)
     return out
 
