@@ -195,9 +195,6 @@ def list_configs() -> list[str]:
     return sorted(str(p.relative_to(PACKAGE_CONFIGS).with_suffix("")) for p in PACKAGE_CONFIGS.rglob("*.yaml"))
 
 
-_find_config = find_config  # older private name
-
-
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)$")
 
 

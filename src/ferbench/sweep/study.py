@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferbench.config import _find_config, config_hash, deep_merge, load_config, read_yaml, set_key
+from ferbench.config import config_hash, deep_merge, find_config, load_config, read_yaml, set_key
 from ferbench.errors import ConfigError
 
 STUDY_KEYS = {"name", "description", "base", "set", "grid", "include", "exclude", "kfold", "cross_eval",
@@ -116,7 +116,7 @@ def trial_key(cfg: dict[str, Any]) -> str:
 def load_study(path: str | Path) -> Study:
     """Parse a study YAML (also looked up under ``configs/``); errors name the file and the key."""
     try:
-        p = _find_config(str(path), None)
+        p = find_config(str(path), None)
     except ConfigError:
         raise ConfigError(f"study {str(path)!r} not found (also looked under configs/)") from None
     raw = read_yaml(p)

@@ -13,7 +13,7 @@ from ferbench.config import RunConfig, TrainConfig
 from ferbench.data import FerDataset, load_dataset
 from ferbench.errors import ConfigError, FerbenchError
 from ferbench.methods import Method
-from ferbench.train.precision import cpu_bf16_support, fused_ok
+from ferbench.train.precision import fused_ok
 
 
 @dataclass
@@ -146,18 +146,3 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name} requested but no CUDA device is available")
     return dev
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (AMX-BF16 or AVX512-BF16 *and* oneDNN's bf16 check; see
-    :func:`ferbench.train.precision.cpu_bf16_support`)."""
-    return cpu_bf16_support()[0]
-
-
-def resolve_precision(t: TrainConfig, device: torch.device) -> str:
-    """``train.precision`` → ``"fp32"`` or ``"bf16"`` (``auto``: bf16 on CUDA and on CPUs with bf16 units)."""
-    if t.precision != "auto":
-        return t.precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_bf16() else "fp32"

@@ -41,19 +41,17 @@ from ferbench.train.augment import AugmentConfig, augment_batch
 from ferbench.train.build import (
     Splits,
     build_for_training,
-    cpu_has_bf16,
     dataset_name,
     fill_model_defaults,
     make_optimizer,
     prepare_data,
     resolve_device,
-    resolve_precision,
     split_names,
 )
 from ferbench.train.losses import class_weights
 from ferbench.train.mix import mix_batch
 from ferbench.train.policies import apply_policy, set_train_mode
-from ferbench.train.precision import cpu_bf16_support, to_fp32
+from ferbench.train.precision import cpu_bf16_support, resolve_channels_last, resolve_precision, to_fp32
 from ferbench.train.schedule import lr_factor, make_plateau, per_step, steps_in_epoch
 from ferbench.train.state import flatten_optimizer, prefixed, unflatten_optimizer
 
@@ -296,7 +294,7 @@ def _setup(cfg: RunConfig, rd: RunDir, say: Any) -> _Run:
     classes = data.full.classes
     pre = Preprocessing.from_dict(cfg.preprocessing.model_dump())
     model, arch = build_for_training(cfg, classes)
-    channels_last = (device.type == "cpu") if t.channels_last == "auto" else bool(t.channels_last)
+    channels_last = resolve_channels_last(t.channels_last, model)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -308,7 +306,7 @@ def _setup(cfg: RunConfig, rd: RunDir, say: Any) -> _Run:
         adjust = torch.tensor(t.logit_adjust * np.log(prior), dtype=torch.float32, device=device)
     soft = data.train.soft_labels if cfg.data.soft_labels else None
     run = _Run(cfg=cfg, rd=rd, data=data, pre=pre, model=model, method=as_method(model), arch=arch, device=device,
-               precision=resolve_precision(t, device), aug=AugmentConfig.preset(t.augment, **t.augment_overrides),
+               precision=resolve_precision(t.precision, device), aug=AugmentConfig.preset(t.augment, **t.augment_overrides),
                cw=torch.tensor(cw_np, dtype=torch.float32, device=device) if cw_np is not None else None,
                adjust=adjust, soft=soft, channels_last=channels_last)
     if t.compile:
@@ -387,7 +385,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         else:
             say(f"resuming {rd.path} after epoch {state.epoch}")
     state.precision = run.precision
-    if run.precision == "bf16" and run.device.type == "cpu" and not cpu_has_bf16():
+    if run.precision == "bf16" and run.device.type == "cpu" and not cpu_bf16_support()[0]:
         say(f"train.precision=bf16 on a CPU without native bf16 ({cpu_bf16_support()[1]}): expect it to be much "
             "slower than fp32")
     sidecar = {"architecture": run.arch, "classes": run.data.full.classes, "preprocessing": run.pre.to_dict(),

@@ -11,8 +11,8 @@ the outputs are cast back to fp32 before the loss, and the backward runs each op
 ``channels_last: auto | true | false``: NHWC weights and inputs (oneDNN's native layout, no reorders per
 convolution). ``auto`` = on for models with 2-D convolutions, off for models without (ViT token models).
 
-The trainer resolves ``train.precision`` with :func:`ferbench.train.build.resolve_precision` (whose CPU test
-is :func:`cpu_bf16_support`), records the result in ``last.json`` so a resumed run keeps it, autocasts the
+The trainer resolves ``train.precision`` with :func:`resolve_precision` and ``train.channels_last`` with
+:func:`resolve_channels_last`, records the result in ``last.json`` so a resumed run keeps it, autocasts the
 forward and casts its outputs back with :func:`to_fp32`. The same steps, as benchmarks/train_throughput.py
 takes them::
 
@@ -75,14 +75,17 @@ def cpu_bf16_support() -> tuple[bool, str]:
     return False, f"{'/'.join(have)} present but oneDNN reports no bf16 support (cpu capability {cap})"
 
 
-def resolve_precision(value: str) -> str:
-    """``auto | fp32 | bf16`` → ``fp32`` or ``bf16`` (``auto``: bf16 where :func:`cpu_bf16_support`)."""
+def resolve_precision(value: str, device: torch.device | None = None) -> str:
+    """``auto | fp32 | bf16`` → ``fp32`` or ``bf16``. ``auto``: bf16 on a CUDA ``device`` that supports it, and
+    on CPUs where :func:`cpu_bf16_support`; fp32 elsewhere."""
     v = str(value).lower()
     if v not in PRECISIONS:
         raise ConfigError(f"train.precision={value!r}: choose auto, fp32 or bf16")
-    if v == "auto":
-        return "bf16" if cpu_bf16_support()[0] else "fp32"
-    return v
+    if v != "auto":
+        return v
+    if device is not None and device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_bf16_support()[0] else "fp32"
 
 
 def has_conv2d(model: nn.Module) -> bool:
