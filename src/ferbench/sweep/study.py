@@ -16,6 +16,8 @@ Example (``configs/studies/seed000_quick.yaml``)::
       - {model.name: fer_vgg_s, train.class_weights: simple}
     exclude:                            # drop every grid point matching all the given keys (axis names
       - {model.name: lenet5, train.class_weights: simple}   # or dotted keys of the resolved config)
+    first:                              # optional run order: trials matching the first pattern run first,
+      - {train.class_weights: simple}   # then the second's ...; the rest keep their order (keys unchanged)
     kfold: {k: 5}                       # optional: every trial becomes k fold trials (seed-001 protocol)
     cross_eval:                         # optional: also evaluate every trial on these dataset splits
       - {data: ckplus, split: all}
@@ -38,7 +40,7 @@ from ferbench.config import config_hash, deep_merge, find_config, load_config, r
 from ferbench.errors import ConfigError
 
 STUDY_KEYS = {"name", "description", "base", "set", "grid", "include", "exclude", "kfold", "cross_eval",
-              "resources", "paper"}
+              "resources", "paper", "first"}
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Study:
     kfold: dict[str, Any] | None = None
     cross_eval: list[dict[str, Any]] = field(default_factory=list)
     resources: dict[str, float] = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
+    first: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
 
     def trials(self, data_root: str | Path | None = None) -> list[Trial]:
@@ -84,6 +87,9 @@ class Study:
             if key not in seen:
                 seen.add(key)
                 out.append(Trial(key, p, cfg))
+        if self.first:  # stable: within one priority the listed order is kept
+            out.sort(key=lambda t: next((i for i, pat in enumerate(self.first) if _matches(t.params, t.config, pat)),
+                                        len(self.first)))
         return out
 
     def resolve(self, params: dict[str, Any], data_root: str | Path | None = None) -> dict[str, Any]:
@@ -139,8 +145,8 @@ def load_study(path: str | Path) -> Study:
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError(f"{p}: 'grid' must map each key to a non-empty list of values")
-    include, exclude = raw.get("include") or [], raw.get("exclude") or []
-    for name, lst in (("include", include), ("exclude", exclude)):
+    include, exclude, first = raw.get("include") or [], raw.get("exclude") or [], raw.get("first") or []
+    for name, lst in (("include", include), ("exclude", exclude), ("first", first)):
         if not isinstance(lst, list) or any(not isinstance(e, dict) for e in lst):
             raise ConfigError(f"{p}: '{name}' must be a list of mappings")
     kfold = raw.get("kfold")
@@ -149,7 +155,7 @@ def load_study(path: str | Path) -> Study:
     resources = {"cpus": 1, "gpus": 0, **(raw.get("resources") or {})}
     study = Study(name=str(raw.get("name") or p.stem), base=base, grid=grid, include=include, exclude=exclude,
                   kfold=kfold, cross_eval=list(raw.get("cross_eval") or []), resources=resources,
-                  source=p.read_text())
+                  first=first, source=p.read_text())
     for axis, values in grid.items():
         if _is_config_key(base, axis) and any(isinstance(v, dict) and any("." in str(k) for k in v) for v in values):
             raise ConfigError(f"{p}: grid axis {axis!r} is a config key; give a named axis another name")
@@ -158,10 +164,10 @@ def load_study(path: str | Path) -> Study:
             study.resolve({axis: v})
     for e in include:
         study.resolve(e)
-    for e in exclude:
+    for e in exclude + first:
         for k in e:
             if k not in grid and not _is_config_key(base, k):
-                raise ConfigError(f"{p}: exclude key {k!r} is neither a grid axis nor a config key")
+                raise ConfigError(f"{p}: exclude/first key {k!r} is neither a grid axis nor a config key")
     for ce in study.cross_eval:
         if not isinstance(ce, dict) or "data" not in ce:
             raise ConfigError(f"{p}: each cross_eval entry needs 'data' (and optionally 'split', 'root')")
