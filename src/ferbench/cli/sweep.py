@@ -19,6 +19,9 @@ def sweep_cmd(
     out: Path | None = typer.Option(None, "--out", help="Study folder: results.db + runs/<trial key>/ "
                                     "(default runs/<study name>)."),
     data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the datasets."),
+    import_from: Path | None = typer.Option(None, "--import", help="Results file written by `ferbench results "
+                                            "--export` (e.g. committed from another machine): its finished "
+                                            "trials of this study are stored as done and not run again."),
 ) -> None:
     """Run every trial of a study; re-running skips finished trials and resumes unfinished ones.
 
@@ -74,9 +77,12 @@ def sweep_cmd(
                 lines.line(msg)
 
         bar.update(task, total=n_all)
-        res = run_study(study, out, executor, address, max_parallel, data_root, log=log, on_done=on_done)
+        res = run_study(study, out, executor, address, max_parallel, data_root, log=log, on_done=on_done,
+                        import_from=import_from)
         bar.update(task, completed=n_all - len(res["todo"]) + res["finished"] + res["failed"] + res["busy"])
     skipped = len(res["trials"]) - len(res["todo"])
+    if import_from is not None:
+        con.print(f"{res['imported']} finished trials imported from {import_from}")
     con.print(f"{res['finished']} trials finished, {res['failed']} failed, {res['busy']} skipped (claimed by another driver), "
               f"{skipped} already done; results in {res['db']}")
     con.print(f"report: ferbench report --db {res['db']} --out {res['out'] / 'report'}")
@@ -130,6 +136,8 @@ def results_cmd(
                                       "key such as model.name); repeatable, all must match."),
     study: str | None = typer.Option(None, "--study", help="Only this study."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    export: Path | None = typer.Option(None, "--export", help="Write every finished trial's full record as JSON "
+                                       "lines (small, committable; `ferbench sweep --import` reads it)."),
 ) -> None:
     """List the trials of a results store with their status and headline numbers."""
     import yaml
@@ -146,6 +154,7 @@ def results_cmd(
     with ResultsStore(db, create=False) as store:
         trials = store.trials(study)
         recs = {r["key"]: r for r in store.results(study)}
+        n_exported = store.export_jsonl(export, study) if export is not None else None
     trials = [t for t in trials if all(_match(_lookup(t, k), v) for k, v in wanted)]
     rows, out = [], []
     for t in trials:
@@ -168,6 +177,8 @@ def results_cmd(
 
         atomic_write_text(json_out, json.dumps(out, indent=1))
         con.print(f"wrote {json_out}")
+    if n_exported is not None:
+        con.print(f"exported {n_exported} finished trial records to {export}")
 
 
 def _match(have: Any, want: Any) -> bool:

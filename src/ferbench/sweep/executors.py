@@ -329,10 +329,13 @@ def run_study(study_path: str | Path, out: str | Path | None = None, executor: s
               address: str | None = None, max_parallel: int = 1, data_root: str | Path | None = None,
               dry_run: bool = False, log: Log | None = None,
               on_done: Callable[[Trial, dict[str, Any] | None, str | None], None] | None = None,
+              import_from: str | Path | None = None,
               ) -> dict[str, Any]:
-    """Plan and run a study; returns ``{"db", "out", "trials", "todo", "finished", "failed", "busy"}``.
+    """Plan and run a study; returns ``{"db", "out", "trials", "todo", "finished", "failed", "busy", "imported"}``.
 
     ``out`` defaults to ``runs/<study name>``; the store is ``out/results.db``, run dirs ``out/runs/<key>``.
+    ``import_from``: an exported results file (``ferbench results --export``); its records of this study's
+    trials are stored as finished before planning, so those trials are not run again.
     """
     from ferbench.sweep.study import load_study
 
@@ -345,8 +348,17 @@ def run_study(study_path: str | Path, out: str | Path | None = None, executor: s
         return {"db": out_dir / "results.db", "out": out_dir, "trials": trials, "todo": trials, "finished": 0,
                 "failed": 0, "busy": 0, "study": study}
     out_dir.mkdir(parents=True, exist_ok=True)
+    imported_recs = None
+    if import_from is not None:
+        from ferbench.sweep.store import read_jsonl
+
+        imported_recs = read_jsonl(import_from)  # a bad file fails before anything is written
     with ResultsStore(out_dir / "results.db") as store:
         all_trials = study.trials(data_root)
+        imported = 0
+        if imported_recs:
+            store.register_study(study.name, study.source)
+            imported = store.import_records(imported_recs, {t.key for t in all_trials})
         todo = plan(study, store, out_dir, data_root)
         t0 = time.perf_counter()
         if executor == "ray":
@@ -355,4 +367,4 @@ def run_study(study_path: str | Path, out: str | Path | None = None, executor: s
         else:
             counts = run_local(study, store, out_dir, todo, max_parallel, on_done, log)
     return {"db": out_dir / "results.db", "out": out_dir, "trials": all_trials, "todo": todo, "study": study,
-            "elapsed_s": time.perf_counter() - t0, **counts}
+            "elapsed_s": time.perf_counter() - t0, "imported": imported, **counts}

@@ -45,6 +45,25 @@ CREATE INDEX IF NOT EXISTS trials_study ON trials(study);
 STATUSES = ("pending", "running", "finished", "failed")
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of an exported results file; a bad line is an error naming the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise FerbenchError(f"results file {p} not found")
+    out = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FerbenchError(f"{p}:{i}: not a JSON record ({e.msg})") from None
+        if not isinstance(rec, dict) or "key" not in rec or "config" not in rec:
+            raise FerbenchError(f"{p}:{i}: not a ferbench trial record (needs 'key' and 'config')")
+        out.append(rec)
+    return out
+
+
 class ResultsStore:
     """A connection to ``results.db``. Only the sweep's driver process writes to it."""
 
@@ -125,6 +144,24 @@ class ResultsStore:
             raise
         return exists is None
 
+    def import_records(self, records: list[dict[str, Any]], keys: set[str] | None = None) -> int:
+        """Store finished-trial records exported from another store (:meth:`export_jsonl`); returns how many were new.
+
+        A record whose key is already finished here is skipped (nothing counted twice); ``keys`` restricts
+        the import to those trial keys (a study's current trials). The run directories of imported trials
+        are usually absent: reports then use the record's numbers and skip that trial's figures.
+        """
+        n = 0
+        for rec in records:
+            key = rec.get("key")
+            if not key or "config" not in rec or (keys is not None and key not in keys):
+                continue
+            if self.status(key) == "finished":
+                continue
+            self.add_trial(key, rec.get("study", ""), rec.get("params") or {}, rec["config"], rec.get("run_dir", ""))
+            n += int(self.record_result(key, rec))
+        return n
+
     # -- reading --------------------------------------------------------------------------------
     def status(self, key: str) -> str | None:
         r = self.db.execute("SELECT status FROM trials WHERE key=?", (key,)).fetchone()
@@ -149,6 +186,18 @@ class ResultsStore:
         if study:
             sql, args = sql + " WHERE study=?", (study,)
         return [json.loads(r["record"]) for r in self.db.execute(sql + " ORDER BY recorded", args).fetchall()]
+
+    def export_jsonl(self, path: str | Path, study: str | None = None) -> int:
+        """Write every finished record (one JSON object per line) to ``path`` atomically; returns the count.
+
+        The file is small enough to commit: a study that runs over several machines or sessions carries its
+        finished trials in it (``ferbench sweep --import``) while run directories stay out of git.
+        """
+        from ferbench.persist.atomic import atomic_write_text
+
+        recs = self.results(study)
+        atomic_write_text(Path(path), "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in recs))
+        return len(recs)
 
     def counts(self, study: str | None = None) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)

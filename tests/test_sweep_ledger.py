@@ -1,0 +1,60 @@
+"""A study carried across machines: the ``first:`` run order, exporting finished records and importing them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_sweep import _study
+from typer.testing import CliRunner
+
+from ferbench.errors import ConfigError, FerbenchError
+from ferbench.sweep.executors import run_study
+from ferbench.sweep.store import ResultsStore, read_jsonl
+from ferbench.sweep.study import load_study
+
+
+def test_first_patterns_reorder_trials_without_changing_keys(tmp_path: Path) -> None:
+    grid = "grid:\n  train.class_weights: [none, simple, conservative]\n"
+    plain = load_study(_study(tmp_path, grid, "a")).trials()
+    ordered = load_study(_study(tmp_path, grid + "first:\n  - {train.class_weights: conservative}\n", "a")).trials()
+    cw = [t.config["train"]["class_weights"] for t in ordered]
+    assert cw == ["conservative", "none", "simple"]  # matched first, the rest in listed order
+    assert sorted(t.key for t in plain) == sorted(t.key for t in ordered)
+    with pytest.raises(ConfigError, match="exclude/first key 'nosuch.key'"):
+        load_study(_study(tmp_path, grid + "first:\n  - {nosuch.key: 1}\n", "b"))
+
+
+def test_export_then_import_skips_finished_trials_and_counts_once(tiny_root: Path, tmp_path: Path) -> None:
+    from ferbench.cli.main import app
+
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n")
+    first = tmp_path / "machine1"
+    res = run_study(p, first, data_root=tiny_root, log=lambda s: None)
+    assert res["finished"] == 2
+    ledger = tmp_path / "results.jsonl"
+    r = CliRunner().invoke(app, ["results", "--db", str(first / "results.db"), "--export", str(ledger)])
+    assert r.exit_code == 0 and "exported 2 finished trial records" in r.output
+    recs = read_jsonl(ledger)
+    assert len(recs) == 2 and all(json.loads(json.dumps(x))["key"] for x in recs)
+
+    shutil.rmtree(first)  # the run directories are gone, as on a new machine
+    second = tmp_path / "machine2"
+    again = run_study(p, second, data_root=tiny_root, log=lambda s: None, import_from=ledger)
+    assert (again["imported"], again["finished"], len(again["todo"])) == (2, 0, 0)  # nothing retrained
+    with ResultsStore(second / "results.db") as s:
+        assert s.counts()["finished"] == 2 and s.import_records(recs) == 0  # a second import adds nothing
+        assert sorted(x["test_accuracy"] for x in s.results()) == sorted(x["test_accuracy"] for x in recs)
+
+
+def test_a_bad_ledger_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    p = _study(tmp_path, "")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"key": "k"}\nnot json\n')
+    with pytest.raises(FerbenchError, match=r"bad.jsonl:1: not a ferbench trial record"):
+        run_study(p, tmp_path / "out", import_from=bad, log=lambda s: None)
+    assert not (tmp_path / "out" / "results.db").exists()
+    with pytest.raises(FerbenchError, match="results file .* not found"):
+        read_jsonl(tmp_path / "missing.jsonl")
