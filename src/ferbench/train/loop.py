@@ -306,7 +306,7 @@ def _setup(cfg: RunConfig, rd: RunDir, say: Any) -> _Run:
         adjust = torch.tensor(t.logit_adjust * np.log(prior), dtype=torch.float32, device=device)
     soft = data.train.soft_labels if cfg.data.soft_labels else None
     run = _Run(cfg=cfg, rd=rd, data=data, pre=pre, model=model, method=as_method(model), arch=arch, device=device,
-               precision=resolve_precision(t.precision, device), aug=AugmentConfig.preset(t.augment, **t.augment_overrides),
+               precision=resolve_precision(t.precision, device, model), aug=AugmentConfig.preset(t.augment, **t.augment_overrides),
                cw=torch.tensor(cw_np, dtype=torch.float32, device=device) if cw_np is not None else None,
                adjust=adjust, soft=soft, channels_last=channels_last)
     if t.compile:

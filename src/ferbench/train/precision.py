@@ -75,9 +75,23 @@ def cpu_bf16_support() -> tuple[bool, str]:
     return False, f"{'/'.join(have)} present but oneDNN reports no bf16 support (cpu capability {cap})"
 
 
-def resolve_precision(value: str, device: torch.device | None = None) -> str:
+def depthwise_share(model: nn.Module) -> float:
+    """Fraction of ``model``'s 2-D convolutions that are depthwise (``groups == in_channels > 1``); 0 without convs."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return 0.0
+    return sum(1 for m in convs if m.groups > 1 and m.groups == m.in_channels) / len(convs)
+
+
+DEPTHWISE_FP32_SHARE = 0.25
+
+
+def resolve_precision(value: str, device: torch.device | None = None, model: nn.Module | None = None) -> str:
     """``auto | fp32 | bf16`` → ``fp32`` or ``bf16``. ``auto``: bf16 on a CUDA ``device`` that supports it, and
-    on CPUs where :func:`cpu_bf16_support`; fp32 elsewhere."""
+    on CPUs where :func:`cpu_bf16_support`; fp32 elsewhere. On the CPU, ``auto`` also stays fp32 for a
+    ``model`` whose convolutions are at least a quarter depthwise (MobileNet, MobileNetV2, EfficientFace):
+    oneDNN's bf16 depthwise kernels lose to fp32 channels_last there (measured 0.75-0.8x,
+    benchmarks/results/bf16_cpu.md), while dense convolutions gain 1.4-2.9x."""
     v = str(value).lower()
     if v not in PRECISIONS:
         raise ConfigError(f"train.precision={value!r}: choose auto, fp32 or bf16")
@@ -85,6 +99,8 @@ def resolve_precision(value: str, device: torch.device | None = None) -> str:
         return v
     if device is not None and device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if model is not None and depthwise_share(model) >= DEPTHWISE_FP32_SHARE:
+        return "fp32"
     return "bf16" if cpu_bf16_support()[0] else "fp32"
 
 
@@ -167,5 +183,5 @@ class PrecisionPlan:
 
 def resolve_plan(precision: str, channels_last: Any, model: nn.Module) -> PrecisionPlan:
     """The :class:`PrecisionPlan` of a run's ``train.precision`` / ``train.channels_last`` for ``model``."""
-    return PrecisionPlan(resolve_precision(precision), resolve_channels_last(channels_last, model))
+    return PrecisionPlan(resolve_precision(precision, model=model), resolve_channels_last(channels_last, model))
 
