@@ -418,10 +418,30 @@ class Recognizer:
         ``faces``: predictions for this image (default: ``self.predict(image)``). Colours follow the
         class index; tracked faces are labelled ``#id``. ``color`` is the input's channel order for arrays.
         """
-        from ferbench.deploy.video import annotate
-
         rgb = to_rgb(image, color, self.max_pixels)
         if faces is None:
             faces = self.predict_batch([rgb], "rgb")[0]
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         return np.ascontiguousarray(annotate(bgr, faces, self.classes)[..., ::-1])
+
+
+_COLOURS = [(60, 60, 230), (60, 160, 60), (200, 100, 160), (0, 200, 255), (200, 130, 40), (0, 140, 255),
+            (180, 180, 180), (120, 60, 120)]
+
+
+def annotate(frame_bgr: np.ndarray, faces: list[FacePrediction], classes: list[str] | None = None) -> np.ndarray:
+    """Draw each face's box and ``label prob`` on a uint8 BGR ``(H, W, 3)`` frame (in place; returned)."""
+    import cv2
+    for f in faces:
+        x1, y1, x2, y2 = f.box
+        k = classes.index(f.label) if classes and f.label in classes else 0
+        col = _COLOURS[k % len(_COLOURS)]
+        t = max(1, round(max(frame_bgr.shape[:2]) / 400))
+        cv2.rectangle(frame_bgr, (x1, y1), (x2, y2), col, t)
+        text = f"{f.label} {f.confidence:.2f}" if f.track_id is None else f"#{f.track_id} {f.label} {f.confidence:.2f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * t, t)
+        ty = max(y1, th + 4)
+        cv2.rectangle(frame_bgr, (x1, ty - th - 4), (x1 + tw + 4, ty), col, -1)
+        cv2.putText(frame_bgr, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * t, (255, 255, 255), t,
+                    cv2.LINE_AA)
+    return frame_bgr
