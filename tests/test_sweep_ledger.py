@@ -39,6 +39,10 @@ def test_export_then_import_skips_finished_trials_and_counts_once(tiny_root: Pat
     assert r.exit_code == 0 and "exported 2 finished trial records" in r.output
     recs = read_jsonl(ledger)
     assert len(recs) == 2 and all(json.loads(json.dumps(x))["key"] for x in recs)
+    text = ledger.read_text()
+    assert str(tmp_path) not in text and str(tiny_root) not in text  # no machine-specific path is written
+    assert {r["run_dir"] for r in recs} == {f"runs/{r['key']}" for r in recs}
+    assert all(r["config"]["data"]["root"] is None for r in recs)
 
     shutil.rmtree(first)  # the run directories are gone, as on a new machine
     second = tmp_path / "machine2"
@@ -47,6 +51,7 @@ def test_export_then_import_skips_finished_trials_and_counts_once(tiny_root: Pat
     with ResultsStore(second / "results.db") as s:
         assert s.counts()["finished"] == 2 and s.import_records(recs) == 0  # a second import adds nothing
         assert sorted(x["test_accuracy"] for x in s.results()) == sorted(x["test_accuracy"] for x in recs)
+        assert {t["run_dir"] for t in s.trials()} == {str(second / "runs" / r["key"]) for r in recs}
 
 
 def test_a_bad_ledger_is_one_line_and_writes_nothing(tmp_path: Path) -> None:

@@ -45,6 +45,27 @@ CREATE INDEX IF NOT EXISTS trials_study ON trials(study);
 STATUSES = ("pending", "running", "finished", "failed")
 
 
+def portable_record(rec: Any, base: Path) -> Any:
+    """A copy of a trial record without machine-specific paths, for a file that is committed or moved.
+
+    ``config.data.root`` becomes ``None`` (where the data lives is not part of the experiment; trial keys
+    exclude it too), and every path under ``base`` (the store's folder: run dirs, checkpoints) becomes
+    relative to it, e.g. ``runs/<key>/best.safetensors``.
+    """
+    base_s = str(base.resolve())
+    if isinstance(rec, dict):
+        out = {k: portable_record(v, base) for k, v in rec.items()}
+        data = out.get("config", {}).get("data") if isinstance(out.get("config"), dict) else None
+        if isinstance(data, dict) and "root" in data:
+            data["root"] = None
+        return out
+    if isinstance(rec, list):
+        return [portable_record(v, base) for v in rec]
+    if isinstance(rec, str) and rec.startswith(base_s + os.sep):
+        return rec[len(base_s) + 1:]
+    return rec
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The records of an exported results file; a bad line is an error naming the file and line."""
     p = Path(path)
@@ -158,7 +179,10 @@ class ResultsStore:
                 continue
             if self.status(key) == "finished":
                 continue
-            self.add_trial(key, rec.get("study", ""), rec.get("params") or {}, rec["config"], rec.get("run_dir", ""))
+            run_dir = rec.get("run_dir") or ""
+            if run_dir and not Path(run_dir).is_absolute():  # exported relative to the store's folder
+                run_dir = str(self.path.parent / run_dir)
+            self.add_trial(key, rec.get("study", ""), rec.get("params") or {}, rec["config"], run_dir)
             n += int(self.record_result(key, rec))
         return n
 
@@ -191,11 +215,12 @@ class ResultsStore:
         """Write every finished record (one JSON object per line) to ``path`` atomically; returns the count.
 
         The file is small enough to commit: a study that runs over several machines or sessions carries its
-        finished trials in it (``ferbench sweep --import``) while run directories stay out of git.
+        finished trials in it (``ferbench sweep --import``) while run directories stay out of git. Records are
+        written without machine-specific paths (:func:`portable_record`).
         """
         from ferbench.persist.atomic import atomic_write_text
 
-        recs = self.results(study)
+        recs = [portable_record(r, self.path.parent) for r in self.results(study)]
         atomic_write_text(Path(path), "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in recs))
         return len(recs)
 
