@@ -109,7 +109,7 @@ def composites(pool: np.ndarray, labels: np.ndarray, bgs: dict[str, np.ndarray],
     names = list(bgs)
     for i in range(n_images):
         img = bgs[names[i % len(names)]].copy()
-        boxes, labs, crops = [], [], []
+        boxes, labs, crops, srcs = [], [], [], []
         for _ in range(int(rng.integers(1, 5))):
             for _try in range(50):
                 s = int(rng.integers(64, 201))
@@ -123,10 +123,11 @@ def composites(pool: np.ndarray, labels: np.ndarray, bgs: dict[str, np.ndarray],
                     boxes.append(b)
                     labs.append(int(labels[k % len(pool)]))
                     crops.append(face)
+                    srcs.append(int(k % len(pool)))
                     k += 1
                     break
         out.append({"image": img, "boxes": np.stack(boxes), "labels": np.array(labs), "crops": crops,
-                    "background": names[i % len(names)]})
+                    "pool_index": srcs, "background": names[i % len(names)]})
     return out
 
 
@@ -178,16 +179,28 @@ def framed(boxes: np.ndarray, margin: float, shift: float) -> np.ndarray:
     return np.stack([square_box(b, margin, shift) for b in boxes]) if len(boxes) else np.zeros((0, 4), np.float32)
 
 
-def detection_scores(dets: list[np.ndarray], comps: list[dict[str, Any]], margin: float, shift: float
-                     ) -> dict[str, Any]:
+def detection_scores(dets: list[np.ndarray], comps: list[dict[str, Any]], margin: float, shift: float,
+                     sources: list[str] | None = None) -> dict[str, Any]:
+    """Recall and false positives per image at IoU ≥ 0.5; with ``sources`` (the pool's ``dataset#row``
+    names) also the recall per source dataset."""
     n_gt = sum(len(c["boxes"]) for c in comps)
     tp = fp = 0
+    per: dict[str, list[int]] = {}
     for boxes, c in zip(dets, comps, strict=True):
         m = match(framed(boxes, margin, shift), c["boxes"])
         tp += len(m)
         fp += len(boxes) - len(m)
-    return {"recall": tp / n_gt, "fp_per_image": fp / len(comps), "faces": n_gt, "images": len(comps),
-            "margin": round(margin, 3), "shift": round(shift, 3)}
+        hit = {j for _, j in m}
+        for j, k in enumerate(c.get("pool_index", [])):
+            if sources is not None:
+                a = per.setdefault(sources[k].split("#")[0], [0, 0])
+                a[0] += 1
+                a[1] += j in hit
+    out = {"recall": tp / n_gt, "fp_per_image": fp / len(comps), "faces": n_gt, "images": len(comps),
+           "margin": round(margin, 3), "shift": round(shift, 3)}
+    if per:
+        out["recall_by_source"] = {k: round(h / n, 4) for k, (n, h) in sorted(per.items())}
+    return out
 
 
 def video_scenes(pool: np.ndarray, labels: np.ndarray, bgs: dict[str, np.ndarray], rng: np.random.Generator,
@@ -248,7 +261,8 @@ def main() -> None:  # noqa: C901 — one linear report
     ap.add_argument("--threads", type=int, default=None, help="Recognizer threads (default: its own default, 1)")
     ap.add_argument("--reps", type=int, default=50, help="timed repetitions on the astronaut frame")
     ap.add_argument("--composites", type=int, default=200, help="composite photos")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1,
+                    help="composites/video seed (the default detector's thresholds were chosen on seed 0)")
     ap.add_argument("--detectors", default="blazeface,blazeface-fast,blazeface-full,haar,mediapipe,mtcnn")
     ap.add_argument("--detect-every", default="3,5", help="tracking rows for the video")
     ap.add_argument("--margins", default="0,0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4")
@@ -271,7 +285,7 @@ def main() -> None:  # noqa: C901 — one linear report
     res["threads"] = base.threads
     frame, ref = astronaut_frame()
     bgs = backgrounds()
-    pool, pool_labels, _ = face_pool(args.data_root, classes, 2 * args.composites, rng)
+    pool, pool_labels, pool_src = face_pool(args.data_root, classes, 2 * args.composites, rng)
     comps = composites(pool, pool_labels, bgs, args.composites, rng)
     n_faces = sum(len(c["boxes"]) for c in comps)
     print(f"model {args.model} ({base!r}); {len(comps)} composites with {n_faces} faces; "
@@ -300,13 +314,13 @@ def main() -> None:  # noqa: C901 — one linear report
         row = {"detector": name, "astronaut_detect_ms": 1000 * statistics.median(t_det),
                "astronaut_e2e_ms": 1000 * statistics.median(t_e2e), "astronaut_faces": len(found),
                "astronaut_iou": iou, "composite_detect_ms": comp_ms,
-               **detection_scores(dets, comps, margin, shift)}
+               **detection_scores(dets, comps, margin, shift, pool_src)}
         row["astronaut_fps"] = 1000 / row["astronaut_e2e_ms"]
         row["_dets"] = dets
         det_rows.append(row)
         print(f"{name}: astronaut detect {row['astronaut_detect_ms']:.2f} ms, end-to-end {row['astronaut_e2e_ms']:.2f} ms "
               f"({row['astronaut_fps']:.0f} FPS), faces {len(found)}, IoU {iou:.2f}; composites recall "
-              f"{100 * row['recall']:.1f} %, FP/image {row['fp_per_image']:.3f} (framing m={margin:.3f}, s={shift:.3f})",
+              f"{100 * row['recall']:.1f} % {row.get('recall_by_source', '')}, FP/image {row['fp_per_image']:.3f} (framing m={margin:.3f}, s={shift:.3f})",
               flush=True)
 
     # ---- crop framing vs accuracy (default detector) ---------------------------------------------
@@ -406,7 +420,7 @@ def main() -> None:  # noqa: C901 — one linear report
     if fer is not None:
         fdets = [np.array(b, np.float32).reshape(-1, 4) for b in fer["composite_boxes"]]
         fm, fs = fit_framing(centre_pairs(fdets, comps))
-        fer_row = {"detector": "fer (FER().detect_emotions, OpenCV Haar)", **detection_scores(fdets, comps, fm, fs),
+        fer_row = {"detector": "fer (FER().detect_emotions, OpenCV Haar)", **detection_scores(fdets, comps, fm, fs, pool_src),
                    "astronaut_e2e_ms": fer["astronaut_ms"], "astronaut_fps": 1000 / fer["astronaut_ms"],
                    "astronaut_faces": len(fer["astronaut_boxes"]), "video_ms_per_frame": fer["video_ms"],
                    "version": fer.get("versions")}

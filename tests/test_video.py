@@ -55,6 +55,34 @@ def test_default_detector_finds_the_astronaut(astronaut: np.ndarray) -> None:
     assert len(get_detector(DEFAULT_DETECTOR).detect(skimage_data.coffee())) == 0
 
 
+def cover(img: np.ndarray) -> np.ndarray:
+    """``img`` resized to cover 640×480 and centre-cropped (as benchmarks/pipeline.py frames its backgrounds)."""
+    h, w = img.shape[:2]
+    s = max(640 / w, 480 / h)
+    big = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    y, x = (big.shape[0] - 480) // 2, (big.shape[1] - 640) // 2
+    big = big[y:y + 480, x:x + 640]
+    return np.repeat(big[..., None], 3, 2) if big.ndim == 2 else big
+
+
+def test_second_look_rejects_face_like_textures_and_keeps_a_small_face(astronaut: np.ndarray) -> None:
+    # Galaxies in Hubble's deep field look like small faces to the 3x3 tiles; at their own scale they do not.
+    sky = cover(skimage_data.hubble_deep_field())
+    tiles_only = BlazeFaceDetector("short", tiles=3, min_confidence=0.3)
+    assert len(tiles_only.detect(sky)) >= 5
+    assert len(get_detector(DEFAULT_DETECTOR).detect(sky)) == 0
+    # ...while a real 80-px face on that sky, too small for the whole-frame pass, is kept
+    scene = sky.copy()
+    scene[300:380, 400:480] = astronaut_face(80)
+    assert len(get_detector("blazeface-fast").detect(scene)) == 0
+    d = get_detector(DEFAULT_DETECTOR).detect(scene)
+    assert len(d) == 1  # the face inside the pasted head (hair and helmet around it)
+    x0, y0, x1, y1 = d.boxes[0]
+    assert 400 <= x0 < x1 <= 480 and 300 <= y0 < y1 <= 380 and x1 - x0 >= 30
+    with pytest.raises(FerbenchError, match="verify must be a probability"):
+        BlazeFaceDetector("short", verify=1.5)
+
+
 @pytest.mark.skipif(not litert_available(), reason="ai-edge-litert not installed")
 def test_opencv_backend_gives_the_same_boxes(astronaut: np.ndarray) -> None:
     a = BlazeFaceDetector("short", backend="litert").detect(astronaut)

@@ -181,7 +181,13 @@ class BlazeFaceDetector:
             the frame side), so faces down to ~1/5 of a tile are found. Tile detections touching an
             inner tile edge are dropped (a neighbouring tile sees that face whole), then everything is
             merged by weighted NMS. Cost: ``1 + n²`` passes.
-        min_confidence: sigmoid score threshold (MediaPipe's default 0.5).
+        min_confidence: sigmoid score threshold for a candidate (MediaPipe's default 0.5).
+        verify: ``None`` = off; a probability = the two-look threshold. Every candidate is looked at again
+            at its own scale (a square of 2× its side around it, letterboxed to the model's input, and its
+            mirror image); its score becomes the mean of the first look's score and the second look's (the
+            best score of a box overlapping it, IoU > 0.4, averaged over crop and mirror), and it is
+            dropped below ``verify``. Textures that look like a small face in a tile (galaxies, cells,
+            fur, sensor noise) rarely do at their own scale; real faces do. Cost: two passes per candidate.
         threads: interpreter threads (XNNPACK); 1 is fastest for these small nets on a busy CPU.
         backend: ``"auto"`` (ai-edge-litert if installed, else OpenCV dnn), ``"litert"`` or ``"opencv"``.
     One interpreter per thread (an interpreter is not thread-safe).
@@ -190,7 +196,8 @@ class BlazeFaceDetector:
     """
 
     def __init__(self, model: str = "short", min_confidence: float = 0.5, threads: int = 1,
-                 backend: str = "auto", nms_iou: float = 0.3, tiles: int = 0, name: str | None = None) -> None:
+                 backend: str = "auto", nms_iou: float = 0.3, tiles: int = 0, verify: float | None = None,
+                 name: str | None = None) -> None:
         from ferbench.errors import FerbenchError
 
         if model not in _SPECS:
@@ -208,6 +215,9 @@ class BlazeFaceDetector:
         self.model, self.backend = model, backend
         self.name = name or ("blazeface" if model == "short" else "blazeface-full")
         self.tiles = int(tiles)
+        if verify is not None and not 0.0 < float(verify) < 1.0:
+            raise FerbenchError(f"blazeface: verify must be a probability in (0, 1) or None, got {verify!r}")
+        self.verify = None if verify is None else float(verify)
         self.anchors = ssd_anchors(self.size, strides, per)
         self.min_confidence, self.threads, self.nms_iou = min_confidence, max(1, int(threads)), nms_iou
         self._local = threading.local()
@@ -229,6 +239,26 @@ class BlazeFaceDetector:
         boxes = (boxes * s - np.array([px, py, px, py], np.float32)) / scale
         kps = (kps * s - np.array([px, py], np.float32)) / scale
         return boxes, scores, kps
+
+    def _second_look(self, rgb: np.ndarray, box: np.ndarray, context: float = 2.0) -> float:
+        """Mean over the crop and its mirror image of the best score of a detection overlapping ``box``
+        (IoU > 0.4) in a pass on a ``context``× square around it."""
+        side = int(round(context * max(box[2] - box[0], box[3] - box[1])))
+        x0 = int(round((box[0] + box[2] - side) / 2))
+        y0 = int(round((box[1] + box[3] - side) / 2))
+        h, w = rgb.shape[:2]
+        crop = np.zeros((side, side, 3), np.uint8)  # outside the frame: black, as the letterbox pads
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+        if sx1 <= sx0 or sy1 <= sy0:
+            return 0.0
+        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        bx = np.asarray(box, np.float32) - np.array([x0, y0, x0, y0], np.float32)
+        total = 0.0
+        for c, ref in ((crop, bx), (crop[:, ::-1], np.array([side - bx[2], bx[1], side - bx[0], bx[3]], np.float32))):
+            b, sc, _ = self._pass(np.ascontiguousarray(c))
+            iou = _iou_one(ref, b) if len(sc) else np.zeros(0)
+            total += float(sc[iou > 0.4].max()) if (iou > 0.4).any() else 0.0
+        return total / 2
 
     def detect(self, image: np.ndarray) -> Any:
         from ferbench.faces.detectors import Detections, _as_rgb
@@ -260,6 +290,12 @@ class BlazeFaceDetector:
         if not ok.any():
             return Detections.empty()
         boxes, scores, kps = boxes[ok], scores[ok], kps[ok]
+        if self.verify is not None:
+            scores = (scores + np.array([self._second_look(rgb, b) for b in boxes], np.float32)) / 2
+            keep = scores >= self.verify
+            if not keep.any():
+                return Detections.empty()
+            boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
         eyes = np.where((kps[:, 0, 0] <= kps[:, 1, 0])[:, None, None], kps[:, :2], kps[:, 1::-1])
         lm = np.concatenate([eyes, kps[:, 2:3], kps[:, 3:4], kps[:, 3:4]], 1)
         return Detections(boxes.astype(np.float32), scores, lm.astype(np.float32)).sorted()

@@ -1,8 +1,8 @@
 """Face detectors behind one interface: ``detector.detect(rgb) -> Detections``.
 
 ``blazeface`` (MediaPipe's BlazeFace short-range CNN, model files shipped in ``faces/models``, run by
-ai-edge-litert or OpenCV's dnn module, on the frame + 2×2 overlapping tiles so small faces are found)
-is the default; ``blazeface-fast`` is one pass on the whole frame (faces larger than ~1/5 of the
+ai-edge-litert or OpenCV's dnn module, on the frame + 3×3 overlapping tiles so small faces are found,
+each candidate confirmed by a second look at its own scale) is the default; ``blazeface-fast`` is one pass on the whole frame (faces larger than ~1/5 of the
 frame: webcam, portrait); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
 are optional and raise a one-line install hint when missing.
 """
@@ -218,20 +218,26 @@ class MtcnnDetector:
         return Detections(np.asarray(boxes, np.float32)[keep], np.asarray(probs, np.float32)[keep], lm).sorted()
 
 
-def _blazeface(model: str, tiles: int, name: str) -> Callable[..., Detector]:
+def _blazeface(model: str, name: str, **defaults: Any) -> Callable[..., Detector]:
     def make(**kwargs: Any) -> Detector:
         from ferbench.faces.blazeface import BlazeFaceDetector
 
         if kwargs.get("threads") is None:
             kwargs.pop("threads", None)
-        return BlazeFaceDetector(model, tiles=kwargs.pop("tiles", tiles), name=name, **kwargs)
+        return BlazeFaceDetector(model, name=name, **{**defaults, **kwargs})
 
     return make
 
 
+# blazeface: 3x3 tiles find faces down to ~60 px in a 640x480 frame; candidates from 0.3, each confirmed by a
+# second look at its own scale (mean of both looks' scores >= 0.65). Threshold chosen on benchmarks/pipeline.py's
+# composites with --seed 0 (the highest recall with <= 0.05 false positives per image), checked on --seed 1
+# (200 images, 486 faces): recall 92.8 %, 0.03 false positives per image; 2x2 tiles at 0.5 without the second
+# look had 75.3 %, 0.155 (seed 0).
 _FACTORIES: dict[str, Callable[..., Detector]] = {
-    "blazeface": _blazeface("short", 2, "blazeface"), "blazeface-fast": _blazeface("short", 0, "blazeface-fast"),
-    "blazeface-full": _blazeface("full", 0, "blazeface-full"), "haar": HaarDetector,
+    "blazeface": _blazeface("short", "blazeface", tiles=3, min_confidence=0.3, verify=0.65),
+    "blazeface-fast": _blazeface("short", "blazeface-fast", tiles=0),
+    "blazeface-full": _blazeface("full", "blazeface-full", tiles=0), "haar": HaarDetector,
     "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
 
 
