@@ -340,3 +340,31 @@ def test_predict_detects_a_real_face(rec: Recognizer) -> None:
                      shift=rec.preprocessing.crop_shift)
     ref = reference_probs(rec, [cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)])
     assert faces[0].label == CLASSES[int(ref.argmax())] or max(ref[0]) - sorted(ref[0])[-2] < 0.02
+
+
+def test_shipped_model_runs_on_a_cached_onnx_copy_with_the_same_probabilities(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from test_faces import fer_faces
+
+    monkeypatch.setenv("FERBENCH_CACHE", str(tmp_path / "cache"))
+    crops = [f[..., None] for f in fer_faces(list(range(64)))]
+    torch_rec = Recognizer.load("default", detector="none", backend="torch")
+    fast = Recognizer.load("default", detector="none")  # auto: onnxruntime for the shipped model
+    assert (torch_rec.backend, fast.backend) == ("torch", "onnx")
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    np.testing.assert_allclose(fast.classify_arrays(crops), torch_rec.classify_arrays(crops), atol=1e-5)
+    stamp = cached[0].stat().st_mtime_ns
+    again = Recognizer.load("default", detector="none", backend="onnx")
+    assert again.backend == "onnx" and cached[0].stat().st_mtime_ns == stamp  # exported once, then reused
+    assert again.use_torch().backend == "torch"
+    np.testing.assert_allclose(again.classify_arrays(crops), torch_rec.classify_arrays(crops), atol=1e-6)
+    with pytest.raises(FerbenchError, match="unknown backend 'jax'; choose auto, torch or onnx"):
+        Recognizer.load("default", backend="jax")
+
+
+def test_user_checkpoints_stay_on_torch_unless_asked(run_dir: Path) -> None:
+    assert Recognizer.load(run_dir, detector="none").backend == "torch"
+    rec = Recognizer.load(run_dir, detector="none", backend="onnx")
+    crops = rand_images(4)
+    np.testing.assert_allclose(rec.classify_arrays(crops), reference_probs(rec.use_torch(), crops), atol=1e-5)

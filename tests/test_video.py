@@ -287,7 +287,7 @@ def test_draw_and_repr(rec: Recognizer, astronaut: np.ndarray) -> None:
     assert out.shape == astronaut.shape and out.dtype == np.uint8
     assert not np.array_equal(out, astronaut) and np.array_equal(out[400:], astronaut[400:])  # box drawn at the face
     r = repr(rec)
-    assert r.startswith("Recognizer(model='default', arch=fer_vgg_m, backend=torch") and "detector=blazeface" in r
+    assert r.startswith("Recognizer(model='default', arch=fer_vgg_m, backend=onnx") and "detector=blazeface" in r
     assert "input=48x48x1" in r
 
 

@@ -55,6 +55,8 @@ def recognizer_to(rec: Any, device: str) -> Any:
     with one of them is a one-line error.
     """
     name = check_device_name(device)
+    if getattr(rec.classifier, "torch_model", None) is not None and resolve_device(name).type == "cuda":
+        rec.use_torch()  # a checkpoint running on its cached ONNX copy: back to PyTorch for the GPU
     if rec.backend != "torch":
         if name.startswith("cuda"):
             raise FerbenchError(f"--device {name}: {rec.backend} models run on the CPU here; pass a PyTorch "

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from ferbench.deploy.formats import FORMATS, SUFFIX, TFLITE_HINT, check_format  # noqa: F401 (re-exported)
+from ferbench.deploy.onnx_cache import OPSET, export_onnx  # noqa: F401 (re-exported)
 from ferbench.errors import FerbenchError
 from ferbench.loader import load_checkpoint, preprocessing_of
 from ferbench.persist.atomic import atomic_write_text
 
 DEFAULT_SPLITS = {"fer2013": ("Training", "PublicTest"), "ferplus": ("Training", "PublicTest")}
-OPSET = 18
 
 
 @dataclass
@@ -90,23 +90,6 @@ def _onnx_probs_fn(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
 
     clf = OnnxClassifier(path)
     return lambda x: np.concatenate([clf(x[i:i + 256]) for i in range(0, len(x), 256)])
-
-
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
-    """``torch.onnx.export`` (dynamo exporter) with a dynamic batch axis; input ``input`` → ``logits``.
-
-    ``example``: float32 ``(2, C, S, S)`` model input (batch ≥ 2 keeps the batch axis symbolic).
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    batch = torch.export.Dim("batch", max=4096)  # traced at batch 2: 0/1 would be specialised
-    try:
-        prog = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
-                                 dynamic_shapes=({0: batch},), opset_version=OPSET, verbose=False)
-        prog.save(str(out), external_data=False)
-    except FerbenchError:
-        raise
-    except Exception as e:  # the exporter's error types vary by torch version
-        raise FerbenchError(f"ONNX export failed: {str(e).strip().splitlines()[0][:200]}") from None
 
 
 class _Calibration:
