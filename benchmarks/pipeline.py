@@ -264,7 +264,8 @@ def main() -> None:  # noqa: C901 — one linear report
     ap.add_argument("--seed", type=int, default=1,
                     help="composites/video seed (the default detector's thresholds were chosen on seed 0)")
     ap.add_argument("--detectors", default="blazeface,blazeface-fast,blazeface-full,haar,mediapipe,mtcnn")
-    ap.add_argument("--detect-every", default="3,5", help="tracking rows for the video")
+    ap.add_argument("--detect-every", default="3,5,3/3,5/5",
+                    help="tracking rows for the video: K (detect every K-th frame) or K/C (and classify every C-th)")
     ap.add_argument("--margins", default="0,0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4")
     ap.add_argument("--fer-venv", type=Path, default=Path(__file__).resolve().parent / "peers" / ".venv-fer")
     ap.add_argument("--no-fer", action="store_true")
@@ -384,8 +385,9 @@ def main() -> None:  # noqa: C901 — one linear report
     # ---- video: detect every frame vs tracking ---------------------------------------------------
     vframes, vtruth, vlabels = video_scenes(pool, pool_labels, bgs, rng)
     video_rows = []
-    for k in [1] + [int(v) for v in args.detect_every.split(",")]:
-        fr = FrameRecognizer(base, detect_every=k, smooth=0.6 if k > 1 else 0.0)
+    for spec in ["1"] + args.detect_every.split(","):
+        k, c = (int(v) for v in (spec.split("/") if "/" in spec else (spec, "1")))
+        fr = FrameRecognizer(base, detect_every=k, smooth=0.6 if k > 1 else 0.0, classify_every=c)
         outs = []
         t0 = time.perf_counter()
         for f in vframes:
@@ -402,12 +404,13 @@ def main() -> None:  # noqa: C901 — one linear report
                 if faces[i].track_id is not None:
                     ids_per_face[j].add(faces[i].track_id)
         n_true = len(vframes) * len(vlabels)
-        row = {"detect_every": k, "tracking": k > 1, "smooth": fr.smooth, "frames": len(vframes),
+        row = {"detect_every": k, "classify_every": c, "tracking": k > 1, "smooth": fr.smooth, "frames": len(vframes),
                "ms_per_frame": 1000 * dt / len(vframes), "fps": len(vframes) / dt, "face_frames_found": hit / n_true,
                "emotion_acc": correct / n_true,
                "track_ids_per_face": float(np.mean([len(v) for v in ids_per_face.values()])) if k > 1 else None}
         video_rows.append(row)
-        print(f"video detect every {k}{' + tracking' if k > 1 else ''}: {row['ms_per_frame']:.2f} ms/frame "
+        print(f"video detect every {k}{' + tracking' if k > 1 else ''}, classify every {c}: "
+              f"{row['ms_per_frame']:.2f} ms/frame "
               f"({row['fps']:.0f} FPS), face-frames found {100 * row['face_frames_found']:.1f} %, "
               f"emotion acc {100 * row['emotion_acc']:.1f} %, ids/face {row['track_ids_per_face']}", flush=True)
     res["video"] = video_rows
@@ -466,6 +469,8 @@ def main() -> None:  # noqa: C901 — one linear report
     print("|---|---:|---:|---:|---:|---:|")
     for r in video_rows:
         name = "detect every frame" if r["detect_every"] == 1 else f"detect every {r['detect_every']} + track, EMA {r['smooth']}"
+        if r.get("classify_every", 1) > 1:
+            name += f", classify every {r['classify_every']}"
         print(f"| {name} | {r['ms_per_frame']:.2f} | {r['fps']:.0f} | {100 * r['face_frames_found']:.1f} % | "
               f"{100 * r['emotion_acc']:.1f} % | {'' if r['track_ids_per_face'] is None else r['track_ids_per_face']} |")
     if fer is not None:

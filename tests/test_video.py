@@ -123,6 +123,28 @@ def test_two_crossing_faces_keep_two_stable_track_ids(rec: Recognizer) -> None:
     assert len(seen) == 2 and len(id_of["a"]) == 1 and len(id_of["b"]) == 1 and id_of["a"] != id_of["b"]
 
 
+def test_classify_every_k_frames_keeps_boxes_moving_and_labels_between(rec: Recognizer) -> None:
+    frames = crossing_video()[0][:12]
+    every = [step(f, "rgb") for step in [FrameRecognizer(rec, detect_every=3, smooth=0.0)] for f in frames]
+    rows: list[int] = []
+    clf = rec.classifier
+    rec.classifier = lambda x: (rows.append(x.shape[0]), clf(x))[1]  # type: ignore[assignment]
+    try:
+        step = FrameRecognizer(rec, detect_every=3, smooth=0.0, classify_every=4)
+        sparse = [step(f, "rgb") for f in frames]
+    finally:
+        rec.classifier = clf
+    assert rows == [2, 2, 2]  # frames 0, 4, 8: both faces in one pass; nothing in between
+    for i, (a, b) in enumerate(zip(every, sparse, strict=True)):
+        assert [x.box for x in a] == [x.box for x in b]  # boxes still move every frame
+        if i % 4 == 0:
+            assert [x.probs for x in a] == [x.probs for x in b]
+        else:  # probabilities held from the last classified frame
+            assert [x.probs for x in b] == [x.probs for x in sparse[i - i % 4]]
+    with pytest.raises(FerbenchError, match="classify_every must be >= 1"):
+        FrameRecognizer(rec, classify_every=0)
+
+
 def test_tracker_drops_a_lost_track_and_never_reuses_ids() -> None:
     t = IouTracker(max_missed=1)
     grey = np.zeros((100, 100), np.uint8)

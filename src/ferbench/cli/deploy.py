@@ -131,6 +131,9 @@ def predict(
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Videos/webcam: stop after N frames."),
     detect_every: int = typer.Option(3, "--detect-every", min=1, help="Videos/webcam: run the detector on every "
                                      "K-th processed frame and track faces in between (1 = detect every frame)."),
+    classify_every: int = typer.Option(1, "--classify-every", min=1, help="Videos/webcam: classify each tracked "
+                                       "face on every K-th frame (it keeps its last probabilities in between; "
+                                       "a new face is classified at once)."),
     smooth: float = typer.Option(0.6, "--smooth", min=0.0, max=0.99, help="Videos/webcam: per-face EMA of the "
                                  "probabilities over frames (weight of the past; 0 = off). Images: never smoothed."),
     threads: int | None = ThreadsOpt,
@@ -187,7 +190,7 @@ def predict(
 
         s = process_video(rec, webcam, out_dir / f"webcam{webcam}.jsonl", annotate / annotated_name(f"webcam{webcam}")
                           if annotate else None, every, max_frames, detect, show=True, on_frame=show_line,
-                          detect_every=detect_every, smooth=smooth)
+                          detect_every=detect_every, smooth=smooth, classify_every=classify_every)
         typer.echo(json.dumps(summary_dict(s)))
         return
 
@@ -212,7 +215,8 @@ def predict(
             prog = FrameProgress(shown(origin.get(v, v)) if isinstance(v, Path) else v,
                                  _frame_count(v, every, max_frames), log_every, enabled=not sys.stderr.isatty())
             try:
-                s = _predict_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every, smooth, prog)
+                s = _predict_video(rec, v, jsonl, mp4, every, max_frames, detect, detect_every, smooth, prog,
+                                   classify_every)
                 if csv_out:
                     _frames_csv(jsonl, rec.classes)
             except FerbenchError as e:
@@ -250,7 +254,8 @@ def predict(
 
 
 def _predict_video(rec: Any, v: Path | str, jsonl: Path, mp4: Path | None, every: int, max_frames: int | None,
-                   detect: bool, detect_every: int, smooth: float, on_frame: Any = None) -> Any:
+                   detect: bool, detect_every: int, smooth: float, on_frame: Any = None,
+                   classify_every: int = 1) -> Any:
     """One video (file or stream URL) through the tracked frame loop, with a progress bar showing frames/s on
     a terminal; ``on_frame`` (e.g. :class:`ferbench.progress.FrameProgress`) logs when it is not."""
     from rich.progress import Progress, TextColumn
@@ -261,7 +266,7 @@ def _predict_video(rec: Any, v: Path | str, jsonl: Path, mp4: Path | None, every
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(Path(str(v)).name, total=None, fps="-")
         return process_video(rec, v, jsonl, mp4, every, max_frames, detect, on_frame=on_frame,
-                             detect_every=detect_every,
+                             detect_every=detect_every, classify_every=classify_every,
                              smooth=smooth, progress=lambda d, n, r: bar.update(task, completed=d, total=n,
                                                                                 fps=f"{r:.1f}"))
 
