@@ -324,6 +324,17 @@ def main() -> None:  # noqa: C901 — one linear report
               f"{100 * row['recall']:.1f} % {row.get('recall_by_source', '')}, FP/image {row['fp_per_image']:.3f} (framing m={margin:.3f}, s={shift:.3f})",
               flush=True)
 
+    # ---- astronaut end to end: detector x threads x classifier backend ----------------------------
+    grid = []
+    for name in ("blazeface", "blazeface-fast"):
+        for th in (1, 2):
+            for be in ("onnx", "torch"):
+                r = Recognizer.load(args.model, detector=name, threads=th, backend=be)
+                ms = 1000 * statistics.median(_timeit(lambda r=r: r.predict(frame, color="rgb"), 2 * args.reps))
+                grid.append({"detector": name, "threads": th, "backend": be, "astronaut_e2e_ms": ms})
+                print(f"astronaut end to end: {name}, threads {th}, {be}: {ms:.2f} ms ({1000 / ms:.0f} FPS)", flush=True)
+    res["astronaut_grid"] = grid
+
     # ---- crop framing vs accuracy (default detector) ---------------------------------------------
     exact = base.classify_arrays([c[..., None] for comp in comps for c in comp["crops"]]).argmax(1)
     y_all = np.concatenate([c["labels"] for c in comps])
@@ -465,6 +476,10 @@ def main() -> None:  # noqa: C901 — one linear report
               f"{r['astronaut_faces']} | {r['astronaut_iou']:.2f} | {100 * r['recall']:.1f} % | "
               f"{r['fp_per_image']:.3f} | {100 * r['emotion_acc_all_faces']:.2f} % |")
     print(f"\nexact crops (no detection): {100 * acc_exact:.2f} %")
+    print("\n| astronaut end to end | threads | classifier backend | ms | FPS |\n|---|---:|---|---:|---:|")
+    for g in grid:
+        print(f"| {g['detector']} | {g['threads']} | {g['backend']} | {g['astronaut_e2e_ms']:.2f} | "
+              f"{1000 / g['astronaut_e2e_ms']:.0f} |")
     print("\n| video 640×480, 250 frames | ms/frame | FPS | face-frames found | emotion acc | track ids per face |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in video_rows:
