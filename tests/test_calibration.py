@@ -43,6 +43,7 @@ def test_trainer_stores_and_applies_the_temperature(tiny_root: Path, tmp_path: P
     again = evaluate_checkpoint(run, "fer2013", "PrivateTest", tiny_root)
     assert again["accuracy"] == ev["accuracy"]
     assert abs(again["ece"] - ev["ece"]) < 1e-6  # the same temperature applied by the reader
+    assert meta["inference"] == {"tta_hflip": False}  # eval.tta_hflip (off here): how Recognizer will run it
 
 
 def test_recognizer_applies_temperature_and_hflip_tta(tmp_path: Path) -> None:

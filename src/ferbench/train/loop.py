@@ -460,5 +460,7 @@ def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]
     summary = {f"{s}_{k}": r[k] for s, r in results.items()
                for k in ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auc_macro", "ece")}
     extra = {"calibration": calibration} if calibration else {}
+    # how the reported figures were computed is how Recognizer runs the checkpoint (h-flip TTA or not)
+    extra["inference"] = {**(meta.get("inference") or {}), "tta_hflip": bool(ev["tta_hflip"])}
     update_sidecar(rd.best, metrics={**meta.get("metrics", {}), **summary}, **extra)
     return results
