@@ -20,7 +20,8 @@ def _sections() -> set[str]:
 def _files() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "MODEL_CARD.md"]
     for top in SEARCHED:
-        files += [p for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in TEXT and ".venv" not in p.parts]
+        files += [p for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in TEXT
+                  and not any(part.startswith(".venv") for part in p.parts)]  # also benchmarks/peers/.venv-fer
     return [p for p in files if p.exists() and p != Path(__file__).resolve()]
 
 

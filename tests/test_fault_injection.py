@@ -64,16 +64,16 @@ def _check_consistent(run_dir: Path) -> None:
         assert read_sidecar(best)["weights_id"] == _embedded(best)["weights_id"]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_kill_at_every_write_is_repaired_on_the_next_start(tiny_root: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def _scenario(tiny_root: Path, tmp_path: Path) -> None:
     import ferbench.persist.atomic as atomic
 
     _train(tmp_path / "warm", tiny_root)  # fills the decoded-data cache, so every run below writes the same files
     counter = _Killer(0, "none")
-    monkeypatch.setattr(atomic.os, "replace", counter)
-    _train(tmp_path / "clean", tiny_root)
-    monkeypatch.undo()
+    real, atomic.os.replace = atomic.os.replace, counter  # type: ignore[assignment]
+    try:
+        _train(tmp_path / "clean", tiny_root)
+    finally:
+        atomic.os.replace = real  # type: ignore[assignment]
     n_writes = counter.count
     assert n_writes >= 10
     ref = [json.loads(x)["val_loss"] for x in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines()]
@@ -92,3 +92,32 @@ def test_kill_at_every_write_is_repaired_on_the_next_start(tiny_root: Path, tmp_
             assert [r["epoch"] for r in rows] == [1, 2], f"k={k} {mode}"
             assert [r["val_loss"] for r in rows] == pytest.approx(ref, abs=1e-5), f"k={k} {mode}"
             assert (rd / "eval_PrivateTest.json").exists()
+
+
+def _run_scenario(root: str, tmp: str, queue: object) -> None:
+    import traceback
+
+    import torch
+
+    torch.set_num_threads(1)  # as in the test process: no OpenMP team for the forked children to inherit
+    try:
+        _scenario(Path(root), Path(tmp))
+        queue.put(None)  # type: ignore[attr-defined]
+    except BaseException:  # noqa: BLE001 - reported to the test process
+        queue.put(traceback.format_exc())  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_kill_at_every_write_is_repaired_on_the_next_start(tiny_root: Path, tmp_path: Path) -> None:
+    # The scenario (which forks one child per killed run) runs in a freshly spawned process: a child forked
+    # from the pytest process itself cannot run backward once an earlier test ran an ONNX (torch.export)
+    # export there ("Unable to handle autograd's threading in combination with fork-based multiprocessing").
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_run_scenario, args=(str(tiny_root), str(tmp_path), queue))
+    p.start()
+    err = queue.get(timeout=900)
+    p.join()
+    assert err is None, err
