@@ -261,7 +261,7 @@ class BlazeFaceDetector:
         return total / 2
 
     def detect(self, image: np.ndarray) -> Any:
-        from ferbench.faces.detectors import Detections, _as_rgb
+        from ferbench.faces.detections import Detections, _as_rgb
 
         rgb = _as_rgb(image)
         h, w = rgb.shape[:2]
