@@ -185,14 +185,14 @@ def detection_scores(dets: list[np.ndarray], comps: list[dict[str, Any]], margin
     names) also the recall per source dataset."""
     n_gt = sum(len(c["boxes"]) for c in comps)
     tp = fp = 0
-    per: dict[str, list[int]] = {}
+    per: dict[str, list[int]] = {}  # source dataset -> [faces, found]
     for boxes, c in zip(dets, comps, strict=True):
         m = match(framed(boxes, margin, shift), c["boxes"])
         tp += len(m)
         fp += len(boxes) - len(m)
-        hit = {j for _, j in m}
-        for j, k in enumerate(c.get("pool_index", [])):
-            if sources is not None:
+        if sources is not None:
+            hit = {j for _, j in m}
+            for j, k in enumerate(c["pool_index"]):
                 a = per.setdefault(sources[k].split("#")[0], [0, 0])
                 a[0] += 1
                 a[1] += j in hit

@@ -36,7 +36,7 @@ def main() -> None:
     from ferbench.faces.detectors import HaarDetector
 
     frame, box = astronaut_frame()
-    rec = Recognizer.load("default", detector="haar")
+    rec = Recognizer.load("default", detector="haar", backend="torch")  # this script measures torch's pool
     rec.classifier.threads = None  # this script sets torch's threads itself
     det = HaarDetector()
     x1, y1, x2, y2 = (int(v) for v in box)

@@ -56,7 +56,6 @@ def cached_onnx(model: torch.nn.Module, channels: int, size: int) -> Path:
     digest = weights_digest(model, type(model).__name__, channels, size)
     out = cache_dir() / "onnx" / f"{digest}-torch{torch.__version__.split('+')[0]}.onnx"
     if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
         was_training = model.training
         model.eval()
         atomic_write_with(out, lambda tmp: export_onnx(model, torch.zeros(2, channels, size, size), tmp),

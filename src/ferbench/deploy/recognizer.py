@@ -98,6 +98,12 @@ def resolve_model_ref(ref: str | Path) -> tuple[str, Path]:
     return "torch", p
 
 
+def pin_torch_threads(n: int | None) -> None:
+    """``torch.set_num_threads(n)`` when it differs (PyTorch has one process-wide pool); ``None`` leaves it."""
+    if n is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 class _Classifier:
     """Shared post-processing of the backends: scores → probabilities with the sidecar's calibration
     temperature, optionally averaged with the horizontally mirrored face (h-flip test-time augmentation)."""
@@ -105,6 +111,7 @@ class _Classifier:
     backend = "?"
     temperature: float = 1.0
     tta_hflip: bool = False
+    threads: int | None = None  # torch's pool size for this classifier's calls (None: leave it alone)
 
     def logits(self, x: torch.Tensor) -> np.ndarray:  # (N, C, S, S) float32 → (N, K) float32
         raise NotImplementedError
@@ -142,8 +149,7 @@ class TorchClassifier(_Classifier):
         return self
 
     def logits(self, x: torch.Tensor) -> np.ndarray:
-        if self.threads is not None and torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+        pin_torch_threads(self.threads)
         with torch.inference_mode():
             return self.model(x.to(self.device)).float().cpu().numpy()
 
@@ -236,7 +242,7 @@ class Recognizer:
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise FerbenchError(f"threads must be >= 1, got {threads}")
-        if isinstance(classifier, TorchClassifier) and classifier.threads is None:
+        if classifier.threads is None:
             classifier.threads = self.threads
         if isinstance(detector, str):
             d = detector.lower()
@@ -314,8 +320,9 @@ class Recognizer:
         model = getattr(self.classifier, "torch_model", None)
         if model is None:
             raise FerbenchError(f"{self.source}: a {self.backend} file has no PyTorch model to run")
-        clf = TorchClassifier(model, self.threads)
-        clf.temperature, clf.tta_hflip = self.classifier.temperature, self.classifier.tta_hflip
+        old = self.classifier
+        clf = TorchClassifier(model, old.threads)
+        clf.temperature, clf.tta_hflip = old.temperature, old.tta_hflip
         self.classifier = clf
         return self
 
@@ -353,10 +360,9 @@ class Recognizer:
         """uint8 RGB/grey crops ``(h, w, 3|1)`` → probabilities float32 ``(N, K)``."""
         if not crops:
             return np.zeros((0, len(self.classes)), np.float32)
-        if self.threads and torch.get_num_threads() != self.threads:
-            # the preprocessing runs in torch whatever the backend: an idle-spinning OpenMP pool wider than
-            # `threads` fights the detector's (or another process's) threads, ~100x slower per crop
-            torch.set_num_threads(self.threads)
+        # the preprocessing runs in torch whatever the backend: an idle-spinning OpenMP pool wider than
+        # `threads` fights the detector's (or another process's) threads
+        pin_torch_threads(getattr(self.classifier, "threads", self.threads))
         out = [self.classifier(self._inputs(crops[i:i + batch_size])) for i in range(0, len(crops), batch_size)]
         return np.concatenate(out)
 
