@@ -40,6 +40,46 @@ def astronaut_face(size: int) -> np.ndarray:
 def test_anchor_counts_match_the_model_outputs() -> None:
     assert ssd_anchors(128, (8, 16, 16, 16), 2).shape == (896, 2)
     assert ssd_anchors(192, (4,), 1).shape == (2304, 2)
+    # a grown input (the scan pass): the graph's outputs for a 208x272 input have 3 094 rows (measured)
+    d = BlazeFaceDetector("short")
+    reg, cls = d._runner()(np.zeros((1, 208, 272, 3), np.float32))
+    assert reg.shape == (3094, 16) and cls.shape == (3094,)
+    assert ssd_anchors((208, 272), (8, 16, 16, 16), 2).shape == (3094, 2)
+
+
+def test_scan_pass_at_the_models_own_size_is_the_plain_pass(astronaut: np.ndarray) -> None:
+    # the grown-input decoding (non-square anchors, per-axis scaling) reduces to the letterboxed pass at 128 px
+    img = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
+    d = BlazeFaceDetector("short", min_confidence=0.3)
+    a, b = d._pass(img), d._scan_pass(img, 128)
+    assert len(a[1]) >= 3
+    np.testing.assert_allclose(a[0], b[0], atol=1e-3)
+    np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+    np.testing.assert_allclose(a[2], b[2], atol=1e-3)
+    with pytest.raises(FerbenchError, match="scan must be at least"):
+        BlazeFaceDetector("short", scan=64)
+
+
+def test_skipped_mirror_look_never_changes_the_decision() -> None:
+    # every candidate of the default detector on real photos: the two-look decision with the mirror pass
+    # skipped where the crop alone decides equals the decision with both passes always taken
+    d = get_detector(DEFAULT_DETECTOR)
+    base = BlazeFaceDetector("short", scan=272, min_confidence=0.3)
+    n = skipped = 0
+    for name in ("astronaut", "coffee", "chelsea", "hubble_deep_field", "rocket"):
+        img = cover(getattr(skimage_data, name)())
+        cands = base.detect(img)  # the default detector's candidates before the second look
+        for box, first in zip(cands.boxes, cands.scores, strict=True):
+            x, ref = d._look_inputs(img, box)
+            crop = d._look_score(x, ref)
+            mref = np.array([128 - ref[2], ref[1], 128 - ref[0], ref[3]], np.float32)
+            mirror = d._look_score(np.ascontiguousarray(x[:, :, ::-1]), mref)
+            full = (first + (crop + mirror) / 2) / 2
+            fast = d._verified(img, box, float(first))
+            assert (fast >= d.verify) == (full >= d.verify)
+            skipped += fast == (first + crop) / 2 and mirror != crop
+            n += 1
+    assert n >= 5 and skipped >= 1  # real candidates, and the shortcut is taken
 
 
 def test_default_detector_finds_the_astronaut(astronaut: np.ndarray) -> None:

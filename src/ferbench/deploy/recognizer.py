@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferbench.data.images import MAX_PIXELS, to_rgb
+from ferbench.data.images import MAX_PIXELS, swap_rb, to_rgb
 from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import FerbenchError
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
@@ -122,10 +122,10 @@ class _Classifier:
         return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
-        p = self._softmax(self.logits(x))
-        if self.tta_hflip:
-            p = (p + self._softmax(self.logits(x.flip(-1)))) / 2
-        return p
+        if not self.tta_hflip:
+            return self._softmax(self.logits(x))
+        p = self._softmax(self.logits(torch.cat([x, x.flip(-1)])))  # one forward for both views
+        return (p[: len(x)] + p[len(x):]) / 2
 
 
 class TorchClassifier(_Classifier):
@@ -460,8 +460,7 @@ class Recognizer:
         rgb = to_rgb(image, color, self.max_pixels)
         if faces is None:
             faces = self.predict_batch([rgb], "rgb")[0]
-        bgr = np.ascontiguousarray(rgb[..., ::-1])
-        return np.ascontiguousarray(annotate(bgr, faces, self.classes)[..., ::-1])
+        return swap_rb(annotate(swap_rb(rgb), faces, self.classes))
 
 
 _COLOURS = [(60, 60, 230), (60, 160, 60), (200, 100, 160), (0, 200, 255), (200, 130, 40), (0, 140, 255),

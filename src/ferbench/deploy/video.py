@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ferbench.data.images import swap_rb
 from ferbench.deploy.recognizer import FacePrediction, Recognizer, annotate
 from ferbench.errors import FerbenchError
 from ferbench.faces.track import IouTracker
@@ -64,7 +65,7 @@ class FrameRecognizer:
     def __call__(self, frame: np.ndarray, color: str = "bgr") -> list[FacePrediction]:
         """One uint8 frame ``(H, W, 3)`` (BGR by default) → its tracked faces (by ``track_id``)."""
         rec = self.rec
-        rgb = np.ascontiguousarray(frame[..., ::-1]) if color == "bgr" else frame
+        rgb = swap_rb(frame) if color == "bgr" else frame
         n, self._n = self._n, self._n + 1
         if not self.detect or (rec.detector_name == "auto" and rec.is_face_crop(rgb)):
             return rec.predict_batch([rgb], "rgb", detect=False)[0]

@@ -1,7 +1,7 @@
 """Face detectors behind one interface: ``detector.detect(rgb) -> Detections``.
 
 ``blazeface`` (MediaPipe's BlazeFace short-range CNN, model files shipped in ``faces/models``, run by
-ai-edge-litert or OpenCV's dnn module, on the frame + 3×3 overlapping tiles so small faces are found,
+ai-edge-litert or OpenCV's dnn module, on the frame at 128 px and again at 272 px so small faces are found,
 each candidate confirmed by a second look at its own scale) is the default; ``blazeface-fast`` is one pass on the whole frame (faces larger than ~1/5 of the
 frame: webcam, portrait); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
 are optional and raise a one-line install hint when missing.
@@ -170,13 +170,13 @@ def _blazeface(model: str, name: str, **defaults: Any) -> Callable[..., Detector
     return make
 
 
-# blazeface: 3x3 tiles find faces down to ~60 px in a 640x480 frame; candidates from 0.3, each confirmed by a
-# second look at its own scale (mean of both looks' scores >= 0.65). Threshold chosen on benchmarks/pipeline.py's
-# composites with --seed 0 (the highest recall with <= 0.05 false positives per image), checked on --seed 1
-# (200 images, 486 faces): recall 92.8 %, 0.03 false positives per image; 2x2 tiles at 0.5 without the second
-# look had 75.3 %, 0.155 (seed 0).
+# blazeface: the 128-px whole-frame pass + one pass with the frame's longer side at 272 px (faces down to ~60 px
+# in a 640x480 frame); candidates from 0.3, each confirmed by a second look at its own scale (mean of both
+# looks' scores >= 0.65). Chosen on benchmarks/pipeline.py's composites with --seed 0 (200 images): scan 272
+# recall 92.2 %, 0.030 false positives per image, against 90.8 % / 0.035 for the 3x3 tiles it replaced (at
+# 2/5 of their time); scan 304-384 found 0.5-3 points more at 0.040-0.090 false positives. Reported on --seed 1.
 _FACTORIES: dict[str, Callable[..., Detector]] = {
-    "blazeface": _blazeface("short", "blazeface", tiles=3, min_confidence=0.3, verify=0.65),
+    "blazeface": _blazeface("short", "blazeface", scan=272, min_confidence=0.3, verify=0.65),
     "blazeface-fast": _blazeface("short", "blazeface-fast", tiles=0),
     "blazeface-full": _blazeface("full", "blazeface-full", tiles=0), "haar": HaarDetector,
     "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
