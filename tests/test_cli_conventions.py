@@ -165,6 +165,9 @@ def test_train_device_cpu_writes_one_line_per_epoch(tiny_root: Path, tmp_path: P
     # where it runs is not part of the experiment: same hash, so run names and sweep keys do not change
     base = load_config("protocols/seed000.yaml")
     assert config_hash(base) == config_hash(load_config("protocols/seed000.yaml", ["train.device=cpu"]))
+    # nor is the optimizer kernel (fused computes the same update): a study can switch it on mid-way
+    assert config_hash(base) == config_hash(load_config("protocols/seed000.yaml", ["train.fused_optimizer=true"]))
+    assert config_hash(base) != config_hash(load_config("protocols/seed000.yaml", ["train.lr=0.5"]))
 
 
 # -- shipped names and cheap checks ----------------------------------------------------------------------

@@ -306,10 +306,15 @@ def set_key(cfg: dict[str, Any], item: str) -> None:
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable 12-hex hash of a resolved config (keys sorted); ``train.device`` (where it runs, not what) is left
-    out, so ``--device cpu`` and ``--device cuda`` name the same run and the same sweep trial."""
-    if isinstance(cfg.get("train"), dict) and "device" in cfg["train"]:
-        cfg = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "device"}}
+    """Stable 12-hex hash of a resolved config (keys sorted). How a run executes is not part of it:
+    ``train.device`` is left out (``--device cpu`` and ``--device cuda`` name the same run and the same sweep
+    trial), and ``train.fused_optimizer`` hashes as its default ``False`` (the fused kernel computes the same
+    update to ~1 ulp), so switching it on keeps run names and sweep keys — and the trials already finished."""
+    if isinstance(cfg.get("train"), dict) and ("device" in cfg["train"] or cfg["train"].get("fused_optimizer")):
+        train = {k: v for k, v in cfg["train"].items() if k != "device"}
+        if "fused_optimizer" in train:
+            train["fused_optimizer"] = False
+        cfg = {**cfg, "train": train}
     return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

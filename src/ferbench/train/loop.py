@@ -59,7 +59,7 @@ __all__ = ["Batch", "Splits", "finalize", "lr_factor", "prepare_data", "steps_in
 
 # Keys that may change between a run and its resumption (budgets and machine settings, not the experiment).
 _RESUMABLE_CHANGES = (("train", "epochs"), ("train", "time_limit_min"), ("train", "threads"), ("train", "device"),
-                      ("train", "compile"), ("eval", "batch_size"))
+                      ("train", "compile"), ("train", "fused_optimizer"), ("eval", "batch_size"))
 
 
 def train_batch(images: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug: AugmentConfig,
@@ -367,7 +367,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         saved = fill_model_defaults(load_config(read_yaml(rd.config)))
         if not _same_experiment(saved, cfg_dict):
             raise FerbenchError(f"{rd.path}: config differs from the run being resumed (only train.epochs, "
-                                "train.time_limit_min, train.threads, train.device may change)")
+                                "train.time_limit_min, train.threads, train.device, train.compile, "
+                                "train.fused_optimizer, eval.batch_size may change)")
     finished = saved_state is not None and bool(saved_state[1].get("stopped"))
     if finished:  # a finished run keeps the config it was trained with (its budget is not rewritten)
         cfg_dict = saved
