@@ -164,3 +164,38 @@ def test_batchnorm_after_pooling_trains_when_last_batch_would_be_one(tiny_root: 
                 overrides=_sets(tiny_root, "train.epochs=1", "train.batch_size=139", "train.drop_last=false",
                                 "model.name=esr_4_lab", "preprocessing.size=48"), progress=False)
     assert (run / "best.safetensors").exists()
+
+
+def test_resume_can_switch_on_the_fused_optimizer(tiny_root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # an execution detail: a run killed while on torch's default Adam continues with the fused kernel (the
+    # saved optimizer state would otherwise bring back the old kernel flags), in the same run dir
+    import ferbench.train.loop as loop
+
+    sets = _sets(tiny_root, "train.epochs=2", "model.name=lenet5", "train.optimizer=adam")
+    real_aug, calls = loop.augment_batch, {"n": 0}
+
+    def crashing(*a, **k):  # noqa: ANN002, ANN003, ANN202 — dies early in epoch 2
+        calls["n"] += 1
+        if calls["n"] == 140 // 16 + 2:
+            raise KeyboardInterrupt
+        return real_aug(*a, **k)
+
+    monkeypatch.setattr(loop, "augment_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train("protocols/seed000.yaml", tmp_path / "r", overrides=sets, progress=False)
+    monkeypatch.setattr(loop, "augment_batch", real_aug)
+    kernels: list[object] = []
+    real = loop._restore
+
+    def spy(r, tensors, meta):  # noqa: ANN001, ANN202
+        out = real(r, tensors, meta)
+        kernels.extend(g["fused"] for g in r.opt.param_groups)
+        return out
+
+    monkeypatch.setattr(loop, "_restore", spy)
+    run = train("protocols/seed000.yaml", tmp_path / "r", overrides=[*sets, "train.fused_optimizer=true"],
+                resume=True, progress=False)
+    assert kernels and all(k is True for k in kernels)
+    hist = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2]

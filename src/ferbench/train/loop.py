@@ -331,7 +331,11 @@ def _restore(run: _Run, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
     run.phase = state.phase
     run.model.load_state_dict(prefixed(tensors, "model."))
     run.new_optimizer()
+    kernel = [(g.get("fused"), g.get("foreach")) for g in run.opt.param_groups]
     run.opt.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    for g, (fused, foreach) in zip(run.opt.param_groups, kernel, strict=True):
+        # load_state_dict also restores the saved groups' kernel flags: keep this run's train.fused_optimizer
+        g["fused"], g["foreach"] = fused, foreach
     run.plateau.load_state_dict(state.plateau)
     if run.ema is not None:
         run.ema.module.load_state_dict(prefixed(tensors, "ema."))
