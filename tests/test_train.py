@@ -20,6 +20,24 @@ def _sets(root: Path, *extra: str) -> list[str]:
     return [f"data.root={root}", *TINY, *extra]
 
 
+def _crash_run(monkeypatch: pytest.MonkeyPatch, run_dir: Path, sets: list[str], at_batch: int) -> None:
+    """Train until the ``at_batch``-th augmented batch, then die there (like kill -9)."""
+    import ferbench.train.loop as loop
+
+    real_aug, calls = loop.augment_batch, {"n": 0}
+
+    def crashing(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == at_batch:
+            raise KeyboardInterrupt
+        return real_aug(*a, **k)
+
+    monkeypatch.setattr(loop, "augment_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train("protocols/seed000.yaml", run_dir, overrides=sets, progress=False)
+    monkeypatch.setattr(loop, "augment_batch", real_aug)
+
+
 def test_train_writes_run_directory(tiny_root: Path, tmp_path: Path) -> None:
     run = train("protocols/seed000.yaml", tmp_path / "run", overrides=_sets(tiny_root, "train.epochs=5"),
                 progress=False)
@@ -48,22 +66,8 @@ def test_resume_after_crash_equals_uninterrupted(tiny_root: Path, tmp_path: Path
     full = train("protocols/seed000.yaml", tmp_path / "full", overrides=sets, progress=False)
     assert json.loads((full / "last.json").read_text())["precision"] == precision
 
-    import ferbench.train.loop as loop
-
-    real_aug = loop.augment_batch
-    calls = {"n": 0}
-    steps_per_epoch = 140 // 16
-
-    def crashing(*a, **k):  # dies in the middle of epoch 3, like kill -9
-        calls["n"] += 1
-        if calls["n"] == 2 * steps_per_epoch + 2:
-            raise KeyboardInterrupt
-        return real_aug(*a, **k)
-
-    monkeypatch.setattr(loop, "augment_batch", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        train("protocols/seed000.yaml", tmp_path / "crashed", overrides=sets, progress=False)
-    monkeypatch.setattr(loop, "augment_batch", real_aug)
+    # dies in the middle of epoch 3, like kill -9
+    _crash_run(monkeypatch, tmp_path / "crashed", sets, 2 * (140 // 16) + 2)
     partial = [json.loads(x) for x in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in partial] == [1, 2]
     with pytest.raises(FerbenchError, match="--resume"):
@@ -173,18 +177,7 @@ def test_resume_can_switch_on_the_fused_optimizer(tiny_root: Path, tmp_path: Pat
     import ferbench.train.loop as loop
 
     sets = _sets(tiny_root, "train.epochs=2", "model.name=lenet5", "train.optimizer=adam")
-    real_aug, calls = loop.augment_batch, {"n": 0}
-
-    def crashing(*a, **k):  # noqa: ANN002, ANN003, ANN202 — dies early in epoch 2
-        calls["n"] += 1
-        if calls["n"] == 140 // 16 + 2:
-            raise KeyboardInterrupt
-        return real_aug(*a, **k)
-
-    monkeypatch.setattr(loop, "augment_batch", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        train("protocols/seed000.yaml", tmp_path / "r", overrides=sets, progress=False)
-    monkeypatch.setattr(loop, "augment_batch", real_aug)
+    _crash_run(monkeypatch, tmp_path / "r", sets, 140 // 16 + 2)  # dies early in epoch 2
     kernels: list[object] = []
     real = loop._restore
 
