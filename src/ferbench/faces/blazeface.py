@@ -325,7 +325,7 @@ class BlazeFaceDetector:
         sx1, sy1 = min(w, int(np.ceil(x0 + side))), min(h, int(np.ceil(y0 + side)))
         if sx1 <= sx0 or sy1 <= sy0 or side < 1:
             return None
-        # the in-frame part, resized once to its place in the S×S input (sub-pixel offset kept)
+        # the in-frame part, resized once to its place in the S×S input (offsets rounded to input pixels)
         dx0, dy0 = max(0, round((sx0 - x0) * k)), max(0, round((sy0 - y0) * k))
         dw = min(s - dx0, max(1, round((sx1 - sx0) * k)))
         dh = min(s - dy0, max(1, round((sy1 - sy0) * k)))
