@@ -170,16 +170,18 @@ class _LitertRunner:
     def __init__(self, path: Path, threads: int) -> None:
         self.path, self.threads = path, threads
         self._by_shape: dict[tuple[int, ...], tuple[Any, int, int, int]] = {}
-        self._get((1, 128, 128, 3) if "short" in path.name else (1, 192, 192, 3))
+        self._get(None)  # the model's own input shape, loaded now
 
-    def _get(self, shape: tuple[int, ...]) -> tuple[Any, int, int, int]:
-        got = self._by_shape.get(shape)
+    def _get(self, shape: tuple[int, ...] | None) -> tuple[Any, int, int, int]:
+        got = self._by_shape.get(shape) if shape is not None else None
         if got is None:
             from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
 
             it = Interpreter(model_path=str(self.path), num_threads=self.threads)
             inp = it.get_input_details()[0]
-            if tuple(inp["shape"]) != shape:
+            if shape is None:
+                shape = tuple(int(v) for v in inp["shape"])
+            elif tuple(inp["shape"]) != shape:
                 it.resize_tensor_input(inp["index"], list(shape), strict=False)
             it.allocate_tensors()
             outs = it.get_output_details()
