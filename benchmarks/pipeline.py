@@ -2,6 +2,7 @@
 
     nice -n 10 .venv/bin/python benchmarks/pipeline.py [--model default] [--json runs/pipeline.json]
         [--fer-venv benchmarks/peers/.venv-fer]   # the `fer` peer, if that venv exists (see fer_peer.py)
+        [--missed benchmarks/results/pipeline_missed.jpg]   # contact sheet of the faces the default missed
 
 All numbers come from one run, so ratios compare. Inputs (all real photos, nothing synthetic):
 
@@ -173,6 +174,39 @@ def centre_pairs(dets: list[np.ndarray], comps: list[dict[str, Any]]) -> list[tu
     return pairs
 
 
+def missed_montage(dets: list[np.ndarray], comps: list[dict[str, Any]], margin: float, shift: float,
+                   sources: list[str], path: Path, cols: int = 10, tile: int = 128) -> int:
+    """Write an image (JPEG/PNG by suffix) of every composite face the detector missed (IoU < 0.5 after framing): each tile is
+    the pasted square with half its side of background around it, labelled with its side in pixels, the
+    background, its source row and the best framed IoU any detection reached; returns the count."""
+    from ferbench.faces import iou_matrix
+
+    tiles = []
+    for boxes, c in zip(dets, comps, strict=True):
+        fb = framed(boxes, margin, shift)
+        hit = {j for _, j in match(fb, c["boxes"])}
+        for j, g in enumerate(c["boxes"]):
+            if j in hit:
+                continue
+            x0, y0, x1, y1 = (int(v) for v in g)
+            p = (x1 - x0) // 2
+            t = cv2.resize(c["image"][max(0, y0 - p):y1 + p, max(0, x0 - p):x1 + p], (tile, tile))
+            t = np.ascontiguousarray(np.repeat(t[..., None], 3, 2) if t.ndim == 2 else t)
+            best = float(iou_matrix(fb, g[None]).max()) if len(fb) else 0.0
+            for k, text in enumerate((f"{x1 - x0}px {c['background'][:8]}", sources[c["pool_index"][j]],
+                                      f"best IoU {best:.2f}")):
+                cv2.putText(t, text, (2, 12 + 12 * k if k < 2 else tile - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                            (255, 255, 0), 1, cv2.LINE_AA)
+            tiles.append(t)
+    n = len(tiles)
+    if tiles:
+        tiles += [np.zeros_like(tiles[0])] * (-n % cols)
+        sheet = np.vstack([np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return n
+
+
 def framed(boxes: np.ndarray, margin: float, shift: float) -> np.ndarray:
     from ferbench.faces import square_box
 
@@ -263,13 +297,15 @@ def main() -> None:  # noqa: C901 — one linear report
     ap.add_argument("--composites", type=int, default=200, help="composite photos")
     ap.add_argument("--seed", type=int, default=1,
                     help="composites/video seed (the default detector's thresholds were chosen on seed 0)")
-    ap.add_argument("--detectors", default="blazeface,blazeface-fast,blazeface-full,haar,mediapipe,mtcnn")
+    ap.add_argument("--detectors", default="blazeface,blazeface-fast,blazeface-accurate,blazeface-full,haar,mediapipe,mtcnn")
     ap.add_argument("--detect-every", default="3,5,3/3,5/5",
                     help="tracking rows for the video: K (detect every K-th frame) or K/C (and classify every C-th)")
     ap.add_argument("--margins", default="0,0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4")
     ap.add_argument("--fer-venv", type=Path, default=Path(__file__).resolve().parent / "peers" / ".venv-fer")
     ap.add_argument("--no-fer", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--missed", type=Path, default=None,
+                    help="write a contact sheet (.jpg/.png) of the composite faces the default detector missed")
     args = ap.parse_args()
 
     from ferbench.deploy.recognizer import Recognizer
@@ -366,6 +402,9 @@ def main() -> None:  # noqa: C901 — one linear report
               f"m={best['margin']} s={best['shift']} {100 * best['accuracy']:.2f} %", flush=True)
         for r in framing_rows:
             print(f"  margin {r['margin']:.3f} shift {r['shift']:.3f}: {100 * r['accuracy']:.2f} %")
+        if args.missed is not None:
+            n_missed = missed_montage(dets, comps, fit_m, fit_s, pool_src, args.missed)
+            print(f"{n_missed} missed faces ({DEFAULT_DETECTOR}) -> {args.missed}", flush=True)
 
     # ---- end-to-end accuracy on composites (sidecar framing, each detector) ----------------------
     for row in det_rows:

@@ -79,7 +79,7 @@ def test_alignment_levels_the_eyes() -> None:
 
 
 def test_unknown_and_missing_detectors_are_one_line_errors() -> None:
-    with pytest.raises(FerbenchError, match="unknown face detector .dlib.; choose one of blazeface, blazeface-fast, blazeface-full, haar, mediapipe, mtcnn"):
+    with pytest.raises(FerbenchError, match="unknown face detector .dlib.; choose one of blazeface, blazeface-fast, blazeface-accurate, blazeface-full, haar, mediapipe, mtcnn"):
         get_detector("dlib")
     import importlib.util
 

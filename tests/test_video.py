@@ -90,7 +90,7 @@ def test_default_detector_finds_the_astronaut(astronaut: np.ndarray) -> None:
     (re, le, nose, mouth, _), = d.landmarks
     assert re[0] < le[0] and re[1] < mouth[1] and ASTRONAUT_FACE[0] < nose[0] < ASTRONAUT_FACE[2]
     # every BlazeFace flavour agrees on this photo; nothing on a real photo without a face
-    for name in ("blazeface-fast", "blazeface-full"):
+    for name in ("blazeface-fast", "blazeface-accurate", "blazeface-full"):
         assert iou_matrix(get_detector(name).detect(astronaut).boxes[:1], np.array([ASTRONAUT_FACE]))[0, 0] >= 0.6
     assert len(get_detector(DEFAULT_DETECTOR).detect(skimage_data.coffee())) == 0
 
@@ -121,6 +121,18 @@ def test_second_look_rejects_face_like_textures_and_keeps_a_small_face(astronaut
     assert 400 <= x0 < x1 <= 480 and 300 <= y0 < y1 <= 380 and x1 - x0 >= 30
     with pytest.raises(FerbenchError, match="verify must be a probability"):
         BlazeFaceDetector("short", verify=1.5)
+
+
+@pytest.mark.parametrize("background", ["hubble_deep_field", "coffee"])
+def test_accurate_detector_finds_a_head_too_small_for_the_default(background: str) -> None:
+    # a 48-px head in a 640x480 frame is 20 px in the default's 272-px scan, 36 px in blazeface-accurate's 480-px one
+    scene = cover(getattr(skimage_data, background)())
+    scene[300:348, 400:448] = astronaut_face(48)
+    assert len(get_detector(DEFAULT_DETECTOR).detect(scene)) == 0
+    d = get_detector("blazeface-accurate").detect(scene)
+    assert len(d) == 1
+    x0, y0, x1, y1 = d.boxes[0]
+    assert 400 <= x0 < x1 <= 448 and 300 <= y0 < y1 <= 348 and x1 - x0 >= 18
 
 
 @pytest.mark.skipif(not litert_available(), reason="ai-edge-litert not installed")

@@ -16,9 +16,9 @@ from ferbench.errors import FerbenchError
 ModelOpt = typer.Option("default", "--model", "-m",
                         help="'default' (shipped model), a run dir, a .safetensors checkpoint, or a .onnx / .tflite export.")
 DetectorOpt = typer.Option("blazeface", "--detector", "-d", help="Face detector: blazeface (default, CNN), "
-                           "blazeface-fast (one pass: big faces only), blazeface-full, haar, mediapipe, mtcnn.")
+                           "blazeface-fast (one pass: big faces only), blazeface-accurate (finds more small faces, slower), blazeface-full, haar, mediapipe, mtcnn.")
 PredictDetectorOpt = typer.Option("blazeface", "--detector", "-d", help="Face detector: blazeface (default, CNN), "
-                                  "blazeface-fast (one pass: big faces only), blazeface-full, haar, mediapipe, mtcnn; auto = images that "
+                                  "blazeface-fast (one pass: big faces only), blazeface-accurate (finds more small faces, slower), blazeface-full, haar, mediapipe, mtcnn; auto = images that "
                                   "are already face crops (small, or square with no face found) are classified whole.")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="Threads for the detector and the classifier "
                           "(default 1: they run one after the other and never fight over the cores).")
@@ -403,7 +403,7 @@ def import_(
     source: str = typer.Argument(..., help="folder:PATH (or PATH) with <class>/ sub-folders of uncropped photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (cropped ImageFolder)."),
     detector: str = typer.Option("blazeface", "--detect", help="Face detector: blazeface (default), "
-                                 "blazeface-fast, blazeface-full, haar, mediapipe, mtcnn."),
+                                 "blazeface-fast, blazeface-accurate, blazeface-full, haar, mediapipe, mtcnn."),
     size: int = typer.Option(96, "--size", min=16, help="Output crop side in pixels."),
     margin: float = typer.Option(0.1, "--margin", min=0.0, help="Border around the face box (fraction of its side)."),
     grey: bool = typer.Option(False, "--grey/--colour", help="Write greyscale crops."),

@@ -41,7 +41,7 @@ def explain(
     detector: str = typer.Option(
         "auto", "--detector",
         help="auto: images up to 2x the model input are face crops, larger ones go through the blazeface detector; "
-             "none: every image is a face crop; blazeface|blazeface-full|haar|mediapipe|mtcnn: always detect."),
+             "none: every image is a face crop; blazeface|blazeface-accurate|blazeface-full|haar|mediapipe|mtcnn: always detect."),
     data: str = typer.Option(None, "--data", help="Dataset for --per-class (fer2013, ferplus, ckplus, "
                                                   "folder:PATH)."),
     split: str = typer.Option(None, "--split", help="Split for --per-class (default: the checkpoint's test "

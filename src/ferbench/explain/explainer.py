@@ -22,7 +22,7 @@ from ferbench.data.taxonomy import canonical_name
 from ferbench.errors import FerbenchError
 from ferbench.explain.cam import METHODS, TargetLayer, attribution_maps
 
-DETECT_MODES = ("auto", "none", "blazeface", "blazeface-full", "haar", "mediapipe", "mtcnn")
+DETECT_MODES = ("auto", "none", "blazeface", "blazeface-accurate", "blazeface-full", "haar", "mediapipe", "mtcnn")
 
 
 @dataclass

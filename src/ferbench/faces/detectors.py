@@ -3,7 +3,8 @@
 ``blazeface`` (MediaPipe's BlazeFace short-range CNN, model files shipped in ``faces/models``, run by
 ai-edge-litert or OpenCV's dnn module, on the frame at 128 px and again at 272 px so small faces are found,
 each candidate confirmed by a second look at its own scale) is the default; ``blazeface-fast`` is one pass on the whole frame (faces larger than ~1/5 of the
-frame: webcam, portrait); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
+frame: webcam, portrait); ``blazeface-accurate`` scans the whole frame at 480 px instead of 272 (more small
+and hard faces, ~3.7x the default's detection time); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
 are optional and raise a one-line install hint when missing.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from ferbench.errors import FerbenchError
 from ferbench.faces.detections import Detections, Detector, _as_rgb  # noqa: F401 (re-exported)
 
-DETECTORS = ("blazeface", "blazeface-fast", "blazeface-full", "haar", "mediapipe", "mtcnn")
+DETECTORS = ("blazeface", "blazeface-fast", "blazeface-accurate", "blazeface-full", "haar", "mediapipe", "mtcnn")
 DEFAULT_DETECTOR = "blazeface"
 
 MEDIAPIPE_HINT = ("detector 'mediapipe' is not installed: pip install 'ferbench[mediapipe]' "
@@ -175,9 +176,12 @@ def _blazeface(model: str, name: str, **defaults: Any) -> Callable[..., Detector
 # looks' scores >= 0.65). Chosen on benchmarks/pipeline.py's composites with --seed 0 (200 images): scan 272
 # recall 92.2 %, 0.030 false positives per image, against 90.8 % / 0.035 for the 3x3 tiles it replaced (at
 # 2/5 of their time); scan 304-384 found 0.5-3 points more at 0.040-0.090 false positives. Reported on --seed 1.
+# blazeface-accurate: the same with the scan at 480 px (benchmarks/detector_points.py --seed 0: recall 95.2 % at
+# 0.045 false positives per image vs 91.4 % / 0.050 for scan 272 there; 16.9 vs 4.6 ms on the astronaut, 1 thread).
 _FACTORIES: dict[str, Callable[..., Detector]] = {
     "blazeface": _blazeface("short", "blazeface", scan=272, min_confidence=0.3, verify=0.65),
     "blazeface-fast": _blazeface("short", "blazeface-fast", tiles=0),
+    "blazeface-accurate": _blazeface("short", "blazeface-accurate", scan=480, min_confidence=0.3, verify=0.65),
     "blazeface-full": _blazeface("full", "blazeface-full", tiles=0), "haar": HaarDetector,
     "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
 
