@@ -292,7 +292,7 @@ def main() -> None:  # noqa: C901 — one linear report
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--threads", type=int, default=None, help="Recognizer threads (default: its own default, 1)")
+    ap.add_argument("--threads", type=int, default=None, help="Recognizer threads (default: its own: classifier 1, detector 2 where there are 2 cores)")
     ap.add_argument("--reps", type=int, default=50, help="timed repetitions on the astronaut frame")
     ap.add_argument("--composites", type=int, default=200, help="composite photos")
     ap.add_argument("--seed", type=int, default=1,
@@ -320,6 +320,7 @@ def main() -> None:  # noqa: C901 — one linear report
     base = Recognizer.load(args.model, threads=args.threads)
     classes = base.classes
     res["threads"] = base.threads
+    res["detector_threads"] = base.detector_threads
     frame, ref = astronaut_frame()
     bgs = backgrounds()
     pool, pool_labels, pool_src = face_pool(args.data_root, classes, 2 * args.composites, rng)

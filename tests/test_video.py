@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -284,6 +285,13 @@ def test_threads_setting_is_honoured(astronaut: np.ndarray) -> None:
             assert r.threads == n and r.detector.threads == n and f"threads={n}" in repr(r)
             r.predict(astronaut, color="rgb")
             assert torch.get_num_threads() == n
+        # unset: the classifier one thread, the detector two where the machine has them (measured faster)
+        r = Recognizer.load("default")
+        assert r.threads == 1 and r.classifier.threads == 1
+        assert r.detector.threads == r.detector_threads == min(2, os.cpu_count() or 1)
+        # onnxruntime does not spin after a run (it took the cores from the next frame's detector)
+        opts = r.classifier.session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         haar = Recognizer.load("default", detector="haar", threads=1).detector
         seen = []
         orig = haar._cascade
