@@ -6,7 +6,9 @@
 The sidecar keeps the run's architecture, classes and preprocessing (one definition for train, evaluate,
 predict, export and serve) and adds: the full test-split evaluation (``metrics.test``, as scored by
 ``ferbench evaluate``), the same without h-flip TTA (``metrics.test_single``), batch-1 CPU latency, the
-training command and the data licence note. Writes are atomic.
+training command and the data licence note. Then the static int8 ONNX export that ``Recognizer`` runs for a
+shipped model (``NAME.int8.onnx`` + ``.json``, ``ferbench export NAME --format onnx-int8``), so the shipped
+export is always of the shipped weights. Writes are atomic.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ def main() -> None:
           f"(tta_hflip={tta}; single pass {single['accuracy']:.4f}), latency "
           f"{side['metrics']['cpu_batch1_latency_ms_2threads']} ms")
     print(metrics_markdown(side))
+    from ferbench.deploy.export import export_model
+
+    export_model(args.name, "onnx-int8", WEIGHTS / f"{args.name}.int8.onnx", data_root=args.data_root)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ channels also under ``architecture``) are read as before.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -31,6 +32,15 @@ FORMAT = "ferbench-checkpoint/2"
 READABLE_FORMATS = ("ferbench-checkpoint/1", FORMAT)
 _META_KEY = "ferbench.sidecar"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 (first 16 hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def shipped_models() -> list[str]:

@@ -34,6 +34,7 @@ from ferbench.data.union import parse_dataset_names
 from ferbench.errors import FerbenchError
 from ferbench.persist import RunDir, read_sidecar
 from ferbench.persist.atomic import atomic_write_text
+from ferbench.persist.checkpoint import file_digest
 
 DEFAULT_LOO = ("fer2013", "ferplus", "ckplus")
 RESULTS_JSON = "crossdomain.json"
@@ -94,15 +95,6 @@ def cell_kind(train_set: str, test: str) -> str:
     if src and any(get_spec(m).image_source == src for m in members):
         return "same-images"
     return "cross-domain"
-
-
-def file_digest(path: Path) -> str:
-    """sha256 (first 16 hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def run_config(config: str | Path | dict[str, Any], train_set: str, overrides: Sequence[str] = (),
