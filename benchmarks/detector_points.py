@@ -1,16 +1,17 @@
 """Operating points of the BlazeFace detector on ``pipeline.py``'s composites: recall and false positives.
 
     .venv/bin/python benchmarks/detector_points.py [--seed 0] [--scans 272,384] [--min-conf 0.05,0.1,0.2,0.3]
-        [--verify 0.5,0.55,0.6,0.65,0.7]
+        [--verify 0.5,0.55,0.6,0.65,0.7] [--trust 0.7,0.8,1.01] [--model short|back|full]
 
 Every candidate of the 128-px pass + one whole-frame pass at each ``--scans`` side is found once at the
 lowest ``--min-conf`` (after weighted NMS, as ``detect`` does) and scored by the two-look verification
-(``BlazeFaceDetector._verified``); each (min-conf, verify) pair then keeps the candidates above both
-thresholds. A kept candidate is a hit when its box, mapped to the training framing fitted as in
+(``BlazeFaceDetector._verified``); each (min-conf, verify, trust) triple then keeps the candidates above
+min-conf whose two-look score reaches verify or whose first-look score reaches trust (the shipped detectors
+skip the second look from 0.8). A kept candidate is a hit when its box, mapped to the training framing fitted as in
 ``pipeline.py``, overlaps a pasted square at IoU >= 0.5 (one hit per face); every other kept candidate is a
 false positive. Candidates are collected once per scan at the lowest threshold, so NMS merges slightly
 differently from a detector built at a higher ``min_confidence``: the row matching the shipped settings
-(scan 272, min-conf 0.3, verify 0.65) is within about half a point of ``pipeline.py``'s figure.
+(scan 272, min-conf 0.3, verify 0.65, trust 0.8) is within about half a point of ``pipeline.py``'s figure.
 Settings are chosen on ``--seed 0``; ``pipeline.py`` reports on seed 1.
 """
 
@@ -37,6 +38,8 @@ def main() -> None:
     ap.add_argument("--scans", default="272,384")
     ap.add_argument("--min-conf", default="0.05,0.1,0.2,0.3")
     ap.add_argument("--verify", default="0.5,0.55,0.6,0.65,0.7")
+    ap.add_argument("--trust", default="1.01", help="first-look scores at or above which a candidate is kept "
+                    "without the second look (> 1 = every candidate is looked at again, as shipped)")
     ap.add_argument("--model", default="short", choices=["short", "back", "full"],
                     help="BlazeFace graph: short-range 128 px (the shipped detectors), back-camera 256 px, full-range 192 px")
     ap.add_argument("--data-root", default=None)
@@ -49,13 +52,14 @@ def main() -> None:
 
     confs = sorted(float(v) for v in args.min_conf.split(","))
     verifies = [float(v) for v in args.verify.split(",")]
+    trusts = [float(v) for v in args.trust.split(",")]
     rng = np.random.default_rng(args.seed)
     classes = Recognizer.load("default").classes
     pool, labels, _ = face_pool(args.data_root, classes, 2 * args.composites, rng)
     comps = composites(pool, labels, backgrounds(), args.composites, rng)
     n_gt = sum(len(c["boxes"]) for c in comps)
     print(f"seed {args.seed}: {len(comps)} composites, {n_gt} faces")
-    print("| scan | min-conf | verify | recall | FP/image |\n|---:|---:|---:|---:|---:|")
+    print("| scan | min-conf | verify | trust | recall | FP/image | second looks/image |\n|---:|---:|---:|---:|---:|---:|---:|")
     for scan in (int(v) for v in args.scans.split(",")):
         t0 = time.perf_counter()
         det = BlazeFaceDetector(args.model, min_confidence=confs[0], scan=scan, verify=None)
@@ -77,14 +81,17 @@ def main() -> None:
             hits.append(np.where(iou.max(1) >= 0.5, iou.argmax(1), -1))
         for mc in confs:
             for vt in verifies:
-                tp = fp = 0
-                for (_, s1, two), h in zip(found, hits, strict=True):
-                    keep = (s1 >= mc) & (two >= vt)
-                    faces = h[keep]
-                    got = set(faces[faces >= 0].tolist())
-                    tp += len(got)
-                    fp += int(keep.sum()) - len(got)
-                print(f"| {scan} | {mc:.2f} | {vt:.2f} | {100 * tp / n_gt:.1f} % | {fp / len(comps):.3f} |")
+                for tr in trusts:
+                    tp = fp = looks = 0
+                    for (_, s1, two), h in zip(found, hits, strict=True):
+                        keep = (s1 >= mc) & ((two >= vt) | (s1 >= tr))
+                        looks += int(((s1 >= mc) & (s1 < tr)).sum())
+                        faces = h[keep]
+                        got = set(faces[faces >= 0].tolist())
+                        tp += len(got)
+                        fp += int(keep.sum()) - len(got)
+                    print(f"| {scan} | {mc:.2f} | {vt:.2f} | {tr:.2f} | {100 * tp / n_gt:.1f} % | {fp / len(comps):.3f} "
+                          f"| {looks / len(comps):.2f} |")
         print(f"(scan {scan}: {time.perf_counter() - t0:.0f} s; framing margin {margin:.3f}, shift {shift:.3f})")
 
 

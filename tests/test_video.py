@@ -134,6 +134,27 @@ def test_second_look_rejects_face_like_textures_and_keeps_a_small_face(astronaut
         BlazeFaceDetector("short", verify=1.5)
 
 
+def test_trusted_candidates_skip_the_second_look(astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    looks: list[float] = []
+    real = BlazeFaceDetector._verified
+
+    def counted(self: BlazeFaceDetector, rgb: np.ndarray, box: np.ndarray, first: float) -> float:
+        looks.append(first)
+        return real(self, rgb, box, first)
+
+    monkeypatch.setattr(BlazeFaceDetector, "_verified", counted)
+    every = BlazeFaceDetector("short", scan=272, min_confidence=0.3, verify=0.65).detect(astronaut)
+    n_every = len(looks)
+    looks.clear()
+    trusted = BlazeFaceDetector("short", scan=272, min_confidence=0.3, verify=0.65, trust=0.8).detect(astronaut)
+    # the astronaut's face scores >= 0.8 at the first look: kept with that score, no second look for it
+    assert len(trusted) == len(every) == 1 and trusted.scores[0] >= 0.8 and len(looks) == n_every - 1
+    assert all(f < 0.8 for f in looks)
+    np.testing.assert_allclose(trusted.boxes, every.boxes, atol=1e-4)
+    with pytest.raises(FerbenchError, match="trust must be a probability"):
+        BlazeFaceDetector("short", trust=0.0)
+
+
 @pytest.mark.parametrize("background", ["hubble_deep_field", "coffee"])
 def test_accurate_detector_finds_a_head_too_small_for_the_default(background: str) -> None:
     # a 48-px head in a 640x480 frame is 20 px in the default's 272-px scan, 36 px in blazeface-accurate's 480-px one
