@@ -172,7 +172,7 @@ def _blazeface(model: str, name: str, **defaults: Any) -> Callable[..., Detector
 
 
 # blazeface: the 128-px whole-frame pass + one pass with the frame's longer side at 272 px (faces down to ~60 px
-# in a 640x480 frame); candidates from 0.45 (0.3 when the scan was chosen), each confirmed by a second look at its own scale (mean of both
+# in a 640x480 frame); candidates from 0.3, each confirmed by a second look at its own scale (mean of both
 # looks' scores >= 0.65). Chosen on benchmarks/pipeline.py's composites with --seed 0 (200 images): scan 272
 # recall 92.2 %, 0.030 false positives per image, against 90.8 % / 0.035 for the 3x3 tiles it replaced (at
 # 2/5 of their time); scan 304-384 found 0.5-3 points more at 0.040-0.090 false positives. Reported on --seed 1.
@@ -180,12 +180,10 @@ def _blazeface(model: str, name: str, **defaults: Any) -> Callable[..., Detector
 # 0.045 false positives per image vs 91.4 % / 0.050 for scan 272 there; 16.9 vs 4.6 ms on the astronaut, 1 thread).
 # trust=0.8: a candidate scoring >= 0.8 at the first look skips the second (detector_points.py --trust, seed 0: the
 # same recall and false positives at scans 272 and 480, half the second looks at 272; below 0.7 FPs rise).
-# min_confidence 0.45 (was 0.3): on seed 0 the same recall and FP at both scans with 1.02 instead of 1.77 second
-# looks per image at 272 (2.04 vs 4.35 at 480); confirmed on seed 1 (93.2 % / 0.025 at 272 either way).
 _FACTORIES: dict[str, Callable[..., Detector]] = {
-    "blazeface": _blazeface("short", "blazeface", scan=272, min_confidence=0.45, verify=0.65, trust=0.8),
+    "blazeface": _blazeface("short", "blazeface", scan=272, min_confidence=0.3, verify=0.65, trust=0.8),
     "blazeface-fast": _blazeface("short", "blazeface-fast", tiles=0),
-    "blazeface-accurate": _blazeface("short", "blazeface-accurate", scan=480, min_confidence=0.45, verify=0.65,
+    "blazeface-accurate": _blazeface("short", "blazeface-accurate", scan=480, min_confidence=0.3, verify=0.65,
                                      trust=0.8),
     "blazeface-full": _blazeface("full", "blazeface-full", tiles=0), "haar": HaarDetector,
     "mediapipe": MediapipeDetector, "mtcnn": MtcnnDetector}
