@@ -34,6 +34,8 @@ class DataConfig(_Section):
     val_split: str = "PublicTest"
     test_split: str | None = "PrivateTest"
     soft_labels: bool = False             # train on label distributions (FER+ votes) instead of one-hot labels
+    soft_label_file: str | None = None    # label distributions from a file (ferbench distill-targets): distillation
+    soft_mix: Annotated[float, Field(ge=0, le=1)] = 1.0  # target = soft_mix · distribution + (1 − soft_mix) · one-hot
     indices: dict[str, list[int]] | None = None  # {train: [...], val: [...], test: [...]}; overrides split names
     limit: Positive | None = None         # use at most this many training images (smoke tests)
     sampling_weights: dict[str, Annotated[float, Field(gt=0)]] | None = None  # per source dataset of a union
@@ -315,7 +317,16 @@ def config_hash(cfg: dict[str, Any]) -> str:
         if "fused_optimizer" in train:
             train["fused_optimizer"] = False
         cfg = {**cfg, "train": train}
+    for (section, key), default in _LATE_KEYS.items():  # added after trial keys were in use: hashed only when set
+        part = cfg.get(section)
+        if isinstance(part, dict) and key in part and part[key] == default:
+            cfg = {**cfg, section: {k: v for k, v in part.items() if k != key}}
     return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# config keys added after runs and sweep trials were keyed by config_hash, with their defaults: a config at the
+# default hashes as before the key existed, so finished runs and imported trials keep their keys
+_LATE_KEYS: dict[tuple[str, str], Any] = {("data", "soft_label_file"): None, ("data", "soft_mix"): 1.0}
 
 
 def dump_yaml(cfg: dict[str, Any]) -> str:

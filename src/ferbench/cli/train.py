@@ -1,4 +1,4 @@
-"""``ferbench train``, ``evaluate`` and ``quickstart``."""
+"""``ferbench train``, ``evaluate``, ``distill-targets`` and ``quickstart``."""
 
 from __future__ import annotations
 
@@ -134,8 +134,31 @@ def configs_cmd(
         typer.echo(name)
 
 
+def distill_targets_cmd(
+    teachers: list[str] = typer.Argument(..., help="Teacher checkpoints: 'default', run directories or "
+                                         ".safetensors files (their probabilities are averaged)."),
+    data: str = typer.Option("fer2013", "--data", help="Dataset whose images get targets (all splits)."),
+    out: Path = typer.Option(..., "--out", help="Targets file, NAME.safetensors (+ NAME.json sidecar)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Divide the teachers' scores by T before the "
+                                      "softmax (T > 1: softer targets)."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Average each teacher with the mirrored image."),
+    data_root: Path | None = DataRoot,
+) -> None:
+    """Label distributions from an ensemble of your checkpoints, for offline knowledge distillation.
+
+    Train on them with --set data.soft_label_file=OUT (and data.soft_mix=0.7 for 70 % teacher, 30 % one-hot label).
+    """
+    from ferbench.evaluate.distill import save_targets, teacher_targets
+
+    probs, side = teacher_targets(teachers, data, data_root, temperature, tta, log=typer.echo)
+    path = save_targets(out, probs, side)
+    agree = ", ".join(f"{k} {100 * v:.2f} %" for k, v in side["agreement_by_split"].items())
+    typer.echo(f"wrote {path} ({side['n']} x {len(side['classes'])}); ensemble agrees with the labels: {agree}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("configs")(configs_cmd)
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
+    app.command("distill-targets")(distill_targets_cmd)
     app.command("quickstart")(quickstart_cmd)

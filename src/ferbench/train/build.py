@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,32 @@ def split_names(cfg: RunConfig) -> tuple[str, str, str | None]:
     return cfg.data.train_split, cfg.data.val_split, cfg.data.test_split
 
 
+def read_soft_label_file(path: str | Path, ds: FerDataset) -> torch.Tensor:
+    """Label distributions ``(N, K)`` float32 from a ``ferbench distill-targets`` file, checked against ``ds``.
+
+    The file (safetensors ``probs`` + JSON sidecar) must be of the same dataset: same name, ``N`` rows in
+    the dataset's order and its classes in its order; anything else is a one-line ConfigError.
+    """
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    side_p = p.with_suffix(".json")
+    if not p.is_file() or not side_p.is_file():
+        raise ConfigError(f"data.soft_label_file: {p} (and its .json sidecar) not found; make it with "
+                          "ferbench distill-targets")
+    try:
+        side = json.loads(side_p.read_text())
+        probs = load_file(str(p))["probs"].float()
+    except Exception as e:  # safetensors / json raise their own types
+        raise ConfigError(f"data.soft_label_file: {p} is not a distill-targets file ({str(e)[:120]})") from None
+    if side.get("dataset") != ds.name or side.get("classes") != list(ds.classes) or tuple(probs.shape) != (
+            len(ds), len(ds.classes)):
+        raise ConfigError(f"data.soft_label_file: {p} holds {side.get('dataset')} {tuple(probs.shape)} "
+                          f"{side.get('classes')}, the run's data is {ds.name} ({len(ds)}, {len(ds.classes)}) "
+                          f"{list(ds.classes)}")
+    return probs
+
+
 def prepare_data(cfg: RunConfig) -> Splits:
     """Load the dataset and cut train/val/test (by split name, or by explicit ``data.indices``)."""
     from ferbench.data.registry import soft_labels_for
@@ -53,7 +81,9 @@ def prepare_data(cfg: RunConfig) -> Splits:
     if d.soft_labels and is_union(cfg):
         kwargs["soft_labels"] = True
     ds = load_dataset(dataset_name(cfg), d.root, **kwargs)
-    if d.soft_labels and ds.soft_labels is None:
+    if d.soft_label_file:
+        ds.soft_labels = read_soft_label_file(d.soft_label_file, ds)
+    elif d.soft_labels and ds.soft_labels is None:
         try:
             ds.soft_labels = soft_labels_for(ds, d.root)
         except FerbenchError as e:

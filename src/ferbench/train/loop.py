@@ -304,7 +304,10 @@ def _setup(cfg: RunConfig, rd: RunDir, say: Any) -> _Run:
     if t.logit_adjust:
         prior = np.maximum(counts, 1) / max(1, counts.sum())
         adjust = torch.tensor(t.logit_adjust * np.log(prior), dtype=torch.float32, device=device)
-    soft = data.train.soft_labels if cfg.data.soft_labels else None
+    soft = data.train.soft_labels if (cfg.data.soft_labels or cfg.data.soft_label_file) else None
+    if soft is not None and cfg.data.soft_mix < 1.0:  # distillation-style target: part distribution, part label
+        onehot = F.one_hot(data.train.labels, len(classes)).float()
+        soft = cfg.data.soft_mix * soft.float() + (1.0 - cfg.data.soft_mix) * onehot
     run = _Run(cfg=cfg, rd=rd, data=data, pre=pre, model=model, method=as_method(model), arch=arch, device=device,
                precision=resolve_precision(t.precision, device, model), aug=AugmentConfig.preset(t.augment, **t.augment_overrides),
                cw=torch.tensor(cw_np, dtype=torch.float32, device=device) if cw_np is not None else None,
