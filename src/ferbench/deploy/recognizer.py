@@ -102,9 +102,14 @@ def resolve_model_ref(ref: str | Path) -> tuple[str, Path]:
     return "torch", p
 
 
+def int8_path(ckpt: Path) -> Path:
+    """Where the int8 export of checkpoint file ``ckpt`` lives: ``NAME.int8.onnx`` beside ``NAME.safetensors``."""
+    return ckpt.with_name(ckpt.name.removesuffix(ckpt.suffix) + SUFFIX["onnx-int8"])
+
+
 def shipped_int8(ckpt: Path) -> bool:
     """Whether the shipped checkpoint ``ckpt`` has its int8 export beside it (``weights/NAME.int8.onnx``)."""
-    p = ckpt.with_name(ckpt.name.removesuffix(ckpt.suffix) + SUFFIX["onnx-int8"])
+    p = int8_path(ckpt)
     return p.is_file() and p.with_suffix(".json").is_file()
 
 
@@ -113,7 +118,7 @@ def int8_export_of(ref: str | Path, ckpt: Path) -> Path:
     REF --format onnx-int8`` names it in a run dir); a missing or stale one (exported from other weights:
     its sidecar's ``export.source_digest`` differs from the checkpoint's) → one-line error."""
     ckpt = resolve_checkpoint(ckpt)
-    p = ckpt.with_name(ckpt.name.removesuffix(ckpt.suffix) + SUFFIX["onnx-int8"])
+    p = int8_path(ckpt)
     how = f"ferbench export {ref} --format onnx-int8 --out {p}"
     if not p.is_file() or not p.with_suffix(".json").is_file():
         raise FerbenchError(f"{ref}: no int8 export beside the checkpoint ({p.name}); make it with: {how}")
