@@ -216,7 +216,8 @@ def export_model(ref: str | Path, fmt: str = "onnx", out: str | Path | None = No
 
     p_ref, p_exp = _torch_probs(model, xv), probs_fn(xv)
     check: dict[str, Any] = {
-        "format": fmt, "source": str(ref), "source_digest": file_digest(resolve_checkpoint(ckpt)), "file": out.name, "opset": OPSET if fmt != "tflite" else None,
+        "format": fmt, "source": str(ref), "source_digest": file_digest(resolve_checkpoint(ckpt)),
+        "file": out.name, "opset": OPSET if fmt != "tflite" else None,
         "validation": val.source, "n_check": int(min(256, len(xv))),
         "max_abs_dprob": float(np.abs(p_ref[:256] - p_exp[:256]).max()),
         "mean_abs_dprob": float(np.abs(p_ref - p_exp).mean()),
