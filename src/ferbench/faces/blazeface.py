@@ -385,9 +385,18 @@ class BlazeFaceDetector:
 
         rgb = _as_rgb(image)
         h, w = rgb.shape[:2]
-        parts = [self._pass(rgb)]
-        if self.scan is not None and max(h, w) > self.size:  # a frame larger than the model's input
-            parts.append(self._scan_pass(rgb, self.scan))
+        if self.scan is not None and max(h, w) > self.scan:
+            # one downscale of the frame serves both passes: the whole-frame pass letterboxes from the scan-size
+            # copy (0.04 ms) instead of from the frame (0.27 ms for 640x480 -> 128x96, measured)
+            k = self.scan / max(h, w)
+            small = shrink(rgb, max(1, round(w * k)), max(1, round(h * k)))
+            back = np.array([w / small.shape[1], h / small.shape[0]], np.float32)
+            parts = [(b * np.tile(back, 2), sc, kp * back)
+                     for b, sc, kp in (self._pass(small), self._scan_pass(small, self.scan))]
+        else:
+            parts = [self._pass(rgb)]
+            if self.scan is not None and max(h, w) > self.size:  # a frame larger than the model's input
+                parts.append(self._scan_pass(rgb, self.scan))
         n = self.tiles
         if n >= 2:
             tw, th = min(w, round(w * 1.4 / n)), min(h, round(h * 1.4 / n))
