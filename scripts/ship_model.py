@@ -1,7 +1,11 @@
 """Copy a finished run into the package as a shipped model: ``src/ferbench/weights/NAME.safetensors + NAME.json``.
 
     python scripts/ship_model.py runs/default --name default \
-        --command "ferbench train configs/recipes/default.yaml --out runs/default"
+        --command "ferbench train configs/recipes/default.yaml --out runs/default" [--calibrate]
+    python scripts/ship_model.py src/ferbench/weights/default.safetensors --name default --calibrate  # re-ship
+
+``--calibrate`` fits the temperature and prior correction (``ferbench calibrate``'s rule) on the validation
+split before the evaluation, so the stored figures are the calibrated model's.
 
 The sidecar keeps the run's architecture, classes and preprocessing (one definition for train, evaluate,
 predict, export and serve) and adds: the full test-split evaluation (``metrics.test``, as scored by
@@ -33,6 +37,10 @@ LICENCES = {
     "ferplus": "Trained on FER2013 images (research and non-commercial use only) with FER+ labels "
                "(Microsoft, MIT licence for the label file). The weights inherit FER2013's terms.",
 }
+
+
+# datasets the shipped model never trained on, evaluated into the sidecar (``metrics.<name>_test``)
+OFF_DOMAIN = {"fer2013": ("ckplus",), "ferplus": ("ckplus",)}
 
 
 def latency_ms(run: Path, threads: int = 2, n: int = 200) -> float:
@@ -75,28 +83,43 @@ def metrics_markdown(side: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path)
+    ap.add_argument("run", type=Path, help="a run directory (its best.safetensors) or a .safetensors file")
     ap.add_argument("--name", required=True)
-    ap.add_argument("--command", required=True, help="the exact training command (stored in the sidecar)")
+    ap.add_argument("--command", default=None, help="the exact training command (stored in the sidecar; "
+                    "default: the one the source sidecar already stores)")
+    ap.add_argument("--calibrate", action="store_true", help="fit temperature + prior correction first")
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
 
-    src = args.run / "best.safetensors"
+    src = args.run / "best.safetensors" if args.run.is_dir() else args.run
     side = json.loads(src.with_suffix(".json").read_text())
-    data, split = side["protocol"]["data"]["name"], side["protocol"]["data"]["test_split"]
-    tta = bool(side["protocol"]["eval"]["tta_hflip"])
-    test = evaluate_checkpoint(src, data, split, args.data_root, tta_hflip=tta)
-    single = evaluate_checkpoint(src, data, split, args.data_root, tta_hflip=False)
-    side["metrics"] = {**side.get("metrics", {}), "test": test,
-                       "test_single": {k: single[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "n")},
-                       "cpu_batch1_latency_ms_2threads": round(latency_ms(args.run), 3)}
-    side["training_command"] = args.command
-    side["licence"] = LICENCES.get(data, "see the training dataset's licence")
+    command = args.command or side.get("training_command")
+    if not command:
+        raise SystemExit(f"{src}: its sidecar stores no training command; pass --command")
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     dst = WEIGHTS / f"{args.name}.safetensors"
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    if src.resolve() != dst.resolve():
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+        atomic_write_text(dst.with_suffix(".json"), json.dumps(side, indent=1))
+    if args.calibrate:
+        from ferbench.evaluate.calibration import calibrate_checkpoint
+
+        cal = calibrate_checkpoint(dst, data_root=args.data_root)
+        print(f"calibrated on {cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g}")
+        side = json.loads(dst.with_suffix(".json").read_text())
+    data, split = side["protocol"]["data"]["name"], side["protocol"]["data"]["test_split"]
+    tta = bool(side["protocol"]["eval"]["tta_hflip"])
+    test = evaluate_checkpoint(dst, data, split, args.data_root, tta_hflip=tta)
+    single = evaluate_checkpoint(dst, data, split, args.data_root, tta_hflip=False)
+    off = {d: evaluate_checkpoint(dst, d, "test", args.data_root, tta_hflip=tta) for d in OFF_DOMAIN.get(data, ())}
+    side["metrics"] = {**side.get("metrics", {}), "test": test,
+                       "test_single": {k: single[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "n")},
+                       **{f"{d}_test": m for d, m in off.items()},
+                       "cpu_batch1_latency_ms_2threads": round(latency_ms(dst), 3)}
+    side["training_command"] = command
+    side["licence"] = LICENCES.get(data, "see the training dataset's licence")
     atomic_write_text(dst.with_suffix(".json"), json.dumps(side, indent=1))
     print(f"shipped {dst} ({dst.stat().st_size / 2**20:.2f} MB): {split} accuracy {test['accuracy']:.4f} "
           f"(tta_hflip={tta}; single pass {single['accuracy']:.4f}), latency "

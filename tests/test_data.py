@@ -149,3 +149,14 @@ def test_real_counts_match_data_readme(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(ck) == 981 and len(set(ck.subjects)) == 118
     assert dict(zip(ck.classes, np.bincount(ck.labels.numpy()).tolist(), strict=True)) == {
         "angry": 135, "disgust": 177, "fear": 75, "happy": 207, "sad": 84, "surprise": 249, "contempt": 54}
+
+
+def test_split_all_is_every_sample_and_unknown_splits_list_it(tiny_root: Path) -> None:
+    from ferbench.data import load_dataset
+    from ferbench.errors import DataError
+
+    ds = load_dataset("fer2013", tiny_root)
+    assert len(ds.split("all")) == len(ds) == 280
+    assert ds.split("all").counts() == ds.counts()
+    with pytest.raises(DataError, match=r"no split 'nope' \(splits: .*PrivateTest.*, all\)"):
+        ds.split("nope")

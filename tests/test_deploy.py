@@ -379,7 +379,7 @@ def test_shipped_models_run_their_int8_export_by_default() -> None:
     fp32 = Recognizer.load("default", detector="none", backend="onnx")
     assert (int8.backend, fp32.backend) == ("onnx-int8", "onnx")
     p8, p32 = int8.classify_arrays(crops), fp32.classify_arrays(crops)
-    # measured on all 3 589 PrivateTest faces: 70.05 % int8 vs 70.02 % fp32 (README); here: close per face
+    # measured on all 3 589 PrivateTest faces: 69.69 % int8 and fp32 (README); here: close per face
     assert np.abs(p8 - p32).max() < 0.1 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.95
     assert int8.use_torch().backend == "torch"  # the checkpoint stays at hand (GPU, gradients)
 

@@ -73,12 +73,15 @@ class FerDataset:
         )
 
     def split(self, name: str) -> FerDataset:
-        """The samples of split ``name``; unknown split → one-line error listing the known ones."""
+        """The samples of split ``name``; ``"all"`` (when no split has that name) = every sample, e.g. to score
+        a dataset no model was trained on. Unknown split → one-line error listing the known ones."""
         from ferbench.errors import DataError
 
         mask = self.splits == name
         if not mask.any():
-            raise DataError(f"{self.name}: no split {name!r} (splits: {', '.join(self.split_names)})")
+            if name == "all" and len(self):
+                return self.subset(np.arange(len(self)))
+            raise DataError(f"{self.name}: no split {name!r} (splits: {', '.join(self.split_names)}, all)")
         return self.subset(np.flatnonzero(mask))
 
     def counts(self) -> dict[str, list[int]]:

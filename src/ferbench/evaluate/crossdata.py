@@ -10,7 +10,7 @@ import numpy as np
 from ferbench.data import load_dataset
 from ferbench.data.taxonomy import class_mapping
 from ferbench.errors import FerbenchError
-from ferbench.evaluate.calibration import temperature_of
+from ferbench.evaluate.calibration import logit_bias_of, temperature_of
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
 
@@ -37,7 +37,8 @@ def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str |
     ds_to_shared = class_mapping(ds.classes, shared)
     keep = np.flatnonzero(np.isin(ds.labels.numpy(), list(ds_to_shared)))
     sub = ds.subset(keep)
-    probs = predict_probs(model, sub.images, preprocessing_of(meta), batch_size, tta_hflip, temperature_of(meta))
+    probs = predict_probs(model, sub.images, preprocessing_of(meta), batch_size, tta_hflip, temperature_of(meta),
+                          logit_bias_of(meta))
     cols = [model_classes.index(c) for c in shared]
     p = probs[:, cols]
     p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
@@ -46,6 +47,7 @@ def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str |
     out.update({
         "dataset": data, "split": split, "checkpoint": str(ref), "model": meta["architecture"]["name"],
         "trained_on": meta.get("dataset"), "tta_hflip": tta_hflip,
+        "temperature": temperature_of(meta), "prior_tau": float((meta.get("calibration") or {}).get("prior_tau") or 0.0),
         "dropped_classes": [c for c in ds.classes if c not in shared],
         "dropped_samples": int(len(ds) - len(sub)),
         "ignored_model_classes": [c for c in model_classes if c not in shared],

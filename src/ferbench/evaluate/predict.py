@@ -28,14 +28,9 @@ def predict_logits(model: nn.Module, images: torch.Tensor, preprocessing: Prepro
 
 
 @torch.inference_mode()
-def predict_probs(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing, batch_size: int = 512,
-                  tta_hflip: bool = False, temperature: float = 1.0) -> np.ndarray:
-    """Softmax probabilities for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)``.
-
-    ``tta_hflip`` averages the probabilities of the image and its mirror; ``temperature`` divides the scores
-    before the softmax (the calibration stored in a sidecar, :mod:`ferbench.evaluate.calibration`). Batches
-    run on the model's device (see :mod:`ferbench.device`); the result is always on the CPU.
-    """
+def predict_view_logits(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing, batch_size: int = 512,
+                        tta_hflip: bool = False) -> np.ndarray:
+    """Scores of each view: float32 ``(V, N, num_classes)``, ``V = 2`` with ``tta_hflip`` (image, mirror), else 1."""
     from ferbench.device import module_device
 
     dev = module_device(model)
@@ -44,11 +39,25 @@ def predict_probs(model: nn.Module, images: torch.Tensor, preprocessing: Preproc
     out = []
     for i in range(0, len(images), batch_size):
         x = preprocessing(images[i:i + batch_size].to(dev))
-        p = torch.softmax(model(x).float() / temperature, 1)
-        if tta_hflip:
-            p = (p + torch.softmax(model(x.flip(-1)).float() / temperature, 1)) / 2
-        out.append(p.cpu())
+        views = [model(x).float()] + ([model(x.flip(-1)).float()] if tta_hflip else [])
+        out.append(torch.stack(views).cpu())
     model.train(was_training)
     if not out:
+        return np.zeros((1 + tta_hflip, 0, 0), dtype=np.float32)
+    return torch.cat(out, 1).numpy().astype(np.float32)
+
+
+def predict_probs(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing, batch_size: int = 512,
+                  tta_hflip: bool = False, temperature: float = 1.0, logit_bias: np.ndarray | None = None) -> np.ndarray:
+    """Softmax probabilities for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)``.
+
+    ``tta_hflip`` averages the probabilities of the image and its mirror; ``temperature`` and ``logit_bias``
+    are the sidecar's calibration (:func:`ferbench.evaluate.calibration.calibrated_probs`). Batches run on
+    the model's device (see :mod:`ferbench.device`); the result is always on the CPU.
+    """
+    from ferbench.evaluate.calibration import calibrated_probs
+
+    z = predict_view_logits(model, images, preprocessing, batch_size, tta_hflip)
+    if z.shape[1] == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(out).numpy().astype(np.float32)
+    return calibrated_probs(z, temperature, logit_bias)
