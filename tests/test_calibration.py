@@ -201,3 +201,23 @@ def test_evaluate_json_never_overwrites_the_checkpoint_sidecar(tiny_root: Path, 
                                  "PrivateTest", "--json", str(tmp_path / "m.json"), "--data-root", str(tiny_root)])
     assert isinstance(r.exception, FerbenchError) and "the checkpoint's own sidecar" in str(r.exception)
     assert (tmp_path / "m.json").read_text() == before
+
+
+def test_trainer_fits_the_prior_correction_when_the_config_asks(tmp_path: Path) -> None:
+    from ferbench.evaluate.calibration import log_prior
+    from ferbench.evaluate.crossdata import evaluate_checkpoint
+    from ferbench.persist import read_sidecar
+    from ferbench.train.loop import train
+
+    root = _skewed_root(tmp_path / "data")
+    run = train({"model": {"name": "lenet5"}, "data": {"root": str(root)},
+                 "preprocessing": {"size": 48, "channels": 1},
+                 "train": {"epochs": 1, "batch_size": 32, "augment": "none", "precision": "fp32"},
+                 "eval": {"prior_tau": 0.5}}, out_dir=tmp_path / "run", progress=False, log=lambda s: None)
+    cal = read_sidecar(run)["calibration"]
+    assert cal["prior_tau"] == 0.5 and cal["split"] == "PublicTest"
+    assert np.allclose(cal["log_prior"], log_prior(np.repeat(np.arange(7), [30, 2, 10, 60, 10, 10, 20]), 7))
+    ev = json.loads((run / "eval_PrivateTest.json").read_text())
+    assert ev["prior_tau"] == 0.5
+    again = evaluate_checkpoint(run, "fer2013", "PrivateTest", root)
+    assert again["accuracy"] == ev["accuracy"] and abs(again["ece"] - ev["ece"]) < 1e-6

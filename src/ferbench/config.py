@@ -118,6 +118,8 @@ class EvalConfig(_Section):
     tta_hflip: bool = False
     batch_size: Positive = 512
     calibrate: bool = False               # fit a temperature on the validation split, store it in the sidecar
+    # prior correction fitted with the temperature (evaluate/calibration.py): "auto" (its rule), a number, or none
+    prior_tau: Annotated[float, Field(ge=0, le=2)] | Literal["auto"] | None = None
 
 
 class RunConfig(_Section):
@@ -326,7 +328,8 @@ def config_hash(cfg: dict[str, Any]) -> str:
 
 # config keys added after runs and sweep trials were keyed by config_hash, with their defaults: a config at the
 # default hashes as before the key existed, so finished runs and imported trials keep their keys
-_LATE_KEYS: dict[tuple[str, str], Any] = {("data", "soft_label_file"): None, ("data", "soft_mix"): 1.0}
+_LATE_KEYS: dict[tuple[str, str], Any] = {("data", "soft_label_file"): None, ("data", "soft_mix"): 1.0,
+                                          ("eval", "prior_tau"): None}
 
 
 def dump_yaml(cfg: dict[str, Any]) -> str:

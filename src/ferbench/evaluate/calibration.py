@@ -127,6 +127,34 @@ def fit_prior_tau(logits: np.ndarray, y: np.ndarray, log_prior_: np.ndarray, tem
     return best["tau"], table
 
 
+def fit_calibration(logits: np.ndarray, y: np.ndarray, train_labels: np.ndarray, prior_tau: float | str | None = "auto",
+                    max_accuracy_drop: float = 0.005) -> dict[str, Any]:
+    """Temperature, then prior correction, from validation scores → the sidecar's ``calibration`` block.
+
+    Args:
+        logits: ``(N, C)`` or ``(V, N, C)`` validation scores; ``y``: ``(N,)`` their labels.
+        train_labels: the training split's integer labels (the prior).
+        prior_tau: ``"auto"`` (:func:`fit_prior_tau`), a number, or ``None`` / 0 (temperature only).
+    Returns:
+        ``{"method", "temperature", "prior_tau", "log_prior", "rule", "tau_search"}``.
+    """
+    c = np.asarray(logits).shape[-1]
+    lp = log_prior(train_labels, c)
+    t0 = fit_temperature(logits, y)
+    table: list[dict[str, float]] = []
+    if prior_tau == "auto":
+        tau, table = fit_prior_tau(logits, y, lp, t0, max_accuracy_drop=max_accuracy_drop)
+    else:
+        tau = float(prior_tau or 0.0)
+    # T stays the one fitted without the bias: refitting it with the bias would move the decisions away
+    # from the ones tau was chosen by (the bias's weight relative to z / T changes with T)
+    return {"method": "temperature scaling" + (" + prior correction (post-hoc logit adjustment)" if tau else ""),
+            "temperature": t0, "prior_tau": tau, "log_prior": [float(v) for v in lp],
+            "rule": ("tau: highest balanced accuracy on the split with accuracy at most "
+                     f"{100 * max_accuracy_drop:g} points below tau = 0") if prior_tau == "auto" else "tau: given",
+            "tau_search": table}
+
+
 def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: str | None = None,
                          train_split: str | None = None, data_root: str | Path | None = None,
                          tta_hflip: bool | None = None, prior_tau: float | str = "auto",
@@ -176,28 +204,15 @@ def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: st
     tta = bool((meta.get("inference") or {}).get("tta_hflip", False)) if tta_hflip is None else bool(tta_hflip)
     val = ds.split(val_split)
     y = val.labels.numpy()
-    lp = log_prior(ds.split(train_split).labels.numpy(), len(ds.classes))
     z = predict_view_logits(model, val.images, preprocessing_of(meta), batch_size, tta)
     before = compute_metrics(y, calibrated_probs(z, temperature_of(meta), logit_bias_of(meta)), meta["classes"])
-    t0 = fit_temperature(z, y)
-    table: list[dict[str, float]] = []
-    if prior_tau == "auto":
-        tau, table = fit_prior_tau(z, y, lp, t0, max_accuracy_drop=max_accuracy_drop)
-    else:
-        tau = float(prior_tau)
-    # T stays the one fitted without the bias: refitting it with the bias would move the decisions away
-    # from the ones tau was chosen by (the bias's weight relative to z / T changes with T)
-    bias, temp = (-tau * lp if tau else None), t0
-    after = compute_metrics(y, calibrated_probs(z, temp, bias), meta["classes"])
-    keep = ("accuracy", "balanced_accuracy", "f1_macro", "ece", "nll")
-    cal = {"method": "temperature scaling" + (" + prior correction (post-hoc logit adjustment)" if tau else ""),
-           "temperature": temp, "split": f"{data}:{val_split}", "tta_hflip": tta, "prior_tau": tau,
-           "log_prior": [float(v) for v in lp], "prior_split": f"{data}:{train_split}",
-           "rule": ("tau: highest balanced accuracy on the split with accuracy at most "
-                    f"{100 * max_accuracy_drop:g} points below tau = 0") if prior_tau == "auto" else "tau: given",
-           "tau_search": table,
-           "val_before": {k: before[k] for k in keep if k in before},
-           "val_after": {k: after[k] for k in keep if k in after}}
+    cal = fit_calibration(z, y, ds.split(train_split).labels.numpy(), prior_tau, max_accuracy_drop)
+    after = compute_metrics(y, calibrated_probs(z, cal["temperature"], logit_bias_of({"calibration": cal})),
+                            meta["classes"])
+    keep = ("accuracy", "balanced_accuracy", "f1_macro", "ece")
+    cal.update({"split": f"{data}:{val_split}", "tta_hflip": tta, "prior_split": f"{data}:{train_split}",
+                "val_before": {k: before[k] for k in keep if k in before},
+                "val_after": {k: after[k] for k in keep if k in after}})
     src = resolve_checkpoint(ref)
     if out is not None:
         dst = Path(out)

@@ -450,19 +450,21 @@ def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]
     if d.get("indices"):
         named = [("val", data.val)] + ([("test", data.test)] if data.test is not None else [])
     results = {}
-    temperature, calibration = 1.0, meta.get("calibration")
-    if ev.get("calibrate"):
-        from ferbench.evaluate.calibration import fit_temperature
-        from ferbench.evaluate.predict import predict_logits
+    temperature, bias, calibration = 1.0, None, meta.get("calibration")
+    if ev.get("calibrate") or ev.get("prior_tau") is not None:
+        from ferbench.evaluate.calibration import fit_calibration, logit_bias_of
+        from ferbench.evaluate.predict import predict_view_logits
 
-        val_logits = predict_logits(model, data.val.images, pre, ev["batch_size"])
-        temperature = fit_temperature(val_logits, data.val.labels.numpy())
-        calibration = {"temperature": temperature, "split": named[0][0], "method": "temperature scaling"}
+        z = predict_view_logits(model, data.val.images, pre, ev["batch_size"], ev["tta_hflip"])
+        calibration = fit_calibration(z, data.val.labels.numpy(), data.train.labels.numpy(), ev.get("prior_tau"))
+        calibration.update({"split": named[0][0], "tta_hflip": bool(ev["tta_hflip"]), "prior_split": "train"})
+        temperature, bias = calibration["temperature"], logit_bias_of({"calibration": calibration})
     for split_name, subset in named:
-        probs = predict_probs(model, subset.images, pre, ev["batch_size"], ev["tta_hflip"], temperature)
+        probs = predict_probs(model, subset.images, pre, ev["batch_size"], ev["tta_hflip"], temperature, bias)
         m = compute_metrics(subset.labels.numpy(), probs, meta["classes"])
         m.update({"dataset": meta.get("dataset"), "split": split_name, "checkpoint": str(rd.best),
-                  "epoch": meta["epoch"], "tta_hflip": ev["tta_hflip"], "temperature": temperature})
+                  "epoch": meta["epoch"], "tta_hflip": ev["tta_hflip"], "temperature": temperature,
+                  "prior_tau": float((calibration or {}).get("prior_tau") or 0.0)})
         rd.write_eval(split_name, m)
         results[split_name] = m
     summary = {f"{s}_{k}": r[k] for s, r in results.items()
