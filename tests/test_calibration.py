@@ -24,6 +24,8 @@ def test_recovers_the_temperature_of_overconfident_scores() -> None:
     raw = np.exp(true_logits * 3.0)
     raw /= raw.sum(1, keepdims=True)
     assert expected_calibration_error(y, cal) < expected_calibration_error(y, raw) / 2
+    # two identical views (h-flip TTA of a symmetric face) fit the same temperature as one pass
+    assert abs(fit_temperature(np.stack([true_logits * 3.0] * 2), y) - t) < 1e-6
 
 
 def test_trainer_stores_and_applies_the_temperature(tiny_root: Path, tmp_path: Path) -> None:

@@ -41,13 +41,12 @@ def calibrated_probs(logits: np.ndarray, temperature: float = 1.0, bias: np.ndar
     return (p.mean(0) if p.ndim == 3 else p).astype(np.float32)
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, max_iter: int = 200, bias: np.ndarray | None = None) -> float:
-    """The ``T > 0`` minimising the NLL of :func:`calibrated_probs` ``(logits, T, bias)``.
+def fit_temperature(logits: np.ndarray, y: np.ndarray, max_iter: int = 200) -> float:
+    """The ``T > 0`` minimising the NLL of :func:`calibrated_probs` ``(logits, T)``.
 
     Args:
         logits: ``(N, C)`` float scores, or ``(V, N, C)`` views (their probabilities are averaged).
         y: ``(N,)`` int labels in ``[0, C)``.
-        bias: ``(C,)`` fixed logit bias (a prior correction), or ``None``.
 
     Returns:
         ``T`` as a float (1.0 for an empty input), bounded to ``[0.05, 20]``.
@@ -56,14 +55,13 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, max_iter: int = 200, bias
         return 1.0
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     z = z[None] if z.ndim == 2 else z
-    b = torch.zeros(z.shape[-1], dtype=torch.float64) if bias is None else torch.as_tensor(bias, dtype=torch.float64)
     t = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        logp = torch.log_softmax(z / log_t.exp() + b, -1)
+        logp = torch.log_softmax(z / log_t.exp(), -1)
         logp = torch.logsumexp(logp, 0) - np.log(z.shape[0])  # log of the views' mean probability
         loss = torch.nn.functional.nll_loss(logp, t)
         loss.backward()
