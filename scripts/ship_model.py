@@ -104,7 +104,7 @@ def main() -> None:
         tmp.replace(dst)
         atomic_write_text(dst.with_suffix(".json"), json.dumps(side, indent=1))
     if args.calibrate:
-        from ferbench.evaluate.calibration import calibrate_checkpoint
+        from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
 
         cal = calibrate_checkpoint(dst, data_root=args.data_root)
         print(f"calibrated on {cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g}")

@@ -102,7 +102,7 @@ def calibrate_cmd(
     the checkpoint (evaluate, predict, serve, Recognizer, exports made afterwards) applies what is stored.
     """
     from ferbench.cli.common import checkpoint_ref
-    from ferbench.evaluate.calibration import calibrate_checkpoint
+    from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
 
     cal = calibrate_checkpoint(checkpoint_ref(run), data, split, None, data_root, tta, prior_tau,
                                max_accuracy_drop / 100.0, out)

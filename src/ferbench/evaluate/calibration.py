@@ -12,11 +12,11 @@
 
 Sidecar: ``calibration = {"temperature": T, "split": ..., "prior_tau": tau, "log_prior": [...], ...}``;
 :func:`calibrated_probs` is the one definition of the output, for one pass or averaged views (h-flip TTA).
+Fitting a checkpoint's calibration from its data (``ferbench calibrate``): :mod:`ferbench.evaluate.checkpoint_calibration`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,72 +151,3 @@ def fit_calibration(logits: np.ndarray, y: np.ndarray, train_labels: np.ndarray,
             "rule": ("tau: highest balanced accuracy on the split with accuracy at most "
                      f"{100 * max_accuracy_drop:g} points below tau = 0") if prior_tau == "auto" else "tau: given",
             "tau_search": table}
-
-
-def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: str | None = None,
-                         train_split: str | None = None, data_root: str | Path | None = None,
-                         tta_hflip: bool | None = None, prior_tau: float | str = "auto",
-                         max_accuracy_drop: float = 0.005, out: str | Path | None = None,
-                         batch_size: int = 512) -> dict[str, Any]:
-    """Fit the temperature and the prior correction of checkpoint ``ref`` and store them in its sidecar.
-
-    ``data`` (default: the checkpoint's training dataset) must have the model's classes. The scores of
-    ``val_split`` (default: the dataset's validation role, e.g. FER2013 PublicTest) fit both; the prior is the
-    class frequencies of ``train_split`` (default: its training role). ``prior_tau``: ``"auto"``
-    (:func:`fit_prior_tau`'s rule with ``max_accuracy_drop``), or a number (0 = temperature only).
-    ``tta_hflip`` defaults to how the sidecar says the model runs (``inference.tta_hflip``).
-    ``out``: write a calibrated copy (``.safetensors`` + sidecar) there instead of updating ``ref`` in place.
-
-    Returns the ``calibration`` block written (with the validation metrics before and after).
-    """
-    import shutil
-
-    from ferbench.data import load_dataset
-    from ferbench.data.registry import split_name
-    from ferbench.errors import FerbenchError
-    from ferbench.evaluate.metrics import compute_metrics
-    from ferbench.evaluate.predict import predict_view_logits
-    from ferbench.loader import load_checkpoint, preprocessing_of
-    from ferbench.persist.atomic import atomic_write_with
-    from ferbench.persist.checkpoint import resolve_checkpoint, update_sidecar
-
-    if out is not None and Path(out).suffix != ".safetensors":
-        raise FerbenchError(f"--out {out}: give a .safetensors path (its .json sidecar is written beside it)")
-    model, meta = load_checkpoint(ref)
-    data = data or meta.get("dataset")
-    if not data:
-        raise FerbenchError(f"{ref}: the sidecar names no training dataset; pass --data")
-    ds = load_dataset(str(data), data_root)
-    if list(ds.classes) != list(meta["classes"]):
-        raise FerbenchError(f"{data}: classes {', '.join(ds.classes)} differ from the model's "
-                            f"({', '.join(meta['classes'])}); calibrate on the dataset the model was trained for")
-    val_split = val_split or split_name(str(data), "val")
-    train_split = train_split or split_name(str(data), "train")
-    if isinstance(prior_tau, str) and prior_tau != "auto":
-        try:
-            prior_tau = float(prior_tau)
-        except ValueError:
-            raise FerbenchError(f"--prior-tau must be 'auto' or a number, got {prior_tau!r}") from None
-    if not isinstance(prior_tau, str) and not 0.0 <= float(prior_tau) <= 2.0:
-        raise FerbenchError(f"--prior-tau must lie in [0, 2], got {prior_tau}")
-    tta = bool((meta.get("inference") or {}).get("tta_hflip", False)) if tta_hflip is None else bool(tta_hflip)
-    val = ds.split(val_split)
-    y = val.labels.numpy()
-    z = predict_view_logits(model, val.images, preprocessing_of(meta), batch_size, tta)
-    before = compute_metrics(y, calibrated_probs(z, temperature_of(meta), logit_bias_of(meta)), meta["classes"])
-    cal = fit_calibration(z, y, ds.split(train_split).labels.numpy(), prior_tau, max_accuracy_drop)
-    after = compute_metrics(y, calibrated_probs(z, cal["temperature"], logit_bias_of({"calibration": cal})),
-                            meta["classes"])
-    keep = ("accuracy", "balanced_accuracy", "f1_macro", "ece")
-    cal.update({"split": f"{data}:{val_split}", "tta_hflip": tta, "prior_split": f"{data}:{train_split}",
-                "val_before": {k: before[k] for k in keep if k in before},
-                "val_after": {k: after[k] for k in keep if k in after}})
-    src = resolve_checkpoint(ref)
-    if out is not None:
-        dst = Path(out)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_with(dst, lambda tmp: shutil.copyfile(src, tmp))
-        atomic_write_with(dst.with_suffix(".json"), lambda tmp: shutil.copyfile(src.with_suffix(".json"), tmp))
-        src = dst
-    update_sidecar(src, calibration=cal)
-    return cal
