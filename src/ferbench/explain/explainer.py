@@ -68,6 +68,34 @@ class Explanation:
         return [(self.classes[j], float(self.probs[i, j])) for j in order]
 
 
+@dataclass
+class ClassMaps:
+    """Mean maps per class.
+
+    Attributes:
+        classes: ``K`` model class names.
+        maps: float32 ``(K, S, S)``: mean of the per-image [0, 1] maps of the correctly classified
+            images of each class (zeros where none).
+        views: float32 ``(K, S, S, 3)``: mean model view (face) of the same images.
+        counts: int64 ``(K,)``: images averaged per class (at most ``limit`` of the correct ones).
+        correct: int64 ``(K,)``: correctly classified images of the class in the split.
+        totals: int64 ``(K,)``: images of the class in the split.
+        method, layers, model_name, dataset, split: provenance for titles and reports.
+    """
+
+    classes: list[str]
+    maps: np.ndarray
+    views: np.ndarray
+    counts: np.ndarray
+    correct: np.ndarray
+    totals: np.ndarray
+    method: str
+    layers: list[str]
+    model_name: str
+    dataset: str
+    split: str
+
+
 def load_model(ref: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``"default"``, a run dir, a ``.safetensors`` (+ sidecar) or an ensemble JSON → ``(model, sidecar)``."""
     from ferbench.loader import load_checkpoint

@@ -7,7 +7,6 @@ for the CLI and for reports.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +17,9 @@ from torch import nn
 from ferbench.data.dataset import FerDataset
 from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import DataError, FerbenchError
-from ferbench.explain.explainer import _probs, explain_images, load_model, to_input
+from ferbench.explain.explainer import ClassMaps, _probs, explain_images, load_model, to_input
 
 DEFAULT_TEST_SPLITS = {"fer2013": "PrivateTest", "ferplus": "PrivateTest", "ckplus": "test", "ck+": "test"}
-
-
-@dataclass
-class ClassMaps:
-    """Mean maps per class.
-
-    Attributes:
-        classes: ``K`` model class names.
-        maps: float32 ``(K, S, S)``: mean of the per-image [0, 1] maps of the correctly classified
-            images of each class (zeros where none).
-        views: float32 ``(K, S, S, 3)``: mean model view (face) of the same images.
-        counts: int64 ``(K,)``: images averaged per class (at most ``limit`` of the correct ones).
-        correct: int64 ``(K,)``: correctly classified images of the class in the split.
-        totals: int64 ``(K,)``: images of the class in the split.
-        method, layers, model_name, dataset, split: provenance for titles and reports.
-    """
-
-    classes: list[str]
-    maps: np.ndarray
-    views: np.ndarray
-    counts: np.ndarray
-    correct: np.ndarray
-    totals: np.ndarray
-    method: str
-    layers: list[str]
-    model_name: str
-    dataset: str
-    split: str
 
 
 def labels_in_model_order(part: FerDataset, classes: list[str]) -> np.ndarray:

@@ -16,8 +16,7 @@ from matplotlib.figure import Figure
 from ferbench.persist.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from ferbench.explain.explainer import Explanation
-    from ferbench.explain.per_class import ClassMaps
+    from ferbench.explain.explainer import ClassMaps, Explanation
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
                  "saliency": "saliency", "integrated-gradients": "integrated gradients"}
