@@ -187,6 +187,11 @@ def test_calibrate_cli_errors_are_one_line(tiny_root: Path, tmp_path: Path) -> N
     assert isinstance(r.exception, FerbenchError) and "give a .safetensors path" in str(r.exception)
     r = CliRunner().invoke(app, ["calibrate", "default", "--data", "ckplus", "--data-root", str(tiny_root)])
     assert isinstance(r.exception, FerbenchError)
+    out = tmp_path / "ok" / "m.safetensors"
+    r = CliRunner().invoke(app, ["calibrate", "default", "--data-root", str(tiny_root), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "fer2013:PublicTest: temperature" in r.output and f"wrote the calibration into {out.with_suffix('.json')}" in r.output
+    assert out.is_file() and "calibration" in json.loads(out.with_suffix(".json").read_text())
 
 
 def test_evaluate_json_never_overwrites_the_checkpoint_sidecar(tiny_root: Path, tmp_path: Path) -> None:
