@@ -73,3 +73,19 @@ def test_report_writes_markdown_html_and_figures(tiny_root: Path, tmp_path: Path
     assert (tmp_path / "rep" / "r_curves.png").exists()
     ev = json.loads((run / "eval_PrivateTest.json").read_text())
     assert f"{ev['accuracy']:.4f}" in text
+
+
+def test_study_recall_matrix_keeps_records_whose_class_keys_were_sorted_on_export() -> None:
+    from ferbench.report.study import recall_matrix
+
+    classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+    def rec(name: str, order: list[str]) -> dict:
+        pc = {c: {"recall": 0.1 * (i + 1)} for i, c in enumerate(order if order[0] == "a" else classes)}
+        return {"classes": classes, "test_split": "PrivateTest", "config": {"model": {"name": name},
+                "train": {"class_weights": "none"}}, "evals": {"PrivateTest": {"per_class": {c: pc[c] for c in order}}}}
+
+    labels, m, cls = recall_matrix([rec("lenet5", classes), rec("alexnet", sorted(classes)),
+                                    rec("other", ["a", "b"])])
+    assert cls == classes and m.shape == (2, 7) and len(labels) == 2  # the JSONL-sorted record is a row too
+    assert np.allclose(m[0], m[1]) and np.allclose(m[0], 0.1 * np.arange(1, 8))

@@ -295,21 +295,32 @@ def _acc_name(rows: list[dict[str, Any]]) -> str:
     return "test accuracy" if any(r.get("test_accuracy") is not None for r in rows) else "validation accuracy"
 
 
-def _recall_heatmap(records: list[dict[str, Any]], out: Path) -> Path | None:
+def _class_order(rec: dict[str, Any], per_class: dict[str, Any]) -> list[str]:
+    """The classes of a per-class dict in the model's order (records exported to JSONL have their keys sorted)."""
+    known = [c for c in rec.get("classes") or [] if c in per_class]
+    return known + [c for c in per_class if c not in known]
+
+
+def recall_matrix(records: list[dict[str, Any]]) -> tuple[list[str], np.ndarray, list[str]]:
+    """Per-class test recall of the trials sharing the first trial's classes → ``(row labels, (R, K), classes)``."""
     labels, mat, classes = [], [], None
     for rec in records:
         test = (rec.get("evals") or {}).get(rec.get("test_split") or "")
         if not test:
             continue
-        classes = classes or list(test["per_class"])
-        if list(test["per_class"]) != classes:
+        classes = classes or _class_order(rec, test["per_class"])
+        if set(test["per_class"]) != set(classes):  # another taxonomy: not one row of this heat-map
             continue
         labels.append(f"{arch_label(rec)} ({rec['config']['train']['class_weights']})")
         mat.append([test["per_class"][c]["recall"] for c in classes])
-    if not mat:
+    return labels, np.asarray(mat, np.float64).reshape(len(mat), len(classes or [])), classes or []
+
+
+def _recall_heatmap(records: list[dict[str, Any]], out: Path) -> Path | None:
+    labels, m, classes = recall_matrix(records)
+    if not len(m):
         return None
     plt = _plt()
-    m = np.asarray(mat)
     fig, ax = plt.subplots(figsize=(1.5 + 0.8 * m.shape[1], 1 + 0.32 * m.shape[0]))
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
@@ -441,7 +452,8 @@ def _per_class_tables(records: list[dict[str, Any]], paper: PaperNumbers) -> lis
             continue
         s003 = rec["config"]["model"]["name"] in SEED003_NAMES
         body = []
-        for c, pc in test["per_class"].items():
+        for c in _class_order(rec, test["per_class"]):
+            pc = test["per_class"][c]
             row = [c] + [_f(pc.get(k), 3) for k in ("precision", "recall", "f1", "auc")] + [str(pc.get("support"))]
             if s003:
                 row += [_f(paper.get("003", "mean(resnet18,resnet34,resnet50)", f"{k}[{c}]", "FER2013"), 3)
