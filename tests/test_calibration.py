@@ -147,6 +147,8 @@ def test_calibrate_stores_the_prior_correction_and_every_reader_applies_it(tmp_p
     meta = read_sidecar(out)
     assert meta["calibration"] == cal and cal["prior_tau"] == 0.7 and cal["split"] == "fer2013:PublicTest"
     assert read_sidecar("default").get("calibration") != cal  # the shipped sidecar is untouched (--out)
+    # re-calibrating the calibrated copy gives the same block (its "uncalibrated" baseline is the model as trained)
+    assert calibrate_checkpoint(out, data_root=root, prior_tau=0.7, out=tmp_path / "again.safetensors") == cal
     train_y = load_dataset("fer2013", root).split("Training").labels.numpy()
     assert np.allclose(cal["log_prior"], log_prior(train_y, 7))
     model, _ = load_checkpoint(out)

@@ -106,7 +106,7 @@ def calibrate_cmd(
 
     cal = calibrate_checkpoint(checkpoint_ref(run), data, split, None, data_root, tta, prior_tau,
                                max_accuracy_drop / 100.0, out)
-    b, a = cal["val_before"], cal["val_after"]
+    b, a = cal["val_uncalibrated"], cal["val_calibrated"]
     typer.echo(f"{cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g} "
                f"(prior from {cal['prior_split']})")
     typer.echo(f"  accuracy {100 * b['accuracy']:.2f} -> {100 * a['accuracy']:.2f} %, balanced "

@@ -10,7 +10,7 @@ from typing import Any
 from ferbench.data import load_dataset
 from ferbench.data.registry import split_name
 from ferbench.errors import FerbenchError
-from ferbench.evaluate.calibration import calibrated_probs, fit_calibration, logit_bias_of, temperature_of
+from ferbench.evaluate.calibration import calibrated_probs, fit_calibration, logit_bias_of
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_view_logits
 from ferbench.loader import load_checkpoint, preprocessing_of
@@ -32,7 +32,8 @@ def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: st
     ``tta_hflip`` defaults to how the sidecar says the model runs (``inference.tta_hflip``).
     ``out``: write a calibrated copy (``.safetensors`` + sidecar) there instead of updating ``ref`` in place.
 
-    Returns the ``calibration`` block written (with the validation metrics before and after).
+    Returns the ``calibration`` block written, with the validation metrics of the model as trained
+    (``val_uncalibrated``) and calibrated (``val_calibrated``); re-running gives the same block.
     """
     if out is not None and Path(out).suffix != ".safetensors":
         raise FerbenchError(f"--out {out}: give a .safetensors path (its .json sidecar is written beside it)")
@@ -57,14 +58,14 @@ def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: st
     val = ds.split(val_split)
     y = val.labels.numpy()
     z = predict_view_logits(model, val.images, preprocessing_of(meta), batch_size, tta)
-    before = compute_metrics(y, calibrated_probs(z, temperature_of(meta), logit_bias_of(meta)), meta["classes"])
+    before = compute_metrics(y, calibrated_probs(z), meta["classes"])  # the model as trained (T = 1, no bias)
     cal = fit_calibration(z, y, ds.split(train_split).labels.numpy(), prior_tau, max_accuracy_drop)
     after = compute_metrics(y, calibrated_probs(z, cal["temperature"], logit_bias_of({"calibration": cal})),
                             meta["classes"])
     keep = ("accuracy", "balanced_accuracy", "f1_macro", "ece")
     cal.update({"split": f"{data}:{val_split}", "tta_hflip": tta, "prior_split": f"{data}:{train_split}",
-                "val_before": {k: before[k] for k in keep if k in before},
-                "val_after": {k: after[k] for k in keep if k in after}})
+                "val_uncalibrated": {k: before[k] for k in keep if k in before},
+                "val_calibrated": {k: after[k] for k in keep if k in after}})
     src = resolve_checkpoint(ref)
     if out is not None:
         dst = Path(out)
