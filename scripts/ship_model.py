@@ -114,6 +114,8 @@ def main() -> None:
     test = evaluate_checkpoint(dst, data, split, args.data_root, tta_hflip=tta)
     single = evaluate_checkpoint(dst, data, split, args.data_root, tta_hflip=False)
     off = {d: evaluate_checkpoint(dst, d, "test", args.data_root, tta_hflip=tta) for d in OFF_DOMAIN.get(data, ())}
+    for m in (test, *off.values()):  # a path relative to the package, not this machine's checkout
+        m["checkpoint"] = f"ferbench/weights/{dst.name}"
     side["metrics"] = {**side.get("metrics", {}), "test": test,
                        "test_single": {k: single[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "n")},
                        **{f"{d}_test": m for d, m in off.items()},
