@@ -7,24 +7,7 @@ import torch
 from torch import nn
 
 from ferbench.data.preprocess import Preprocessing
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing,
-                   batch_size: int = 512) -> np.ndarray:
-    """Scores (logits) for ``images`` uint8 ``(N, H, W, C)`` → float32 ``(N, num_classes)`` (single pass; on the
-    model's device, returned on the CPU)."""
-    from ferbench.device import module_device
-
-    dev = module_device(model)
-    was_training = model.training
-    model.eval()
-    out = [model(preprocessing(images[i:i + batch_size].to(dev))).float().cpu()
-           for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(out).numpy().astype(np.float32)
+from ferbench.evaluate.calibration import calibrated_probs
 
 
 @torch.inference_mode()
@@ -55,8 +38,6 @@ def predict_probs(model: nn.Module, images: torch.Tensor, preprocessing: Preproc
     are the sidecar's calibration (:func:`ferbench.evaluate.calibration.calibrated_probs`). Batches run on
     the model's device (see :mod:`ferbench.device`); the result is always on the CPU.
     """
-    from ferbench.evaluate.calibration import calibrated_probs
-
     z = predict_view_logits(model, images, preprocessing, batch_size, tta_hflip)
     if z.shape[1] == 0:
         return np.zeros((0, 0), dtype=np.float32)
