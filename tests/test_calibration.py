@@ -168,8 +168,8 @@ def test_calibrate_stores_the_prior_correction_and_every_reader_applies_it(tmp_p
 
 
 def test_calibrate_auto_keeps_tau_zero_when_the_training_prior_is_uniform(tiny_root: Path, tmp_path: Path) -> None:
-    from ferbench.evaluate.calibration import logit_bias_of
     from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
+    from ferbench.persist.checkpoint import logit_bias_of
 
     cal = calibrate_checkpoint("default", data_root=tiny_root, out=tmp_path / "m.safetensors")
     assert cal["prior_tau"] == 0.0 and len(cal["tau_search"]) == 21  # a constant bias moves no decision

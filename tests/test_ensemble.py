@@ -80,6 +80,29 @@ def test_saved_ensemble_loads_like_a_checkpoint(tmp_path: Path) -> None:
     assert np.array_equal(got_v.argmax(1), combine(expected, "vote").argmax(1))
 
 
+def test_members_enter_the_ensemble_calibrated(tmp_path: Path) -> None:
+    """A member's temperature and prior correction (its sidecar's calibration) apply inside the ensemble:
+    the loaded ensemble and evaluate_ensemble's scores are the mean of the members' calibrated softmaxes."""
+    from ferbench.evaluate.calibration import calibrated_probs
+    from ferbench.evaluate.predict import predict_view_logits
+    from ferbench.persist.checkpoint import update_sidecar
+
+    pre = Preprocessing(size=32, channels=1, mean=[0.5], std=[0.5], interpolation="bilinear")
+    runs = [_member(tmp_path, "a", 0, pre, 1), _member(tmp_path, "b", 1, pre, 1)]
+    cal = {"temperature": 0.25, "prior_tau": 1.0, "log_prior": np.log([0.7, 0.2, 0.1]).tolist()}
+    update_sidecar(runs[0] / "best.safetensors", calibration=cal)
+    save_ensemble(tmp_path / "e.json", runs, "sum")
+    ens = load_ensemble(tmp_path / "e.json")
+    images = torch.randint(0, 256, (6, 32, 32, 1), dtype=torch.uint8)
+    (ma, sa), (mb, _) = (load_checkpoint(r) for r in runs)
+    za, zb = (predict_view_logits(m, images, pre) for m in (ma, mb))
+    bias = -np.log([0.7, 0.2, 0.1])
+    expected = (calibrated_probs(za, 0.25, bias) + calibrated_probs(zb)) / 2
+    assert not np.allclose(expected, (calibrated_probs(za) + calibrated_probs(zb)) / 2, atol=1e-3)
+    assert np.allclose(predict_probs(ens, images, ens.preprocessing), expected, atol=1e-5)
+    assert ens.state_dict().keys() == EnsembleModel([ma, mb], [pre, pre], sa["classes"]).state_dict().keys()
+
+
 def test_ensemble_on_a_dataset_split(tiny_root: Path, tmp_path: Path) -> None:
     pre = Preprocessing(size=48, channels=1, mean=[0.0], std=[1.0])
     runs = [_member(tmp_path, f"m{i}", i, pre, 1) for i in range(3)]

@@ -20,10 +20,12 @@ from ferbench.models.ensemble import RULES, EnsembleModel, ensemble_preprocessin
 from ferbench.persist.atomic import atomic_write_text
 from ferbench.persist.checkpoint import (
     FORMAT,
+    logit_bias_of,
     read_sidecar,
     read_weights,
     resolve_checkpoint,
     shipped_models,
+    temperature_of,
     write_checkpoint,
 )
 
@@ -161,6 +163,7 @@ def load_ensemble(path: str | Path) -> EnsembleModel:
     refs = [m if Path(m).is_absolute() else str(p.parent / m) for m in doc["members"]]
     models, metas = load_members(refs)
     ens = EnsembleModel(models, [Preprocessing.from_dict(m["preprocessing"]) for m in metas],
-                        metas[0]["classes"], doc.get("rule", "sum"))
+                        metas[0]["classes"], doc.get("rule", "sum"),
+                        temperatures=[temperature_of(m) for m in metas], biases=[logit_bias_of(m) for m in metas])
     ens.sidecar = doc
     return ens.eval()

@@ -27,10 +27,10 @@ from ferbench.data.images import MAX_PIXELS, swap_rb, to_rgb
 from ferbench.data.preprocess import Preprocessing
 from ferbench.deploy.formats import SUFFIX
 from ferbench.errors import FerbenchError
-from ferbench.evaluate.calibration import calibrated_probs, logit_bias_of, temperature_of
+from ferbench.evaluate.calibration import calibrated_probs
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
 from ferbench.loader import load_checkpoint, preprocessing_of
-from ferbench.persist.checkpoint import file_digest, resolve_checkpoint
+from ferbench.persist.checkpoint import file_digest, logit_bias_of, resolve_checkpoint, temperature_of
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")

@@ -11,7 +11,8 @@
   (``docs/protocol.md §8`` defines balanced accuracy; measured in ``benchmarks/results/default_recipe.md``).
 
 Sidecar: ``calibration = {"temperature": T, "split": ..., "prior_tau": tau, "log_prior": [...], ...}``;
-:func:`calibrated_probs` is the one definition of the output, for one pass or averaged views (h-flip TTA).
+:func:`calibrated_probs` is the one definition of the output, for one pass or averaged views (h-flip TTA);
+reading the block back from a sidecar: :func:`ferbench.persist.checkpoint.temperature_of` / ``logit_bias_of``.
 Fitting a checkpoint's calibration from its data (``ferbench calibrate``): :mod:`ferbench.evaluate.checkpoint_calibration`.
 """
 
@@ -29,7 +30,8 @@ def calibrated_probs(logits: np.ndarray, temperature: float = 1.0, bias: np.ndar
     Args:
         logits: ``(N, C)`` scores of one pass, or ``(V, N, C)`` for ``V`` views of the same images (h-flip TTA).
         temperature: ``T > 0``.
-        bias: ``(C,)`` added after the division (``-tau * log(prior)``, see :func:`logit_bias_of`), or ``None``.
+        bias: ``(C,)`` added after the division (``-tau * log(prior)``, see
+            :func:`ferbench.persist.checkpoint.logit_bias_of`), or ``None``.
     Returns:
         float32 ``(N, C)``.
     """
@@ -69,22 +71,6 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, max_iter: int = 200) -> f
 
     opt.step(closure)
     return float(np.clip(float(log_t.detach().exp()), 0.05, 20.0))
-
-
-def temperature_of(meta: dict[str, Any]) -> float:
-    """The calibration temperature stored in a sidecar (1.0 when the checkpoint is not calibrated)."""
-    cal = meta.get("calibration") or {}
-    return float(cal.get("temperature") or 1.0)
-
-
-def logit_bias_of(meta: dict[str, Any]) -> np.ndarray | None:
-    """The prior correction stored in a sidecar as a logit bias ``-tau * log(prior)`` ``(C,)``; ``None`` when
-    there is none (``tau = 0`` or no ``log_prior``)."""
-    cal = meta.get("calibration") or {}
-    tau, lp = float(cal.get("prior_tau") or 0.0), cal.get("log_prior")
-    if tau == 0.0 or not lp:
-        return None
-    return (-tau * np.asarray(lp, np.float64)).astype(np.float32)
 
 
 def log_prior(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -10,12 +10,12 @@ from typing import Any
 from ferbench.data import load_dataset
 from ferbench.data.registry import split_name
 from ferbench.errors import FerbenchError
-from ferbench.evaluate.calibration import calibrated_probs, fit_calibration, logit_bias_of
+from ferbench.evaluate.calibration import calibrated_probs, fit_calibration
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_view_logits
 from ferbench.loader import load_checkpoint, preprocessing_of
 from ferbench.persist.atomic import atomic_write_with
-from ferbench.persist.checkpoint import resolve_checkpoint, update_sidecar
+from ferbench.persist.checkpoint import logit_bias_of, resolve_checkpoint, update_sidecar
 
 
 def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: str | None = None,

@@ -10,9 +10,9 @@ import numpy as np
 from ferbench.data import load_dataset
 from ferbench.data.taxonomy import class_mapping
 from ferbench.errors import FerbenchError
-from ferbench.evaluate.calibration import logit_bias_of, temperature_of
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
+from ferbench.persist.checkpoint import logit_bias_of, temperature_of
 
 
 def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str | Path | None = None,

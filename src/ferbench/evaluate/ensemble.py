@@ -16,6 +16,7 @@ from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import DataError, FerbenchError
 from ferbench.loader import load_members, save_ensemble
 from ferbench.models.ensemble import RULES, combine, vote_shares
+from ferbench.persist.checkpoint import logit_bias_of, temperature_of
 
 __all__ = ["RULES", "combine", "evaluate_ensemble", "greedy_select", "vote_shares"]
 
@@ -64,6 +65,9 @@ def evaluate_ensemble(refs: list[str | Path], data: str, split: str, rule: str =
                       save: str | Path | None = None, batch_size: int = 512) -> dict[str, Any]:
     """Score members and their ensemble on ``data``/``split``; optionally select greedily and save.
 
+    Each member's probabilities are its calibrated ones (the temperature and prior correction of its sidecar,
+    as :class:`ferbench.models.ensemble.EnsembleModel` combines them when the saved ensemble is loaded).
+
     Returns:
         ``{"members": [{ref, accuracy}], "best_single": {...}, "selected": [...], "ensemble": metrics,
         "rule", "split", "dataset"}`` where ``ensemble`` is :func:`compute_metrics` of the combined scores.
@@ -83,7 +87,8 @@ def evaluate_ensemble(refs: list[str | Path], data: str, split: str, rule: str =
     def probs_on(split_name: str) -> tuple[np.ndarray, np.ndarray]:
         sub = ds.split(split_name)
         y = _labels_for(ds.classes, classes, sub.labels.numpy(), f"{data}/{split_name}")
-        p = np.stack([predict_probs(m, sub.images, Preprocessing.from_dict(meta["preprocessing"]), batch_size)
+        p = np.stack([predict_probs(m, sub.images, Preprocessing.from_dict(meta["preprocessing"]), batch_size,
+                                    temperature=temperature_of(meta), logit_bias=logit_bias_of(meta))
                       for m, meta in zip(models, metas, strict=True)])
         return p, y
 

@@ -51,12 +51,16 @@ def ensemble_preprocessing(pres: list[Preprocessing]) -> Preprocessing:
 class EnsembleModel(nn.Module):
     """Members behind one forward: ``(B, ch, S, S)`` float in [0, 1] → ``(B, C)`` log ensemble probabilities.
 
-    ``softmax(forward(x))`` is the members' mean probability (``sum``) or their vote shares (``vote``).
-    Attribute ``sidecar`` has the checkpoint-sidecar fields predict/serve use (classes, preprocessing).
+    ``softmax(forward(x))`` is the members' mean probability (``sum``) or their vote shares (``vote``), each
+    member's probability being its own calibrated one, ``softmax(z / T + bias)`` with the temperature and prior
+    correction of its sidecar (:func:`ferbench.evaluate.calibration.calibrated_probs`; ``T = 1``, no bias for an
+    uncalibrated member). Attribute ``sidecar`` has the checkpoint-sidecar fields predict/serve use (classes,
+    preprocessing).
     """
 
     def __init__(self, members: list[nn.Module], preprocessings: list[Preprocessing], classes: list[str],
-                 rule: str = "sum") -> None:
+                 rule: str = "sum", temperatures: list[float] | None = None,
+                 biases: list[np.ndarray | None] | None = None) -> None:
         super().__init__()
         if rule not in RULES:
             raise FerbenchError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(RULES)}")
@@ -66,11 +70,23 @@ class EnsembleModel(nn.Module):
         self.rule = rule
         self.preprocessing = ensemble_preprocessing(self.preprocessings)
         self.sidecar: dict[str, Any] = {}
+        m, c = len(members), len(classes)
+        t = torch.tensor([float(v) for v in temperatures] if temperatures is not None else [1.0] * m)
+        b = torch.zeros(m, c)
+        for i, bias in enumerate(biases or []):
+            if bias is not None:
+                b[i] = torch.as_tensor(np.asarray(bias, np.float32))
+        if t.shape != (m,) or (t <= 0).any():
+            raise FerbenchError(f"an ensemble of {m} members needs {m} positive temperatures, got {t.tolist()}")
+        # calibration, not weights: kept out of state_dict
+        self.register_buffer("temperatures", t, persistent=False)
+        self.register_buffer("biases", b, persistent=False)
 
     def member_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, ch, S, S)`` in [0, 1] → ``(M, B, C)`` member softmaxes (each through its own preprocessing)."""
-        return torch.stack([m(pre.from_float(x)).float().softmax(-1)
-                            for m, pre in zip(self.members, self.preprocessings, strict=True)])
+        """``(B, ch, S, S)`` in [0, 1] → ``(M, B, C)`` member calibrated softmaxes (each through its own
+        preprocessing, temperature and prior correction)."""
+        return torch.stack([(m(pre.from_float(x)).float() / self.temperatures[i] + self.biases[i]).softmax(-1)
+                            for i, (m, pre) in enumerate(zip(self.members, self.preprocessings, strict=True))])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.member_probs(x)

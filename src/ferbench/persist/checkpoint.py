@@ -25,6 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ferbench.errors import FerbenchError
 from ferbench.persist.atomic import atomic_write_text, atomic_write_with
 
@@ -200,3 +202,20 @@ def repair_sidecar(ref: str | Path) -> bool:
         return False
     atomic_write_text(p.with_suffix(".json"), json.dumps(embedded, indent=2))
     return True
+
+
+# The sidecar's ``calibration`` block (written by ferbench.evaluate.calibration.fit_calibration), read back
+def temperature_of(meta: dict[str, Any]) -> float:
+    """The calibration temperature stored in a sidecar (1.0 when the checkpoint is not calibrated)."""
+    cal = meta.get("calibration") or {}
+    return float(cal.get("temperature") or 1.0)
+
+
+def logit_bias_of(meta: dict[str, Any]) -> np.ndarray | None:
+    """The prior correction stored in a sidecar as a logit bias ``-tau * log(prior)`` ``(C,)``; ``None`` when
+    there is none (``tau = 0`` or no ``log_prior``)."""
+    cal = meta.get("calibration") or {}
+    tau, lp = float(cal.get("prior_tau") or 0.0), cal.get("log_prior")
+    if tau == 0.0 or not lp:
+        return None
+    return (-tau * np.asarray(lp, np.float64)).astype(np.float32)

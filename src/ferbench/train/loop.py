@@ -36,6 +36,7 @@ from ferbench.loader import load_checkpoint, preprocessing_of, save_checkpoint
 from ferbench.methods import Batch, Method, MethodModule, as_method
 from ferbench.persist import RunDir, read_weights, update_sidecar
 from ferbench.persist.atomic import atomic_write_text
+from ferbench.persist.checkpoint import logit_bias_of
 from ferbench.progress import EpochProgress as _Progress
 from ferbench.train.augment import AugmentConfig, augment_batch
 from ferbench.train.build import (
@@ -452,7 +453,7 @@ def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]
     results = {}
     temperature, bias, calibration = 1.0, None, meta.get("calibration")
     if ev.get("calibrate") or ev.get("prior_tau") is not None:
-        from ferbench.evaluate.calibration import fit_calibration, logit_bias_of
+        from ferbench.evaluate.calibration import fit_calibration
         from ferbench.evaluate.predict import predict_view_logits
 
         z = predict_view_logits(model, data.val.images, pre, ev["batch_size"], ev["tta_hflip"])
