@@ -37,6 +37,13 @@ def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: st
     """
     if out is not None and Path(out).suffix != ".safetensors":
         raise FerbenchError(f"--out {out}: give a .safetensors path (its .json sidecar is written beside it)")
+    if isinstance(prior_tau, str) and prior_tau != "auto":
+        try:
+            prior_tau = float(prior_tau)
+        except ValueError:
+            raise FerbenchError(f"--prior-tau must be 'auto' or a number, got {prior_tau!r}") from None
+    if not isinstance(prior_tau, str) and not 0.0 <= float(prior_tau) <= 2.0:
+        raise FerbenchError(f"--prior-tau must lie in [0, 2], got {prior_tau}")
     model, meta = load_checkpoint(ref)
     data = data or meta.get("dataset")
     if not data:
@@ -47,13 +54,6 @@ def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: st
                             f"({', '.join(meta['classes'])}); calibrate on the dataset the model was trained for")
     val_split = val_split or split_name(str(data), "val")
     train_split = train_split or split_name(str(data), "train")
-    if isinstance(prior_tau, str) and prior_tau != "auto":
-        try:
-            prior_tau = float(prior_tau)
-        except ValueError:
-            raise FerbenchError(f"--prior-tau must be 'auto' or a number, got {prior_tau!r}") from None
-    if not isinstance(prior_tau, str) and not 0.0 <= float(prior_tau) <= 2.0:
-        raise FerbenchError(f"--prior-tau must lie in [0, 2], got {prior_tau}")
     tta = bool((meta.get("inference") or {}).get("tta_hflip", False)) if tta_hflip is None else bool(tta_hflip)
     val = ds.split(val_split)
     y = val.labels.numpy()
