@@ -103,6 +103,18 @@ def test_members_enter_the_ensemble_calibrated(tmp_path: Path) -> None:
     assert ens.state_dict().keys() == EnsembleModel([ma, mb], [pre, pre], sa["classes"]).state_dict().keys()
 
 
+def test_cached_export_of_an_ensemble_follows_its_members_calibration(tmp_path: Path) -> None:
+    """The ONNX cache key covers the members' calibration (an export bakes it in), not only the weights."""
+    from ferbench.deploy.onnx_cache import weights_digest
+
+    pre = Preprocessing(size=32, channels=1, mean=[0.5], std=[0.5], interpolation="bilinear")
+    model, meta = load_checkpoint(_member(tmp_path, "a", 0, pre, 1))
+    plain = EnsembleModel([model], [pre], meta["classes"])
+    hot = EnsembleModel([model], [pre], meta["classes"], temperatures=[0.5])
+    assert weights_digest(plain) == weights_digest(EnsembleModel([model], [pre], meta["classes"]))
+    assert weights_digest(plain) != weights_digest(hot)
+
+
 def test_ensemble_on_a_dataset_split(tiny_root: Path, tmp_path: Path) -> None:
     pre = Preprocessing(size=48, channels=1, mean=[0.0], std=[1.0])
     runs = [_member(tmp_path, f"m{i}", i, pre, 1) for i in range(3)]

@@ -38,9 +38,12 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path) -> Non
 
 
 def weights_digest(model: torch.nn.Module, *extra: object) -> str:
-    """SHA-256 (20 hex digits) of ``model``'s state dict (names, dtypes, shapes, bytes) and ``extra``."""
+    """SHA-256 (20 hex digits) of ``model``'s state dict and non-persistent buffers (names, dtypes, shapes,
+    bytes) and ``extra``. The buffers count because the export bakes them in (an ensemble's member
+    calibration, :class:`ferbench.models.ensemble.EnsembleModel`)."""
     h = hashlib.sha256(repr(extra).encode())
-    for k, v in model.state_dict().items():
+    tensors = {**model.state_dict(), **dict(model.named_buffers())}
+    for k, v in tensors.items():
         t = v.detach().cpu().contiguous()
         h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
