@@ -155,6 +155,30 @@ def test_trusted_candidates_skip_the_second_look(astronaut: np.ndarray, monkeypa
         BlazeFaceDetector("short", trust=0.0)
 
 
+def test_weak_candidates_below_look_from_are_dropped_without_a_look(astronaut: np.ndarray,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    looks: list[float] = []
+    real = BlazeFaceDetector._verified
+
+    def counted(self: BlazeFaceDetector, rgb: np.ndarray, box: np.ndarray, first: float) -> float:
+        looks.append(round(first, 6))
+        return real(self, rgb, box, first)
+
+    monkeypatch.setattr(BlazeFaceDetector, "_verified", counted)
+    kw = {"scan": 272, "min_confidence": 0.05, "verify": 0.65, "trust": 0.8}  # 0.05: many weak candidates
+    every = BlazeFaceDetector("short", **kw).detect(astronaut)
+    all_looks = sorted(looks)
+    looks.clear()
+    floored = BlazeFaceDetector("short", look_from=0.45, **kw).detect(astronaut)
+    # NMS is unchanged (it still merges from min_confidence), so the looks are exactly the first-look scores >= 0.45
+    assert sorted(looks) == [f for f in all_looks if f >= 0.45] and len(looks) < len(all_looks)
+    assert len(floored) == len(every) == 1
+    np.testing.assert_allclose(floored.boxes, every.boxes, atol=1e-4)
+    assert get_detector(DEFAULT_DETECTOR).look_from == 0.45
+    with pytest.raises(FerbenchError, match="look_from must be a probability"):
+        BlazeFaceDetector("short", look_from=1.5)
+
+
 @pytest.mark.parametrize("background", ["hubble_deep_field", "coffee"])
 def test_accurate_detector_finds_a_head_too_small_for_the_default(background: str) -> None:
     # a 48-px head in a 640x480 frame is 20 px in the default's 272-px scan, 36 px in blazeface-accurate's 480-px one
