@@ -434,8 +434,15 @@ class BlazeFaceDetector:
         if self.verify is not None:
             trust = self.trust if self.trust is not None else np.inf
             floor = self.look_from if self.look_from is not None else -np.inf
-            scores = np.array([float(sc) if sc >= trust else self._verified(rgb, b, float(sc)) if sc >= floor else 0.0
-                               for b, sc in zip(boxes, scores, strict=True)], np.float32)
+
+            def two_look(box: np.ndarray, first: float) -> float:
+                if first >= trust:  # kept on its first look
+                    return first
+                if first < floor:  # dropped: it would need a second look near 1.0 to reach `verify`
+                    return 0.0
+                return self._verified(rgb, box, first)
+
+            scores = np.array([two_look(b, float(sc)) for b, sc in zip(boxes, scores, strict=True)], np.float32)
             keep = scores >= self.verify
             if not keep.any():
                 return Detections.empty()
