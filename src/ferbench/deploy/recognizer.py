@@ -251,9 +251,10 @@ def default_detector_threads() -> int:
     """Threads for the detector when ``threads=None``: 2 where the machine has them, else 1.
 
     BlazeFace's XNNPACK pool and the classifier run one after the other, and the classifier keeps
-    :func:`default_threads` (one): measured on an idle 2-core EPYC, the astronaut frame end to end took
-    8.6 ms with one detector thread and 6.8 ms with two (onnxruntime classifier, one thread). With a
-    2-thread training job beside it, two threads were slower (15 vs 11 ms): pass ``threads=1`` there.
+    :func:`default_threads` (one): in one ``benchmarks/pipeline.py`` run on an idle 2-core AMD EPYC
+    (2026-12-04, ``benchmarks/results/deploy.md``), the astronaut frame end to end took 6.61 ms with two
+    detector threads and 10.22 ms with one (int8 onnxruntime classifier, one thread). With a 2-thread
+    training job beside it, two threads were slower (15 vs 11 ms): pass ``threads=1`` there.
     """
     return min(2, os.cpu_count() or 1)
 

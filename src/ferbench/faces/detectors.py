@@ -4,7 +4,7 @@
 ai-edge-litert or OpenCV's dnn module, on the frame at 128 px and again at 272 px so small faces are found,
 each candidate confirmed by a second look at its own scale) is the default; ``blazeface-fast`` is one pass on the whole frame (faces larger than ~1/5 of the
 frame: webcam, portrait); ``blazeface-accurate`` scans the whole frame at 480 px instead of 272 (more small
-and hard faces, ~3.7x the default's detection time); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
+and hard faces, ~2.8x the default's detection time on the astronaut, 2026-12-04); ``blazeface-full`` is the 192-px full-range model; ``haar`` (OpenCV cascade) is always there too; ``mediapipe`` and ``mtcnn`` (facenet-pytorch)
 are optional and raise a one-line install hint when missing.
 """
 
@@ -176,8 +176,9 @@ def _blazeface(model: str, name: str, **defaults: Any) -> Callable[..., Detector
 # looks' scores >= 0.65). Chosen on benchmarks/pipeline.py's composites with --seed 0 (200 images): scan 272
 # recall 92.2 %, 0.030 false positives per image, against 90.8 % / 0.035 for the 3x3 tiles it replaced (at
 # 2/5 of their time); scan 304-384 found 0.5-3 points more at 0.040-0.090 false positives. Reported on --seed 1.
-# blazeface-accurate: the same with the scan at 480 px (benchmarks/detector_points.py --seed 0: recall 95.2 % at
-# 0.045 false positives per image vs 91.4 % / 0.050 for scan 272 there; 16.9 vs 4.6 ms on the astronaut, 1 thread).
+# blazeface-accurate: the same with the scan at 480 px (benchmarks/detector_points.py --seed 0, 2026-12-02, before
+# trust and look_from: recall 95.2 % at 0.045 false positives per image vs 91.4 % / 0.050 for scan 272 there; 16.9 vs
+# 4.6 ms on the astronaut, 1 thread; with both, 2026-12-04: 95.4 % / 0.030 vs 92.0 % / 0.035).
 # trust=0.8: a candidate scoring >= 0.8 at the first look skips the second (detector_points.py --trust, seed 0: the
 # same recall and false positives at scans 272 and 480, half the second looks at 272; below 0.7 FPs rise).
 # look_from=0.45: candidates (after NMS) below 0.45 at the first look are dropped without the second
