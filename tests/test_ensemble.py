@@ -136,18 +136,18 @@ def test_ensemble_on_a_dataset_split(tiny_root: Path, tmp_path: Path) -> None:
         evaluate_ensemble(runs, "fer2013", "PublicTest", select="greedy", val_split="PublicTest", data_root=tiny_root)
     # a member's prior correction moves its decisions; evaluate_ensemble scores the member as calibrated
     from ferbench.evaluate.calibration import calibrated_probs
+    from ferbench.evaluate.metrics import compute_metrics
     from ferbench.evaluate.predict import predict_view_logits
     from ferbench.persist.checkpoint import update_sidecar
 
-    lp = np.full(7, np.log(0.01))
-    lp[0] = np.log(0.94)  # a "prior" all on the first class: the correction pushes decisions off it
-    update_sidecar(runs[0], calibration={"temperature": 0.5, "prior_tau": 1.0, "log_prior": lp.tolist()})
     sub = load_dataset("fer2013", tiny_root).split("PrivateTest")
     m0, meta0 = load_checkpoint(runs[0])
     y = np.array([meta0["classes"].index(classes[int(v)]) for v in sub.labels.numpy()])
     z = predict_view_logits(m0, sub.images, Preprocessing.from_dict(meta0["preprocessing"]))
-    from ferbench.evaluate.metrics import compute_metrics
-
+    top = int(np.bincount(calibrated_probs(z).argmax(1), minlength=7).argmax())  # the untrained net's usual answer
+    lp = np.full(7, np.log(1e-4))
+    lp[top] = np.log(1 - 6e-4)  # a "prior" all on that class: the correction (bias ~9 on the others) moves decisions off it
+    update_sidecar(runs[0], calibration={"temperature": 0.5, "prior_tau": 1.0, "log_prior": lp.tolist()})
     cal, raw = (compute_metrics(y, calibrated_probs(z, t, b), meta0["classes"]) for t, b in ((0.5, -lp), (1.0, None)))
     got = evaluate_ensemble(runs[:1], "fer2013", "PrivateTest", data_root=tiny_root)["ensemble"]
     assert cal["confusion_matrix"] != raw["confusion_matrix"]  # the correction matters here
