@@ -16,6 +16,7 @@ is against fp32 NCHW measured in the same run. bf16 is timed only where the CPU 
 
 Usage:  .venv/bin/python benchmarks/train_throughput.py [--steps 30] [--models shallow_cnn_s002,resnet18,fer_vgg_s]
         .venv/bin/python benchmarks/train_throughput.py --table precision --steps 4 [--bf16 always] [--models ...]
+            [--compile --warmup 3]   # + the last plan under torch.compile
 """
 
 from __future__ import annotations
@@ -144,17 +145,22 @@ def precision_step(model: torch.nn.Module, opt: torch.optim.Optimizer, plan: Pre
 
 
 def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, plans: list[PrecisionPlan],
-                    batch: int = 128, warmup: int = 2) -> dict[str, float]:
+                    batch: int = 128, warmup: int = 2, compile_last: bool = False) -> dict[str, float]:
     """Training images/s of ``name`` under each plan: real FER2013 rows → ``train_batch`` (Keras augmentation)
-    → forward under the plan's autocast → fp32 cross-entropy → fused AdamW step. Same batches for every plan."""
+    → forward under the plan's autocast → fp32 cross-entropy → fused AdamW step. Same batches for every plan.
+    ``compile_last``: also the last plan with the model under ``torch.compile`` (as ``train.compile: true``;
+    the compilation happens in the warm-up steps, which are not timed)."""
     torch.manual_seed(0)
     base = create_model(name, num_classes=7, in_chans=1, input_size=48)
     pre = Preprocessing(size=48, channels=1, mean=[0.5], std=[0.5])
     aug = AugmentConfig.preset("keras")
     out = {}
-    for plan in plans:
+    runs = [(plan, False) for plan in plans] + ([(plans[-1], True)] if compile_last else [])
+    for plan, compiled in runs:
         model = plan.prepare_model(copy.deepcopy(base))
         model.train()
+        if compiled:
+            model = torch.compile(model)
         opt = torch.optim.AdamW(model.parameters(), 1e-3, fused=True)  # as the trainer (train/precision.fused_ok)
         g = torch.Generator().manual_seed(0)
         order = torch.randperm(len(labels), generator=g)
@@ -164,24 +170,24 @@ def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.T
                 t = time.perf_counter()
             idx = order[(s * batch) % (len(labels) - batch):][:batch]
             precision_step(model, opt, plan, images, labels, idx, pre, aug, g)
-        out[plan.describe()] = steps * batch / (time.perf_counter() - t)
+        out[plan.describe() + (" + compile" if compiled else "")] = steps * batch / (time.perf_counter() - t)
     return out
 
 
 def precision_table(models: list[str], steps: int, bf16: str, images: torch.Tensor, labels: torch.Tensor,
-                    warmup: int = 2) -> None:
+                    warmup: int = 2, compile_last: bool = False) -> None:
     supported, why = cpu_bf16_support()
     plans = [PrecisionPlan("fp32", False), PrecisionPlan("fp32", True)]
     if bf16 == "always" or (bf16 == "auto" and supported):
         plans.append(PrecisionPlan("bf16", True))
     print(f"CPU bf16: {'native' if supported else 'not native'} ({why}); batch 128, 48 px, AdamW, "
           f"{torch.get_num_threads()} threads, {steps} timed steps after {warmup} warm-up; load {os.getloadavg()[0]:.1f}")
-    cols = [p.describe() for p in plans]
+    cols = [p.describe() for p in plans] + ([plans[-1].describe() + " + compile"] if compile_last else [])
     print("| model | " + " | ".join(f"{c} img/s" for c in cols) + " | " +
           " | ".join(f"{c} / fp32" for c in cols[1:]) + " |")
     print("|---|" + "---|" * (2 * len(cols) - 1))
     for name in models:
-        r = bench_precision(name, steps, images, labels, plans, warmup=warmup)
+        r = bench_precision(name, steps, images, labels, plans, warmup=warmup, compile_last=compile_last)
         base = r[cols[0]]
         print(f"| {name} | " + " | ".join(f"{r[c]:.0f}" for c in cols) + " | " +
               " | ".join(f"{r[c] / base:.2f}x" for c in cols[1:]) + " |", flush=True)
@@ -196,13 +202,16 @@ def main() -> None:
     ap.add_argument("--table", choices=["pipeline", "precision"], default="pipeline")
     ap.add_argument("--bf16", choices=["auto", "always", "never"], default="auto")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per plan (precision table)")
+    ap.add_argument("--compile", action="store_true",
+                    help="precision table: also the last plan under torch.compile (give --warmup 3+: compiling is untimed)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.table == "precision":
         tr = load_dataset("fer2013").split("Training")
         n = min(len(tr), 128 * (args.steps + 3) + 128)
+        n = min(len(tr), 128 * (args.steps + args.warmup + 1) + 128)
         precision_table((args.models or STUDY_MODELS).split(","), args.steps, args.bf16, tr.images[:n], tr.labels[:n],
-                        args.warmup)
+                        args.warmup, args.compile)
         return
     args.models = args.models or "shallow_cnn_s002,resnet18,fer_vgg_s"
     ds = load_dataset("fer2013").split("Training")
