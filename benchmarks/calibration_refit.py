@@ -24,8 +24,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from ferbench.data import load_dataset
-    from ferbench.data.taxonomy import class_mapping
     from ferbench.evaluate.calibration import calibrated_probs, fit_temperature
+    from ferbench.evaluate.crossdata import restrict, shared_classes
     from ferbench.evaluate.metrics import compute_metrics
     from ferbench.evaluate.predict import predict_view_logits
     from ferbench.loader import load_checkpoint, preprocessing_of
@@ -46,13 +46,8 @@ def main() -> None:
         part = fer.split(split)
         sets[f"fer2013 {split}"] = (predict_view_logits(model, part.images, pre, 512, True), part.labels.numpy(), None)
     for split in ("test", "all"):
-        part = ck.split(split)
-        shared = [c for c in part.classes if c in classes]
-        to_shared = class_mapping(part.classes, shared)
-        sub = part.subset(np.flatnonzero(np.isin(part.labels.numpy(), list(to_shared))))
-        y = np.array([to_shared[int(v)] for v in sub.labels.numpy()])
-        sets[f"ckplus {split}"] = (predict_view_logits(model, sub.images, pre, 512, True), y,
-                                   ([classes.index(c) for c in shared], shared))
+        sub, y, cols, shared = shared_classes(ck.split(split), classes, "ckplus")
+        sets[f"ckplus {split}"] = (predict_view_logits(model, sub.images, pre, 512, True), y, (cols, shared))
 
     z_val, y_val, _ = sets["fer2013 PublicTest"]
     t1 = fit_temperature(z_val - kappa * lp, y_val)
@@ -66,7 +61,7 @@ def main() -> None:
             names = classes
             if sub is not None:
                 cols, names = sub
-                p = p[:, cols] / p[:, cols].sum(1, keepdims=True)
+                p = restrict(p, cols)
             m = compute_metrics(y, p, names)
             print(f"| {name} | {set_name} | {m['n']} | {100 * m['accuracy']:.2f} % | "
                   f"{100 * m['balanced_accuracy']:.2f} % | {m['ece']:.3f} |")

@@ -208,7 +208,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.table == "precision":
         tr = load_dataset("fer2013").split("Training")
-        n = min(len(tr), 128 * (args.steps + 3) + 128)
         n = min(len(tr), 128 * (args.steps + args.warmup + 1) + 128)
         precision_table((args.models or STUDY_MODELS).split(","), args.steps, args.bf16, tr.images[:n], tr.labels[:n],
                         args.warmup, args.compile)

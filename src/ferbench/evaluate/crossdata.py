@@ -7,12 +7,34 @@ from typing import Any
 
 import numpy as np
 
-from ferbench.data import load_dataset
+from ferbench.data import FerDataset, load_dataset
 from ferbench.data.taxonomy import class_mapping
 from ferbench.errors import FerbenchError
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
 from ferbench.persist.checkpoint import logit_bias_of, temperature_of
+
+
+def shared_classes(ds: FerDataset, model_classes: list[str], name: str = "dataset"
+                   ) -> tuple[FerDataset, np.ndarray, list[int], list[str]]:
+    """The samples of ``ds`` whose class the model predicts too (by canonical name).
+
+    Returns ``(subset, y, cols, shared)``: ``y`` ``(n,)`` int64 labels indexing ``shared`` (the shared classes in
+    the dataset's order), ``cols`` the model's output column of each shared class (for :func:`restrict`).
+    """
+    shared = [c for c in ds.classes if c in model_classes]
+    if not shared:
+        raise FerbenchError(f"{name}: no class in common with the model ({', '.join(model_classes)})")
+    ds_to_shared = class_mapping(ds.classes, shared)
+    sub = ds.subset(np.flatnonzero(np.isin(ds.labels.numpy(), list(ds_to_shared))))
+    y = np.array([ds_to_shared[int(v)] for v in sub.labels.numpy()], dtype=np.int64)
+    return sub, y, [model_classes.index(c) for c in shared], shared
+
+
+def restrict(probs: np.ndarray, cols: list[int]) -> np.ndarray:
+    """Model probabilities ``(n, K)`` → the shared classes' columns ``(n, len(cols))``, renormalised per row."""
+    p = probs[:, cols]
+    return p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
 
 
 def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str | Path | None = None,
@@ -31,18 +53,10 @@ def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str |
     model = model.to(resolve_device(device))
     ds = load_dataset(data, data_root).split(split)
     model_classes: list[str] = meta["classes"]
-    shared = [c for c in ds.classes if c in model_classes]
-    if not shared:
-        raise FerbenchError(f"{data}: no class in common with the model ({', '.join(model_classes)})")
-    ds_to_shared = class_mapping(ds.classes, shared)
-    keep = np.flatnonzero(np.isin(ds.labels.numpy(), list(ds_to_shared)))
-    sub = ds.subset(keep)
+    sub, y, cols, shared = shared_classes(ds, model_classes, data)
     probs = predict_probs(model, sub.images, preprocessing_of(meta), batch_size, tta_hflip, temperature_of(meta),
                           logit_bias_of(meta))
-    cols = [model_classes.index(c) for c in shared]
-    p = probs[:, cols]
-    p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
-    y = np.array([ds_to_shared[int(v)] for v in sub.labels.numpy()], dtype=np.int64)
+    p = restrict(probs, cols)
     out = compute_metrics(y, p, shared)
     out.update({
         "dataset": data, "split": split, "checkpoint": str(ref), "model": meta["architecture"]["name"],
