@@ -14,7 +14,7 @@ from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import FerbenchError
 from ferbench.evaluate.ensemble import combine, evaluate_ensemble, greedy_select, vote_shares
 from ferbench.evaluate.predict import predict_probs
-from ferbench.loader import load_checkpoint, load_ensemble, save_checkpoint, save_ensemble
+from ferbench.loader import load_checkpoint, load_ensemble, load_members, save_checkpoint, save_ensemble
 from ferbench.models import create_model
 from ferbench.models.ensemble import EnsembleModel
 
@@ -103,6 +103,59 @@ def test_members_enter_the_ensemble_calibrated(tmp_path: Path) -> None:
     assert ens.state_dict().keys() == EnsembleModel([ma, mb], [pre, pre], sa["classes"]).state_dict().keys()
 
 
+def _member_with(tmp: Path, name: str, seed: int, classes: list[str]) -> Path:
+    """A 32-px grey lenet5 checkpoint predicting ``classes``."""
+    torch.manual_seed(seed)
+    model = create_model("lenet5", num_classes=len(classes), in_chans=1, input_size=32).eval()
+    pre = Preprocessing(size=32, channels=1, mean=[0.5], std=[0.5], interpolation="bilinear")
+    arch = {"name": "lenet5", "num_classes": len(classes), "kwargs": {}, "method": None}
+    save_checkpoint(tmp / name / "best.safetensors", model, {"architecture": arch, "classes": classes,
+                                                            "preprocessing": pre.to_dict(), "protocol": {}})
+    return tmp / name
+
+
+def test_members_with_other_taxonomies_share_their_common_classes(tmp_path: Path) -> None:
+    """A member with an extra class (FER+'s contempt) and another order joins on the shared classes: its
+    softmax restricted to them and renormalised, in the first member's order."""
+    from ferbench.evaluate.calibration import calibrated_probs
+    from ferbench.evaluate.predict import predict_view_logits
+
+    a = _member_with(tmp_path, "a", 0, ["angry", "happy", "sad"])
+    b = _member_with(tmp_path, "b", 1, ["sad", "contempt", "angry", "happy"])
+    save_ensemble(tmp_path / "e.json", [a, b], "sum")
+    assert json.loads((tmp_path / "e.json").read_text())["classes"] == ["angry", "happy", "sad"]
+    ens, meta = load_checkpoint(tmp_path / "e.json")
+    assert meta["classes"] == ens.classes == ["angry", "happy", "sad"]
+    images = torch.randint(0, 256, (6, 32, 32, 1), dtype=torch.uint8)
+    pre = Preprocessing.from_dict(json.loads((a / "best.json").read_text())["preprocessing"])
+    pa = calibrated_probs(predict_view_logits(load_checkpoint(a)[0], images, pre))
+    pb = calibrated_probs(predict_view_logits(load_checkpoint(b)[0], images, pre))[:, [2, 3, 0]]
+    pb /= pb.sum(1, keepdims=True)
+    assert np.allclose(predict_probs(ens, images, ens.preprocessing), (pa + pb) / 2, atol=1e-5)
+    # swapped: the ensemble takes the first member's order, contempt still dropped
+    save_ensemble(tmp_path / "f.json", [b, a])
+    assert load_ensemble(tmp_path / "f.json").classes == ["sad", "angry", "happy"]
+    c = _member_with(tmp_path, "c", 2, ["neutral", "surprise"])
+    with pytest.raises(FerbenchError, match=r"ensemble members share no class \(.*a.*angry, happy, sad; .*c.*"
+                                            r"neutral, surprise\)"):
+        load_members([a, c])
+
+
+def test_ensemble_scores_the_dataset_classes_it_predicts(tmp_path: Path) -> None:
+    """As `evaluate` does for one checkpoint: a dataset class no member predicts is dropped (its images too)."""
+    from conftest import write_folder
+
+    root = write_folder(tmp_path / "ds", ["angry", "happy", "sad", "surprise"], n=6)
+    a = _member_with(tmp_path, "a", 0, ["angry", "happy", "sad"])
+    b = _member_with(tmp_path, "b", 1, ["sad", "contempt", "angry", "happy"])
+    ds = load_dataset(f"folder:{root}")
+    split = next(s for s in ds.split_names if s != "train")
+    n = int(np.isin(ds.split(split).labels.numpy(), [0, 1, 2]).sum())
+    out = evaluate_ensemble([a, b], f"folder:{root}", split)
+    assert out["ensemble"]["n"] == n and out["ensemble"]["dropped_classes"] == ["surprise"]
+    assert out["ensemble"]["classes"] == ["angry", "happy", "sad"]
+
+
 def test_cached_export_of_an_ensemble_follows_its_members_calibration(tmp_path: Path) -> None:
     """The ONNX cache key covers the members' calibration (an export bakes it in), not only the weights."""
     from ferbench.deploy.onnx_cache import weights_digest
@@ -142,13 +195,15 @@ def test_ensemble_on_a_dataset_split(tiny_root: Path, tmp_path: Path) -> None:
 
     sub = load_dataset("fer2013", tiny_root).split("PrivateTest")
     m0, meta0 = load_checkpoint(runs[0])
-    y = np.array([meta0["classes"].index(classes[int(v)]) for v in sub.labels.numpy()])
     z = predict_view_logits(m0, sub.images, Preprocessing.from_dict(meta0["preprocessing"]))
     top = int(np.bincount(calibrated_probs(z).argmax(1), minlength=7).argmax())  # the untrained net's usual answer
     lp = np.full(7, np.log(1e-4))
     lp[top] = np.log(1 - 6e-4)  # a "prior" all on that class: the correction (bias ~9 on the others) moves decisions off it
     update_sidecar(runs[0], calibration={"temperature": 0.5, "prior_tau": 1.0, "log_prior": lp.tolist()})
-    cal, raw = (compute_metrics(y, calibrated_probs(z, t, b), meta0["classes"]) for t, b in ((0.5, -lp), (1.0, None)))
+    # scored in the dataset's class order, as `evaluate` scores a single checkpoint
+    order = [meta0["classes"].index(c) for c in classes]
+    cal, raw = (compute_metrics(sub.labels.numpy(), calibrated_probs(z, t, b)[:, order], classes)
+                for t, b in ((0.5, -lp), (1.0, None)))
     got = evaluate_ensemble(runs[:1], "fer2013", "PrivateTest", data_root=tiny_root)["ensemble"]
     assert cal["confusion_matrix"] != raw["confusion_matrix"]  # the correction matters here
     assert got["confusion_matrix"] == cal["confusion_matrix"] and got["ece"] == pytest.approx(cal["ece"])
@@ -167,3 +222,22 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.strip() == "error: unknown ensemble rule 'max'; choose one of sum, vote"
     r = run("kfold", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and r.stderr.strip().startswith("error: config") and "Traceback" not in r.stderr
+
+
+def test_cross_taxonomy_ensemble_exports_to_onnx(tmp_path: Path) -> None:
+    """The saved ensemble exports like a checkpoint; the export's source digest covers its members' weights."""
+    from ferbench.deploy.export import export_model, source_digest
+
+    a = _member_with(tmp_path, "a", 0, ["angry", "happy", "sad"])
+    b = _member_with(tmp_path, "b", 1, ["sad", "contempt", "angry", "happy"])
+    save_ensemble(tmp_path / "ens" / "e.json", [a, b])
+    out, check = export_model(tmp_path / "ens" / "e.json", "onnx", tmp_path / "ens" / "e.onnx", data_root=tmp_path,
+                              n_val=8, allow_synthetic=True, log=lambda s: None)
+    assert out.is_file() and check["max_abs_dprob"] < 1e-4
+    before = source_digest(tmp_path / "ens" / "e.json")
+    assert check["source_digest"] == before  # the export's sidecar (here the ensemble JSON itself) does not count
+    torch.manual_seed(5)
+    m = create_model("lenet5", num_classes=4, in_chans=1, input_size=32)
+    meta = json.loads((b / "best.json").read_text())
+    save_checkpoint(b / "best.safetensors", m, {k: v for k, v in meta.items() if k != "format"})
+    assert source_digest(tmp_path / "ens" / "e.json") != before

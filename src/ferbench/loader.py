@@ -16,7 +16,7 @@ from torch import nn
 
 from ferbench.data.preprocess import Preprocessing
 from ferbench.errors import FerbenchError
-from ferbench.models.ensemble import RULES, EnsembleModel, ensemble_preprocessing
+from ferbench.models.ensemble import RULES, EnsembleModel, ensemble_preprocessing, shared_member_classes
 from ferbench.persist.atomic import atomic_write_text
 from ferbench.persist.checkpoint import (
     FORMAT,
@@ -102,8 +102,16 @@ def preprocessing_of(meta: dict[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict(meta["preprocessing"])
 
 
-def load_members(refs: list[str | Path]) -> tuple[list[nn.Module], list[dict[str, Any]]]:
-    """Load ensemble members; they must predict the same classes in the same order."""
+def load_members(refs: list[str | Path]) -> tuple[list[nn.Module], list[dict[str, Any]], list[str], list[list[int]]]:
+    """Load ensemble members → ``(models, sidecars, classes, columns)``.
+
+    The ensemble predicts the classes every member shares (by canonical name, in the first member's order;
+    a FER+ member's ``contempt`` is dropped beside a FER2013 member); ``columns[i]`` is member ``i``'s output
+    index of each (:func:`ferbench.models.ensemble.shared_member_classes`).
+
+    Raises:
+        FerbenchError: no member, a member that does not load, or members without a class in common.
+    """
     if not refs:
         raise FerbenchError("an ensemble needs at least one member checkpoint")
     models, metas = [], []
@@ -111,11 +119,11 @@ def load_members(refs: list[str | Path]) -> tuple[list[nn.Module], list[dict[str
         m, meta = load_checkpoint(r)
         models.append(m)
         metas.append(meta)
-    classes = metas[0]["classes"]
-    for r, meta in zip(refs, metas, strict=True):
-        if meta["classes"] != classes:
-            raise FerbenchError(f"{r}: classes {meta['classes']} differ from the first member's {classes}")
-    return models, metas
+    classes, columns = shared_member_classes([list(meta["classes"]) for meta in metas])
+    if not classes:
+        listed = "; ".join(f"{r}: {', '.join(meta['classes'])}" for r, meta in zip(refs, metas, strict=True))
+        raise FerbenchError(f"ensemble members share no class ({listed})")
+    return models, metas, classes, columns
 
 
 def is_ensemble_file(ref: str | Path) -> bool:
@@ -136,13 +144,16 @@ def save_ensemble(path: str | Path, members: list[str | Path], rule: str = "sum"
     if rule not in RULES:
         raise FerbenchError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(RULES)}")
     metas = [read_sidecar(m) for m in members]
+    classes, _ = shared_member_classes([list(m["classes"]) for m in metas])
+    if not classes:
+        raise FerbenchError("ensemble members share no class")
     pres = [Preprocessing.from_dict(m["preprocessing"]) for m in metas]
     ckpts = [resolve_checkpoint(m).resolve() for m in members]
     base = path.parent.resolve()
     rel = [os.path.relpath(c, base) for c in ckpts]
-    doc = {"format": ENSEMBLE_FORMAT, "rule": rule, "members": rel, "classes": metas[0]["classes"],
+    doc = {"format": ENSEMBLE_FORMAT, "rule": rule, "members": rel, "classes": classes,
            "preprocessing": ensemble_preprocessing(pres).to_dict(),
-           "architecture": {"name": "ensemble", "num_classes": len(metas[0]["classes"]), "method": None,
+           "architecture": {"name": "ensemble", "num_classes": len(classes), "method": None,
                             "members": [m["architecture"]["name"] for m in metas]},
            **(extra or {})}
     atomic_write_text(path, json.dumps(doc, indent=2))
@@ -161,9 +172,9 @@ def load_ensemble(path: str | Path) -> EnsembleModel:
     if doc.get("format") != ENSEMBLE_FORMAT:
         raise FerbenchError(f"{p}: not a ferbench ensemble file")
     refs = [m if Path(m).is_absolute() else str(p.parent / m) for m in doc["members"]]
-    models, metas = load_members(refs)
-    ens = EnsembleModel(models, [Preprocessing.from_dict(m["preprocessing"]) for m in metas],
-                        metas[0]["classes"], doc.get("rule", "sum"),
-                        temperatures=[temperature_of(m) for m in metas], biases=[logit_bias_of(m) for m in metas])
+    models, metas, classes, columns = load_members(refs)
+    ens = EnsembleModel(models, [Preprocessing.from_dict(m["preprocessing"]) for m in metas], classes,
+                        doc.get("rule", "sum"), temperatures=[temperature_of(m) for m in metas],
+                        biases=[logit_bias_of(m) for m in metas], columns=columns)
     ens.sidecar = doc
     return ens.eval()

@@ -56,14 +56,18 @@ def ensemble_cmd(
     save: Path | None = typer.Option(None, "--save", help="Write the (selected) ensemble as JSON; predict/serve "
                                      "load it like a checkpoint."),
     json_out: Path | None = typer.Option(None, "--json", help="Write all numbers to this JSON file."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Average each member with the mirrored image."),
     data_root: Path | None = DataRoot,
 ) -> None:
-    """Combine trained models by summed probabilities or majority vote and score them on a split."""
+    """Combine trained models by summed probabilities or majority vote and score them on a split.
+
+    Members may predict different class sets (a FER2013 and a FER+ model): the ensemble predicts the classes
+    they share, and the split is scored on those of its classes."""
     from ferbench.evaluate.ensemble import evaluate_ensemble
     from ferbench.persist.atomic import atomic_write_text
 
     r = evaluate_ensemble(members, data, split, rule=rule, select=select, val_split=val_split,
-                          data_root=data_root, save=save)
+                          data_root=data_root, save=save, tta_hflip=tta)
     con = _console()
     t = Table(title=f"ensemble ({rule}) on {data}/{split}")
     t.add_column("model")
@@ -77,6 +81,9 @@ def ensemble_cmd(
     con.print(f"best single member {r['best_single']['accuracy']:.4f}; ensemble {e['accuracy']:.4f} "
               f"({e['accuracy'] - r['best_single']['accuracy']:+.4f}); balanced {e['balanced_accuracy']:.4f}, "
               f"F1(HM) {e['f1_hm']:.4f}")
+    if e.get("dropped_classes"):
+        con.print(f"scored on {', '.join(e['classes'])}; not predicted by the ensemble, dropped: "
+                  f"{', '.join(e['dropped_classes'])}")
     if save:
         con.print(f"wrote {save}")
     if json_out:

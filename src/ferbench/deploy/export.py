@@ -7,6 +7,7 @@ validation slice). ``Recognizer.load(OUT)`` / ``ferbench predict --model OUT`` t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ import torch
 from ferbench.deploy.formats import FORMATS, SUFFIX, TFLITE_HINT, check_format  # noqa: F401 (re-exported)
 from ferbench.deploy.onnx_cache import OPSET, export_onnx  # noqa: F401 (re-exported)
 from ferbench.errors import FerbenchError
-from ferbench.loader import load_checkpoint, preprocessing_of
+from ferbench.loader import is_ensemble_file, load_checkpoint, preprocessing_of
 from ferbench.persist.atomic import atomic_write_text
 from ferbench.persist.checkpoint import file_digest, resolve_checkpoint
 
@@ -153,6 +154,19 @@ def export_tflite(model: torch.nn.Module, example: torch.Tensor, out: Path) -> C
     return probs
 
 
+def source_digest(ckpt: str | Path) -> str:
+    """Digest of what an export was made from: the checkpoint's weights file, or for an ensemble JSON its rule
+    and every member's weights file (so a retrained member changes it; the export's own sidecar, which may be
+    the ensemble JSON itself, does not)."""
+    if is_ensemble_file(ckpt):
+        doc = json.loads(Path(ckpt).read_text())
+        base = Path(ckpt).parent
+        parts = [str(doc.get("rule", "sum"))] + [
+            file_digest(resolve_checkpoint(m if Path(m).is_absolute() else base / m)) for m in doc["members"]]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return file_digest(resolve_checkpoint(ckpt))
+
+
 def default_out(ref: str | Path, fmt: str) -> Path:
     """``RUN_DIR/best.onnx``-style name next to the checkpoint; ``./NAME.onnx`` in the current folder for a
     shipped model (``default``), whose checkpoint lives inside the installed package."""
@@ -216,7 +230,7 @@ def export_model(ref: str | Path, fmt: str = "onnx", out: str | Path | None = No
 
     p_ref, p_exp = _torch_probs(model, xv), probs_fn(xv)
     check: dict[str, Any] = {
-        "format": fmt, "source": str(ref), "source_digest": file_digest(resolve_checkpoint(ckpt)),
+        "format": fmt, "source": str(ref), "source_digest": source_digest(ckpt),
         "file": out.name, "opset": OPSET if fmt != "tflite" else None,
         "validation": val.source, "n_check": int(min(256, len(xv))),
         "max_abs_dprob": float(np.abs(p_ref[:256] - p_exp[:256]).max()),

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ferbench.data.preprocess import Preprocessing
-from ferbench.errors import DataError, FerbenchError
+from ferbench.errors import FerbenchError
+from ferbench.evaluate.crossdata import restrict, shared_classes
 from ferbench.loader import load_members, save_ensemble
 from ferbench.models.ensemble import RULES, combine, vote_shares
 from ferbench.persist.checkpoint import logit_bias_of, temperature_of
@@ -51,22 +52,16 @@ def greedy_select(probs: np.ndarray, y: np.ndarray, rule: str = "sum") -> tuple[
     return chosen, history
 
 
-def _labels_for(ds_classes: list[str], classes: list[str], labels: np.ndarray, name: str) -> np.ndarray:
-    """Map dataset labels onto the members' class order (by canonical name)."""
-    missing = [c for c in ds_classes if c not in classes]
-    if missing:
-        raise DataError(f"{name}: classes {missing} are not predicted by the ensemble members ({classes})")
-    lut = np.array([classes.index(c) for c in ds_classes], dtype=np.int64)
-    return lut[labels]
-
-
 def evaluate_ensemble(refs: list[str | Path], data: str, split: str, rule: str = "sum", select: str | None = None,
                       val_split: str | None = None, data_root: str | Path | None = None,
-                      save: str | Path | None = None, batch_size: int = 512) -> dict[str, Any]:
+                      save: str | Path | None = None, batch_size: int = 512, tta_hflip: bool = False) -> dict[str, Any]:
     """Score members and their ensemble on ``data``/``split``; optionally select greedily and save.
 
     Each member's probabilities are its calibrated ones (the temperature and prior correction of its sidecar,
-    as :class:`ferbench.models.ensemble.EnsembleModel` combines them when the saved ensemble is loaded).
+    as :class:`ferbench.models.ensemble.EnsembleModel` combines them when the saved ensemble is loaded),
+    restricted to the classes all members share; ``tta_hflip`` averages each member with the mirrored image. Like :func:`ferbench.evaluate.crossdata.evaluate_checkpoint`,
+    only the dataset's classes the ensemble predicts are scored (CK+48's contempt is dropped for FER2013
+    members; the metrics' ``dropped_classes`` says so).
 
     Returns:
         ``{"members": [{ref, accuracy}], "best_single": {...}, "selected": [...], "ensemble": metrics,
@@ -80,16 +75,18 @@ def evaluate_ensemble(refs: list[str | Path], data: str, split: str, rule: str =
         raise FerbenchError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(RULES)}")
     if select not in (None, "greedy", "none"):
         raise FerbenchError(f"unknown selection {select!r}; use greedy")
-    models, metas = load_members(list(refs))
-    classes = metas[0]["classes"]
+    models, metas, classes, columns = load_members(list(refs))
     ds = load_dataset(data, data_root)
+    shared: list[str] = []
+    dropped = [c for c in ds.classes if c not in classes]
 
     def probs_on(split_name: str) -> tuple[np.ndarray, np.ndarray]:
-        sub = ds.split(split_name)
-        y = _labels_for(ds.classes, classes, sub.labels.numpy(), f"{data}/{split_name}")
-        p = np.stack([predict_probs(m, sub.images, Preprocessing.from_dict(meta["preprocessing"]), batch_size,
-                                    temperature=temperature_of(meta), logit_bias=logit_bias_of(meta))
-                      for m, meta in zip(models, metas, strict=True)])
+        nonlocal shared
+        sub, y, cols, shared = shared_classes(ds.split(split_name), classes, f"{data}/{split_name}")
+        p = np.stack([restrict(predict_probs(m, sub.images, Preprocessing.from_dict(meta["preprocessing"]),
+                                             batch_size, tta_hflip, temperature=temperature_of(meta),
+                                             logit_bias=logit_bias_of(meta)), [own[k] for k in cols])
+                      for m, meta, own in zip(models, metas, columns, strict=True)])
         return p, y
 
     chosen = list(range(len(models)))
@@ -106,8 +103,9 @@ def evaluate_ensemble(refs: list[str | Path], data: str, split: str, rule: str =
                 "accuracy": float((p[i].argmax(1) == y).mean())} for i, (r, meta) in enumerate(zip(refs, metas,
                                                                                                     strict=True))]
     best = max(members, key=lambda m: m["accuracy"])
-    metrics = compute_metrics(y, combine(p[chosen], rule), classes)
-    out = {"dataset": data, "split": split, "rule": rule, "select": select, "members": members,
+    metrics = compute_metrics(y, combine(p[chosen], rule), shared)
+    metrics["dropped_classes"] = dropped
+    out = {"dataset": data, "split": split, "rule": rule, "select": select, "tta_hflip": tta_hflip, "members": members,
            "best_single": best, "selected": [str(refs[i]) for i in chosen], "greedy_val_accuracy": history,
            "ensemble": metrics}
     if save:

@@ -40,6 +40,17 @@ def combine(probs: np.ndarray, rule: str = "sum") -> np.ndarray:
     return probs.mean(0) if rule == "sum" else vote_shares(probs)
 
 
+def shared_member_classes(member_classes: list[list[str]]) -> tuple[list[str], list[list[int]]]:
+    """The classes every member predicts, in the first member's order, and each member's output index of each.
+
+    ``member_classes``: each member's class names (canonical, as sidecars store them). Returns
+    ``(classes, columns)`` with ``columns[i][k]`` = member ``i``'s output for ``classes[k]``; an empty
+    ``classes`` when the members share none.
+    """
+    classes = [c for c in member_classes[0] if all(c in own for own in member_classes[1:])]
+    return classes, [[own.index(c) for c in classes] for own in member_classes]
+
+
 def ensemble_preprocessing(pres: list[Preprocessing]) -> Preprocessing:
     """Input definition of the ensemble: ``[0, 1]`` (no normalisation), RGB if any member is, at the
     smallest member size — so on data at that native size (FER2013 48 px) every member sees exactly what its
@@ -54,13 +65,16 @@ class EnsembleModel(nn.Module):
     ``softmax(forward(x))`` is the members' mean probability (``sum``) or their vote shares (``vote``), each
     member's probability being its own calibrated one, ``softmax(z / T + bias)`` with the temperature and prior
     correction of its sidecar (:func:`ferbench.evaluate.calibration.calibrated_probs`; ``T = 1``, no bias for an
-    uncalibrated member). Attribute ``sidecar`` has the checkpoint-sidecar fields predict/serve use (classes,
-    preprocessing).
+    uncalibrated member). Members may predict more classes than the ensemble (a FER+ model with ``contempt``
+    beside FER2013 ones): ``columns[i]`` lists member ``i``'s output index of each ensemble class, and its
+    probabilities are restricted to those and renormalised before they are combined (``None``: every member's
+    outputs are the ensemble's classes, in order). Attribute ``sidecar`` has the checkpoint-sidecar fields
+    predict/serve use (classes, preprocessing).
     """
 
     def __init__(self, members: list[nn.Module], preprocessings: list[Preprocessing], classes: list[str],
                  rule: str = "sum", temperatures: list[float] | None = None,
-                 biases: list[np.ndarray | None] | None = None) -> None:
+                 biases: list[np.ndarray | None] | None = None, columns: list[list[int]] | None = None) -> None:
         super().__init__()
         if rule not in RULES:
             raise FerbenchError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(RULES)}")
@@ -71,22 +85,42 @@ class EnsembleModel(nn.Module):
         self.preprocessing = ensemble_preprocessing(self.preprocessings)
         self.sidecar: dict[str, Any] = {}
         m, c = len(members), len(classes)
+        cols = [list(range(c)) for _ in range(m)] if columns is None else [list(map(int, v)) for v in columns]
+        if len(cols) != m or any(len(v) != c for v in cols):
+            raise FerbenchError(f"an ensemble of {m} members over {c} classes needs {m} column lists of {c}")
+        # the identity members skip the restriction (same numbers as before columns existed)
+        self._restricted = [v != list(range(c)) for v in cols]
+        given = [np.asarray(v, np.float32).reshape(-1) if v is not None else None for v in (biases or [])]
+        # one row per member, as wide as the widest bias given (a narrower member uses its first entries)
+        width = max([c] + [max(v) + 1 for v in cols] + [len(v) for v in given if v is not None])
         t = torch.tensor([float(v) for v in temperatures] if temperatures is not None else [1.0] * m)
-        b = torch.zeros(m, c)
-        for i, bias in enumerate(biases or []):
-            if bias is not None:
-                b[i] = torch.as_tensor(np.asarray(bias, np.float32))
+        b = torch.zeros(m, width)
+        for i, v in enumerate(given):
+            if v is not None:
+                b[i, :len(v)] = torch.from_numpy(v)
         if t.shape != (m,) or (t <= 0).any():
             raise FerbenchError(f"an ensemble of {m} members needs {m} positive temperatures, got {t.tolist()}")
-        # calibration, not weights: kept out of state_dict
+        # calibration and class columns, not weights: kept out of state_dict
         self.register_buffer("temperatures", t, persistent=False)
         self.register_buffer("biases", b, persistent=False)
+        if any(self._restricted):
+            self.register_buffer("columns", torch.tensor(cols, dtype=torch.long), persistent=False)
 
     def member_probs(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, ch, S, S)`` in [0, 1] → ``(M, B, C)`` member calibrated softmaxes (each through its own
-        preprocessing, temperature and prior correction)."""
-        return torch.stack([(m(pre.from_float(x)).float() / self.temperatures[i] + self.biases[i]).softmax(-1)
-                            for i, (m, pre) in enumerate(zip(self.members, self.preprocessings, strict=True))])
+        preprocessing, temperature and prior correction), restricted to the ensemble's classes."""
+        out = []
+        for i, (m, pre) in enumerate(zip(self.members, self.preprocessings, strict=True)):
+            z = m(pre.from_float(x)).float()
+            bias = self.biases[i, :z.shape[-1]]
+            if bias.shape[0] < z.shape[-1]:  # a member wider than every bias given has no correction there
+                bias = torch.nn.functional.pad(bias, (0, z.shape[-1] - bias.shape[0]))
+            p = (z / self.temperatures[i] + bias).softmax(-1)
+            if self._restricted[i]:
+                p = p[:, self.columns[i]]
+                p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+            out.append(p)
+        return torch.stack(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.member_probs(x)
