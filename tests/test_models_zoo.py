@@ -230,6 +230,27 @@ def test_faithful_switch_keras_bn_and_glorot() -> None:
     assert all(b.eps == 1e-5 for b in plain.modules() if isinstance(b, nn.BatchNorm2d))
 
 
+@pytest.mark.parametrize("name", ["googlenet_repo", "mnist_net"])
+def test_deep_nets_without_bn_start_with_logits_that_depend_on_the_input(name: str) -> None:
+    """From PyTorch's default init these nets' logits vary across inputs by less than bf16's resolution
+    relative to their size (training under bf16 autocast does not start); with relu_init_ they do vary."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 48, 48)
+
+    def ratio(m: torch.nn.Module) -> float:
+        m.eval()
+        with torch.no_grad():
+            z = m(x)
+        return float(z.std(0).mean() / z.abs().mean())
+
+    model = create_model(name, num_classes=7, in_chans=3, input_size=48)
+    assert ratio(model) > 0.05
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.reset_parameters()  # PyTorch's default
+    assert ratio(model) < 2.0 ** -8
+
+
 def test_ensemble3_outputs_log_of_mean_softmax() -> None:
     torch.manual_seed(0)
     m = create_model("ensemble3").eval()

@@ -46,6 +46,27 @@ def keras_faithful_(model: nn.Module) -> nn.Module:
     return model
 
 
+def relu_init_(model: nn.Module) -> nn.Module:
+    """He initialisation for deep ReLU nets without normalisation: conv kernels ``N(0, 2 / fan_in)`` (the
+    forward signal keeps its variance through each conv + ReLU), dense ``N(0, 0.01²)`` as torchvision's VGG,
+    zero biases. Returns ``model`` (modified in place).
+
+    PyTorch's default (``U(±1/√fan_in)`` kernels and biases) shrinks the signal at every ReLU layer; in a
+    net of ~20 convolutions without BN the logits at initialisation no longer depend on the input beyond
+    bf16's resolution (``benchmarks/init_signal.py``), and training under bf16 autocast does not start.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return model
+
+
 def _fan_in(m: nn.Module) -> int:
     w = m.weight
     return int(w.shape[1] * (w[0, 0].numel() if w.dim() > 2 else 1))

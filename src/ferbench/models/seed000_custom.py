@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferbench.models.init import keras_faithful_
+from ferbench.models.init import keras_faithful_, relu_init_
 from ferbench.models.registry import register_model
 from ferbench.models.seed000_keras import create_timm_backbone
 
@@ -50,8 +50,15 @@ def flat_features(features: nn.Module, in_chans: int, input_size: int) -> int:
     return int(out[0].numel())
 
 
-def _finish(model: nn.Module, faithful: bool) -> nn.Module:
-    return keras_faithful_(model) if faithful else model
+def _finish(model: nn.Module, faithful: bool, deep_relu: bool = False) -> nn.Module:
+    """Keras initialisers when ``faithful``; else PyTorch's defaults, or :func:`relu_init_` for the ``deep_relu``
+    nets (many convolutions without BN: from PyTorch's defaults their logits ignore the input, docs/protocol.md §0.2)."""
+    if faithful:
+        return keras_faithful_(model)
+    if deep_relu:
+        relu_init_(model)
+        model.init_scheme = "relu_init"  # read by benchmarks/init_signal.py
+    return model
 
 
 class FeaturesHead(nn.Module):
@@ -227,8 +234,9 @@ def _googlenet_repo(num_classes: int, in_chans: int, input_size: int) -> nn.Modu
 def googlenet_repo(
     num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
-    """The repo's GoogLeNet (non-standard module order, no BN/aux heads); 3×3 stem below 112 px."""
-    return _finish(_googlenet_repo(num_classes, in_chans, input_size), faithful)
+    """The repo's GoogLeNet (non-standard module order, no BN/aux heads); 3×3 stem below 112 px; He init
+    unless ``faithful`` (57 convolutions without BN)."""
+    return _finish(_googlenet_repo(num_classes, in_chans, input_size), faithful, deep_relu=True)
 
 
 # ---------------------------------------------------------------------------- docs/protocol.md §2.5
@@ -330,7 +338,8 @@ def zf_net(
 def mnist_net(
     num_classes: int = 7, in_chans: int = 3, input_size: int = 48, faithful: bool = False
 ) -> nn.Module:
-    """MNIST_NET: 11 "same" convs (3×3 / 1×1) with 3 max-pools → Flatten → D1024 → D1024 → D(C)."""
+    """MNIST_NET: 11 "same" convs (3×3 / 1×1) with 3 max-pools → Flatten → D1024 → D1024 → D(C); He init
+    unless ``faithful`` (no BN)."""
     spec: list[tuple[int, int] | str] = [
         (96, 3),
         (128, 3),
@@ -368,7 +377,7 @@ def mnist_net(
         nn.Dropout(0.5),
         nn.Linear(1024, num_classes),
     )
-    return _finish(FeaturesHead(features, head), faithful)
+    return _finish(FeaturesHead(features, head), faithful, deep_relu=True)
 
 
 # ---------------------------------------------------------------------------- docs/protocol.md §2.9
