@@ -135,6 +135,14 @@ def test_members_with_other_taxonomies_share_their_common_classes(tmp_path: Path
     # swapped: the ensemble takes the first member's order, contempt still dropped
     save_ensemble(tmp_path / "f.json", [b, a])
     assert load_ensemble(tmp_path / "f.json").classes == ["sad", "angry", "happy"]
+    # the first member's extra class comes last: its first three outputs are the ensemble's
+    d = _member_with(tmp_path, "d", 3, ["angry", "happy", "sad", "contempt"])
+    save_ensemble(tmp_path / "g.json", [d, a])
+    ens_g = load_ensemble(tmp_path / "g.json")
+    pd = calibrated_probs(predict_view_logits(load_checkpoint(d)[0], images, pre))[:, :3]
+    pd /= pd.sum(1, keepdims=True)
+    assert ens_g.classes == ["angry", "happy", "sad"]
+    assert np.allclose(predict_probs(ens_g, images, ens_g.preprocessing), (pd + pa) / 2, atol=1e-5)
     c = _member_with(tmp_path, "c", 2, ["neutral", "surprise"])
     with pytest.raises(FerbenchError, match=r"ensemble members share no class \(.*a.*angry, happy, sad; .*c.*"
                                             r"neutral, surprise\)"):

@@ -116,8 +116,10 @@ class EnsembleModel(nn.Module):
             if bias.shape[0] < z.shape[-1]:  # a member wider than every bias given has no correction there
                 bias = torch.nn.functional.pad(bias, (0, z.shape[-1] - bias.shape[0]))
             p = (z / self.temperatures[i] + bias).softmax(-1)
-            if self._restricted[i]:
-                p = p[:, self.columns[i]]
+            if self._restricted[i] or p.shape[-1] != len(self.classes):
+                # the ensemble's classes among the member's (an identity member wider than the ensemble:
+                # its first len(classes) outputs), renormalised
+                p = p[:, self.columns[i]] if self._restricted[i] else p[:, :len(self.classes)]
                 p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
             out.append(p)
         return torch.stack(out)
