@@ -63,3 +63,24 @@ def test_a_bad_ledger_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "results.db").exists()
     with pytest.raises(FerbenchError, match="results file .* not found"):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_only_runs_the_selected_trials_and_leaves_the_rest(tiny_root: Path, tmp_path: Path) -> None:
+    from ferbench.cli.main import app
+
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple, conservative]\n")
+    keys = {t.config["train"]["class_weights"]: t.key for t in load_study(p).trials()}
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="--only 'train.class_weights=simpel' matches no trial"):
+        run_study(p, out, data_root=tiny_root, log=lambda s: None, only=["train.class_weights=simpel"])
+    assert not out.exists()  # a typo writes nothing
+    res = run_study(p, out, data_root=tiny_root, log=lambda s: None,
+                    only=["train.class_weights=simple", keys["conservative"]])
+    assert res["finished"] == 2 and {t.key for t in res["todo"]} == {keys["simple"], keys["conservative"]}
+    with ResultsStore(out / "results.db") as s:
+        status = {t["key"]: t["status"] for t in s.trials()}
+    assert status == {keys["none"]: "pending", keys["simple"]: "finished", keys["conservative"]: "finished"}
+    r = CliRunner().invoke(app, ["sweep", str(p), "--out", str(out), "--data-root", str(tiny_root),
+                                 "--only", "train.class_weights=none", "--dry-run"])
+    assert r.exit_code == 0 and keys["none"] in r.output and keys["simple"] not in r.output
+    assert "1 trials" in r.output

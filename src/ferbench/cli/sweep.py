@@ -22,6 +22,9 @@ def sweep_cmd(
     import_from: Path | None = typer.Option(None, "--import", help="Results file written by `ferbench results "
                                             "--export` (e.g. committed from another machine): its finished "
                                             "trials of this study are stored as done and not run again."),
+    only: list[str] | None = typer.Option(None, "--only", help="Run only these trials: a trial key, or "
+                                          "key=value[,key=value] over axis names / config keys (e.g. "
+                                          "model.name=seq4conv,train.class_weights=none); repeatable."),
 ) -> None:
     """Run every trial of a study; re-running skips finished trials and resumes unfinished ones.
 
@@ -40,9 +43,11 @@ def sweep_cmd(
     con = make_console()
     if executor not in ("local", "ray"):
         raise FerbenchError(f"--executor {executor!r}: choose local or ray")
-    n_all = len(load_study(study).trials(data_root))  # a bad study file fails here, before any progress bar
+    from ferbench.sweep.study import select_trials
+
+    n_all = len(select_trials(load_study(study).trials(data_root), only or []))  # a bad study or --only fails here
     if dry_run:
-        res = run_study(study, out, executor, address, max_parallel, data_root, dry_run=True)
+        res = run_study(study, out, executor, address, max_parallel, data_root, dry_run=True, only=only)
         status: dict[str, str] = {}
         if res["db"].exists():
             with ResultsStore(res["db"], create=False) as store:
@@ -78,9 +83,9 @@ def sweep_cmd(
 
         bar.update(task, total=n_all)
         res = run_study(study, out, executor, address, max_parallel, data_root, log=log, on_done=on_done,
-                        import_from=import_from)
+                        import_from=import_from, only=only)
         bar.update(task, completed=n_all - len(res["todo"]) + res["finished"] + res["failed"] + res["busy"])
-    skipped = len(res["trials"]) - len(res["todo"])
+    skipped = n_all - len(res["todo"])  # of the selected trials (all of them without --only)
     if import_from is not None:
         con.print(f"{res['imported']} finished trials imported from {import_from}")
     con.print(f"{res['finished']} trials finished, {res['failed']} failed, {res['busy']} skipped (claimed by another driver), "

@@ -329,24 +329,28 @@ def run_study(study_path: str | Path, out: str | Path | None = None, executor: s
               address: str | None = None, max_parallel: int = 1, data_root: str | Path | None = None,
               dry_run: bool = False, log: Log | None = None,
               on_done: Callable[[Trial, dict[str, Any] | None, str | None], None] | None = None,
-              import_from: str | Path | None = None,
+              import_from: str | Path | None = None, only: list[str] | None = None,
               ) -> dict[str, Any]:
     """Plan and run a study; returns ``{"db", "out", "trials", "todo", "finished", "failed", "busy", "imported"}``.
 
     ``out`` defaults to ``runs/<study name>``; the store is ``out/results.db``, run dirs ``out/runs/<key>``.
     ``import_from``: an exported results file (``ferbench results --export``); its records of this study's
     trials are stored as finished before planning, so those trials are not run again.
+    ``only``: run just the trials matching these keys or patterns (:func:`~ferbench.sweep.study.select_trials`),
+    e.g. the one long trial that fits this machine's session; the others stay registered and untouched.
     """
-    from ferbench.sweep.study import load_study
+    from ferbench.sweep.study import load_study, select_trials
 
     study = load_study(study_path)
     out_dir = Path(out) if out else Path("runs") / study.name
     if executor not in ("local", "ray"):
         raise FerbenchError(f"unknown executor {executor!r}; choose local or ray")
     if dry_run:
-        trials = study.trials(data_root)
+        trials = select_trials(study.trials(data_root), only or [])
         return {"db": out_dir / "results.db", "out": out_dir, "trials": trials, "todo": trials, "finished": 0,
                 "failed": 0, "busy": 0, "study": study}
+    all_trials = study.trials(data_root)
+    chosen = {t.key for t in select_trials(all_trials, only or [])}  # a pattern matching nothing fails here
     out_dir.mkdir(parents=True, exist_ok=True)
     imported_recs = None
     if import_from is not None:
@@ -354,12 +358,11 @@ def run_study(study_path: str | Path, out: str | Path | None = None, executor: s
 
         imported_recs = read_jsonl(import_from)  # a bad file fails before anything is written
     with ResultsStore(out_dir / "results.db") as store:
-        all_trials = study.trials(data_root)
         imported = 0
         if imported_recs:
             store.register_study(study.name, study.source)
             imported = store.import_records(imported_recs, {t.key for t in all_trials})
-        todo = plan(study, store, out_dir, data_root)
+        todo = [t for t in plan(study, store, out_dir, data_root) if t.key in chosen]
         t0 = time.perf_counter()
         if executor == "ray":
             counts = run_ray(study, store, out_dir, todo, address, max_parallel if max_parallel > 1 else None,

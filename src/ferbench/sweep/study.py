@@ -112,6 +112,35 @@ class Study:
         return cfg
 
 
+def select_trials(trials: list[Trial], only: list[str]) -> list[Trial]:
+    """The trials matching any of ``only`` (all of them when ``only`` is empty), in their order.
+
+    Each entry is a trial key (``1c7c2c8dcc44``) or a pattern ``key=value[,key=value...]`` over axis names and
+    dotted config keys, values read as YAML (``model.name=seq4conv,train.class_weights=none``), as in ``first:``.
+    An entry that matches no trial is an error naming it, so a typo does not silently run nothing.
+    """
+    if not only:
+        return trials
+    import yaml
+
+    keep: set[str] = set()
+    for entry in only:
+        if "=" not in entry:
+            hit = [t.key for t in trials if t.key == entry.strip()]
+        else:
+            pattern: dict[str, Any] = {}
+            for part in entry.split(","):
+                k, sep, v = part.partition("=")
+                if not sep or not k.strip():
+                    raise ConfigError(f"--only {entry!r}: expected a trial key or key=value[,key=value]")
+                pattern[k.strip()] = yaml.safe_load(v)
+            hit = [t.key for t in trials if _matches(t.params, t.config, pattern)]
+        if not hit:
+            raise ConfigError(f"--only {entry!r} matches no trial of this study (see --dry-run for keys and labels)")
+        keep.update(hit)
+    return [t for t in trials if t.key in keep]
+
+
 def trial_key(cfg: dict[str, Any]) -> str:
     """``config_hash`` of a resolved trial config, without ``data.root``."""
     c = copy.deepcopy(cfg)
