@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import functools
+import platform
+from pathlib import Path
 from typing import Any
 
 from ferbench.errors import FerbenchError
 
 DEVICES = ("auto", "cpu", "cuda")
+# x86 instructions that multiply-accumulate u8 x s8 in 32 bits (onnxruntime's fast, exact int8 kernels)
+_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of the first ``flags`` line of ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_int8_dot() -> bool:
+    """Whether int8 inference is cheap here: an x86 CPU with VNNI / AMX-INT8, or a CPU that is not x86.
+
+    An x86 CPU without them (AVX2 only, AVX-512 without VNNI) runs onnxruntime's exact int8 kernels no faster
+    than fp32 (measured on a 2-core AVX2 EPYC, 2026-12-05: the shipped classifier's TTA pair 13.5 ms int8 vs
+    12.8 ms fp32, ``benchmarks/int8_kernels.py``). x86 without a readable ``/proc/cpuinfo`` counts as cheap.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    flags = cpu_flags()
+    return not flags or any(f in flags for f in _INT8_DOT_FLAGS)
 
 
 def check_device_name(name: str) -> str:
