@@ -21,8 +21,8 @@ PredictDetectorOpt = typer.Option("blazeface", "--detector", "-d", help="Face de
                                   "blazeface-fast (one pass: big faces only), blazeface-accurate (finds more small faces, slower), blazeface-full, haar, mediapipe, mtcnn; auto = images that "
                                   "are already face crops (small, or square with no face found) are classified whole.")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="Threads for the detector and the classifier, "
-                          "which run one after the other (default: classifier 1, detector 2 where there are 2 "
-                          "cores; use 1 on a busy machine).")
+                          "which run one after the other (default: detector 2 where there are 2 cores; classifier "
+                          "1 where the CPU has int8 instructions (VNNI/AMX), else 2; use 1 on a busy machine).")
 BackendOpt = typer.Option("auto", "--backend", help="How a PyTorch checkpoint runs: auto (onnx-int8 for "
                           "the shipped models, torch for others) | torch | onnx (fp32, exported once into "
                           "$FERBENCH_CACHE/onnx; same probabilities, 2-3x faster per face on a CPU) | onnx-int8 "
