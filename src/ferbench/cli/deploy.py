@@ -27,7 +27,8 @@ BackendOpt = typer.Option("auto", "--backend", help="How a PyTorch checkpoint ru
                           "the shipped models, torch for others) | torch | onnx (fp32, exported once into "
                           "$FERBENCH_CACHE/onnx; same probabilities, 2-3x faster per face on a CPU) | onnx-int8 "
                           "(the static int8 export NAME.int8.onnx beside the checkpoint, shipped for the shipped "
-                          "models; ~3x faster again, accuracy within 0.1 point on their test sets).")
+                          "models; ~3x faster again on CPUs with VNNI/AMX, no faster on AVX2-only ones; accuracy within "
+                          "0.1 point on their test sets).")
 
 
 def shown(text: object) -> str:
