@@ -84,3 +84,23 @@ def test_only_runs_the_selected_trials_and_leaves_the_rest(tiny_root: Path, tmp_
                                  "--only", "train.class_weights=none", "--dry-run"])
     assert r.exit_code == 0 and keys["none"] in r.output and keys["simple"] not in r.output
     assert "1 trials" in r.output
+
+
+def test_report_counts_a_killed_drivers_trial_as_interrupted(tiny_root: Path, tmp_path: Path) -> None:
+    from ferbench.report.study import write_study_report
+    from ferbench.sweep.executors import run_dir_busy, run_dir_lock
+
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple, conservative]\n")
+    keys = {t.config["train"]["class_weights"]: t.key for t in load_study(p).trials()}
+    out = tmp_path / "out"
+    run_study(p, out, data_root=tiny_root, log=lambda s: None, only=[keys["none"]])
+    with ResultsStore(out / "results.db") as s:  # two drivers died mid-trial; the store still says running
+        for cw in ("simple", "conservative"):
+            s.mark_running(keys[cw])
+    live = out / "runs" / keys["simple"]
+    assert not run_dir_busy(live)  # no .lock yet
+    with run_dir_lock(live):  # a driver that is alive holds its run dir's lock
+        assert run_dir_busy(live) and not run_dir_busy(out / "runs" / keys["conservative"])
+        md = write_study_report(out / "results.db", tmp_path / "rep", measure_latency=False).read_text()
+    assert "1 finished trials (finished 1, interrupted (resumable) 1, running 1)." in md
+    assert not run_dir_busy(live)  # the probe kept no lock

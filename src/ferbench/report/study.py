@@ -34,6 +34,7 @@ import numpy as np
 
 from ferbench.errors import FerbenchError
 from ferbench.persist.atomic import atomic_write_text
+from ferbench.sweep.executors import run_dir_busy
 
 # ferbench registry name → the names seed 000's tables use for it (first found wins)
 SEED000_NAMES: dict[str, tuple[str, ...]] = {
@@ -634,8 +635,11 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
 
     studies = sorted({r["study"] for r in rows})
     status: dict[str, int] = defaultdict(int)
-    for t in trials:
-        status[t["status"]] += 1
+    for t in trials:  # a killed driver leaves its trial "running" in the store: say so only while one trains it
+        st = t["status"]
+        if st == "running" and not (t.get("run_dir") and run_dir_busy(t["run_dir"])):
+            st = "interrupted (resumable)"
+        status[st] += 1
     budgets = sorted({(rec["config"]["train"]["epochs"], rec["config"]["train"].get("time_limit_min"),
                        rec["config"]["data"].get("limit")) for rec in records}, key=str)
     md = [f"# Study report: {', '.join(studies)}", "",

@@ -53,6 +53,24 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def run_dir_busy(run_dir: str | Path) -> bool:
+    """Whether a live process trains in ``run_dir`` now (holds its ``.lock``); probes without keeping the lock.
+
+    A trial whose driver was killed stays ``running`` in the results store, but the OS released its lock.
+    """
+    lock = Path(run_dir) / ".lock"
+    if not lock.is_file():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the descriptor releases a lock taken here
+    return False
+
+
 def skipped_line(t: Trial) -> str:
     """The one line for a trial another driver holds (its run dir is locked): skipped, not failed."""
     return f"skipped {t.key} ({t.label()}): claimed by another driver"
