@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from ferbench.deploy.recognizer import Recognizer, default_detector_threads, default_threads
-    from ferbench.device import cpu_flags, cpu_int8_dot
+    from ferbench.device import INT8_DOT_FLAGS, cpu_flags, cpu_int8_dot
     from ferbench.faces import DEFAULT_DETECTOR, get_detector
 
     frame, _ = astronaut_frame()
@@ -44,7 +44,7 @@ def main() -> None:
             t = time.perf_counter()
             rec.predict(frame, color="rgb")
             times[k].append(time.perf_counter() - t)
-    int8 = sorted(f for f in cpu_flags() if "vnni" in f or f == "amx_int8")
+    int8 = [f for f in INT8_DOT_FLAGS if f in cpu_flags()]
     print(f"astronaut 640x480, default detector ({default_detector_threads()} threads), {args.reps} interleaved "
           f"frames; {os.cpu_count()} cpus, int8 instructions: {', '.join(int8) or 'none'} "
           f"(cheap int8: {cpu_int8_dot()}, default classifier threads: {default_threads()}); "

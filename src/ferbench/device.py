@@ -10,8 +10,10 @@ from typing import Any
 from ferbench.errors import FerbenchError
 
 DEVICES = ("auto", "cpu", "cuda")
-# x86 instructions that multiply-accumulate u8 x s8 in 32 bits (onnxruntime's fast, exact int8 kernels)
-_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# /proc/cpuinfo flags of x86 instructions that multiply-accumulate u8 x s8 in 32 bits (onnxruntime's fast,
+# exact int8 kernels), and of native bf16 arithmetic (train.precision: auto)
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @functools.cache
@@ -36,7 +38,7 @@ def cpu_int8_dot() -> bool:
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return True
     flags = cpu_flags()
-    return not flags or any(f in flags for f in _INT8_DOT_FLAGS)
+    return not flags or any(f in flags for f in INT8_DOT_FLAGS)
 
 
 def check_device_name(name: str) -> str:

@@ -44,13 +44,20 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TrialBusy(f"{run_dir} is being trained by another process") from None
+        if not _try_flock(fd):
+            raise TrialBusy(f"{run_dir} is being trained by another process")
         yield
     finally:
         os.close(fd)
+
+
+def _try_flock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` without waiting; False when another open file holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def run_dir_busy(run_dir: str | Path) -> bool:
@@ -63,12 +70,9 @@ def run_dir_busy(run_dir: str | Path) -> bool:
         return False
     fd = os.open(lock, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        return not _try_flock(fd)
     finally:
         os.close(fd)  # closing the descriptor releases a lock taken here
-    return False
 
 
 def skipped_line(t: Trial) -> str:

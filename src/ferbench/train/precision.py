@@ -34,11 +34,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ferbench.device import cpu_flags
+from ferbench.device import BF16_FLAGS, cpu_flags
 from ferbench.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @functools.cache
@@ -50,7 +49,7 @@ def cpu_bf16_support() -> tuple[bool, str]:
     kernels. ``reason`` names what was found, e.g. ``"no avx512_bf16/amx_bf16 (cpu capability AVX2)"``.
     """
     flags = cpu_flags()
-    have = [f for f in _BF16_FLAGS if f in flags]
+    have = [f for f in BF16_FLAGS if f in flags]
     cap = torch.backends.cpu.get_cpu_capability()
     try:
         onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
