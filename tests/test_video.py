@@ -200,6 +200,20 @@ def test_opencv_backend_gives_the_same_boxes(astronaut: np.ndarray) -> None:
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
 
 
+@pytest.mark.skipif(not litert_available(), reason="ai-edge-litert not installed")
+def test_litert_interpreter_prints_nothing_to_stderr(astronaut: np.ndarray, capfd: pytest.CaptureFixture[str]) -> None:
+    # TFLite writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 for every interpreter;
+    # `ferbench predict` printed it before each run's results. A grown scan input builds a second interpreter.
+    capfd.readouterr()
+    d = BlazeFaceDetector("short", backend="litert", scan=272)
+    assert len(d.detect(astronaut)) == 1
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err and err == ""
+    import sys
+    print("still here", file=sys.stderr)  # fd 2 restored after the silenced call
+    assert capfd.readouterr().err == "still here\n"
+
+
 def crossing_video(n: int = 45) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     """Two real faces (110 px) on a real photo moving across each other; per frame (x of face A, x of face B)."""
     face = astronaut_face(110)

@@ -10,11 +10,14 @@ This module imports only ``rich`` (lazily) and the standard library: every layer
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
-__all__ = ["EpochProgress", "FrameProgress", "LineLog", "console", "epoch_line", "is_terminal"]
+__all__ = ["EpochProgress", "FrameProgress", "LineLog", "console", "epoch_line", "is_terminal", "silenced_stderr"]
 
 #: Width of a console that writes to a file or a pipe: wide enough that no table column is cut.
 PIPE_WIDTH = 1000
@@ -41,6 +44,27 @@ def console(stderr: bool = False) -> Any:
     if is_terminal(stream):
         return Console(stderr=stderr)
     return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+
+
+@contextmanager
+def silenced_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to ``/dev/null`` for the block, then restore it.
+
+    For native libraries that print to the process's stderr where Python cannot catch it: FFmpeg's
+    messages while OpenCV probes a codec, TFLite's ``INFO: Created TensorFlow Lite XNNPACK delegate``
+    on every interpreter. Python exceptions raised in the block still propagate. The redirection is
+    process-wide, so keep the block to the one native call.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class LineLog:

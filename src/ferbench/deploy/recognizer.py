@@ -32,6 +32,7 @@ from ferbench.evaluate.calibration import calibrated_probs
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
 from ferbench.loader import load_checkpoint, preprocessing_of
 from ferbench.persist.checkpoint import file_digest, logit_bias_of, resolve_checkpoint, temperature_of
+from ferbench.progress import silenced_stderr
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
@@ -227,7 +228,8 @@ class TfliteClassifier(_Classifier):
         except ImportError:
             raise FerbenchError(f"{path}: running .tflite needs ai-edge-litert (pip install ai-edge-litert)") from None
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
+        with silenced_stderr():  # TFLite's XNNPACK "INFO:" line
+            self.interpreter.allocate_tensors()
         self.inp = self.interpreter.get_input_details()[0]["index"]
         self.out = self.interpreter.get_output_details()[0]["index"]
         self._lock = threading.Lock()

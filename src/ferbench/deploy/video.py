@@ -24,6 +24,7 @@ from ferbench.data.images import swap_rb
 from ferbench.deploy.recognizer import FacePrediction, Recognizer, annotate
 from ferbench.errors import FerbenchError
 from ferbench.faces.track import IouTracker
+from ferbench.progress import silenced_stderr
 
 DEFAULT_DETECT_EVERY = 3
 DEFAULT_SMOOTH = 0.6
@@ -111,20 +112,13 @@ def browser_codec() -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="ferbench-codec-") as d:
         for fourcc, ext in (("avc1", ".mp4"), ("VP90", ".webm")):
             path = os.path.join(d, "probe" + ext)
-            err = os.dup(2)
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)
-                os.close(devnull)
+            with silenced_stderr():
                 w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 25.0, (64, 48))
                 ok = w.isOpened()
                 if ok:
                     for i in range(2):
                         w.write(np.full((48, 64, 3), 40 * i, np.uint8))
                 w.release()
-            finally:
-                os.dup2(err, 2)
-                os.close(err)
             if ok and os.path.getsize(path) > 0:
                 return fourcc, ext
     return "mp4v", ".mp4"
@@ -133,15 +127,8 @@ def browser_codec() -> tuple[str, str]:
 def video_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
     """An opened ``cv2.VideoWriter`` for ``path`` (its suffix must match :func:`browser_codec`)."""
     fourcc, _ = browser_codec()
-    err = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+    with silenced_stderr():
         w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps or 25.0, size)
-    finally:
-        os.dup2(err, 2)
-        os.close(err)
     if not w.isOpened():
         raise FerbenchError(f"{path}: cannot open a video writer ({fourcc})")
     return w

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ferbench.faces.boxes import box_areas, intersection_matrix, iou_matrix
+from ferbench.progress import silenced_stderr
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
@@ -185,7 +186,8 @@ class _LitertRunner:
                 shape = tuple(int(v) for v in inp["shape"])
             elif tuple(inp["shape"]) != shape:
                 it.resize_tensor_input(inp["index"], list(shape), strict=False)
-            it.allocate_tensors()
+            with silenced_stderr():  # TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate" on each one
+                it.allocate_tensors()
             outs = it.get_output_details()
             # the regressor output is (1, A, 16), the classifier (1, A, 1)
             reg = next(o["index"] for o in outs if o["shape"][-1] == 16)
