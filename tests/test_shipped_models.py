@@ -76,13 +76,13 @@ def test_recognizer_classify_uses_the_shipped_default() -> None:
     cal = meta["calibration"]  # temperature + prior correction (ferbench calibrate), applied by every reader
     bias = -cal["prior_tau"] * torch.tensor(cal["log_prior"])
     with torch.no_grad():
-        ref = (torch.softmax(model(x) / cal["temperature"] + bias, 1)
-               + torch.softmax(model(x.flip(-1)) / cal["temperature"] + bias, 1)).numpy() / 2
-    assert np.abs(probs[:64] - ref).max() < 1e-4
+        one = torch.softmax(model(x) / cal["temperature"] + bias, 1).numpy()
+        ref = (one + torch.softmax(model(x.flip(-1)) / cal["temperature"] + bias, 1).numpy()) / 2
+    assert np.abs(probs[:64] - ref).max() < 1e-4  # the mirror's view is averaged in
     acc = float((probs.argmax(1) == ds.labels.numpy()).mean())
     assert abs(acc - side["metrics"]["test"]["accuracy"]) <= 0.001, acc  # 69.71 %, TTA on (69.38 % single pass)
-    single = Recognizer.load("default", detector="none", tta=False, backend="onnx").classify_arrays(crops)
-    assert float((single.argmax(1) == ds.labels.numpy()).mean()) < acc
+    single = Recognizer.load("default", detector="none", tta=False, backend="onnx").classify_arrays(crops[:64])
+    assert np.abs(single - one).max() < 1e-4  # tta=False: the image's own view only
     # what a user gets by default: the shipped int8 export, within 0.3 points of fp32
     auto = Recognizer.load("default", detector="none")
     assert auto.backend == "onnx-int8"
