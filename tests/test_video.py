@@ -340,6 +340,8 @@ def test_video_file_has_track_ids_in_jsonl_and_a_browser_codec(rec: Recognizer, 
     assert seen[-1] == (24, 24) and len(seen) == 24  # progress: done/total each frame
     rows = [json.loads(x) for x in (tmp_path / "two.jsonl").read_text().splitlines()]
     assert {f["track_id"] for r in rows for f in r["faces"]} == {1, 2}
+    lms = [v for r in rows for f in r["faces"] if f.get("landmarks") for pt in f["landmarks"] for v in pt]
+    assert lms and all(len(repr(v).split(".")[-1]) == 1 for v in lms)  # one decimal, as on still images
     cap = cv2.VideoCapture(str(tmp_path / annotated_name("two")))
     n = 0
     while cap.read()[0]:
@@ -423,8 +425,11 @@ def test_cli_threads_option_reaches_the_recognizer(tmp_path: Path, monkeypatch: 
     res = CliRunner().invoke(app, ["predict", str(img), "--threads", "2", "--json", str(tmp_path / "o.json")])
     assert res.exit_code == 0, res.output
     assert got["threads"] == 2
-    faces = json.loads((tmp_path / "o.json").read_text())["images"][0]["faces"]
+    text = (tmp_path / "o.json").read_text()
+    faces = json.loads(text)["images"][0]["faces"]
     assert len(faces) == 1 and 0.5 <= faces[0]["score"] <= 1.0
+    lm = faces[0]["landmarks"]  # 5 points, one decimal in the file (not float32 noise like 203.10000610351562)
+    assert len(lm) == 5 and all(len(repr(v).split(".")[-1]) == 1 for pt in lm for v in pt), lm
 
 
 def test_recognizer_one_image_or_a_list(rec: Recognizer, astronaut: np.ndarray) -> None:

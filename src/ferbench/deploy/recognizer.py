@@ -494,7 +494,7 @@ class Recognizer:
             sc = float(det.scores[i])
             info.append({"box": tuple(int(round(v)) for v in det.boxes[i]),
                          "score": None if np.isnan(sc) else round(sc, 4),
-                         "landmarks": None if lm is None else np.round(lm, 1).tolist()})
+                         "landmarks": None if lm is None else np.round(lm.astype(np.float64), 1).tolist()})
         return crops, info
 
     def predict_batch(self, images: list[Any], color: str = "bgr", detect: bool = True,

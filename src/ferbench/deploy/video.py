@@ -97,7 +97,7 @@ class FrameRecognizer:
             out.append(FacePrediction(pred.label, pred.probs, box=box,
                                       score=None if np.isnan(t.score) else round(t.score, 4),
                                       landmarks=None if t.landmarks is None or n != t.last_frame
-                                      else np.round(t.landmarks, 1).tolist(),
+                                      else np.round(np.asarray(t.landmarks, np.float64), 1).tolist(),
                                       track_id=t.track_id))
         return out
 
