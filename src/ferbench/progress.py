@@ -1,4 +1,5 @@
-"""Terminal-aware progress and log lines, shared by the trainer, sweeps and the video loop.
+"""Terminal-aware progress and log lines, shared by the trainer, sweeps and the video loop (and the silencing of
+native libraries that print to stderr).
 
 On a terminal: a rich progress bar. When the output is redirected (``ferbench train … > log``, CI, a
 job scheduler): no bar, one plain, timestamped line per unit of work (epoch, N video frames, trial), so
