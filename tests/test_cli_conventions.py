@@ -170,6 +170,27 @@ def test_train_device_cpu_writes_one_line_per_epoch(tiny_root: Path, tmp_path: P
     assert config_hash(base) != config_hash(load_config("protocols/seed000.yaml", ["train.lr=0.5"]))
 
 
+def test_quickstart_reports_ckplus_beside_privatetest(tiny_root: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for ci, c in enumerate(["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]):
+        (tiny_root / "CK+48" / c).mkdir(parents=True)
+        for subject in range(8):  # CK+48 file names: S<subject>_<sequence>_<frame>
+            Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(
+                tiny_root / "CK+48" / c / f"S{subject:03d}_001_{ci:08d}.png")
+    r = cli("quickstart", "--out", str(tmp_path / "qs"), "--data-root", str(tiny_root), "--set", "train.epochs=1",
+            "--set", "train.batch_size=16")
+    assert r.exit_code == 0, r.output
+    ev = json.loads((tmp_path / "qs" / "eval_ckplus_test.json").read_text())
+    assert ev["dataset"] == "ckplus" and ev["dropped_classes"] == ["contempt"] and ev["n"] % 6 == 0 and ev["n"] > 0
+    last = r.output.strip().splitlines()[-1]
+    assert re.match(r"PrivateTest accuracy 0\.\d{4}, balanced 0\.\d{4}; CK\+48 test \(never trained on\) "
+                    r"[01]\.\d{4}, balanced [01]\.\d{4}; report: ", last), last
+    assert f"ckplus/test (cross-domain, 6 shared classes, n={ev['n']})" in r.output
+    assert "ckplus/test" in (tmp_path / "qs" / "report" / "report.md").read_text()
+
+
 # -- shipped names and cheap checks ----------------------------------------------------------------------
 def test_evaluate_accepts_the_shipped_default(tiny_root: Path) -> None:
     r = cli("evaluate", "default", "--data", "fer2013", "--split", "PrivateTest", "--data-root", str(tiny_root),

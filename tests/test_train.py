@@ -192,3 +192,37 @@ def test_resume_can_switch_on_the_fused_optimizer(tiny_root: Path, tmp_path: Pat
     assert kernels and all(k is True for k in kernels)
     hist = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in hist] == [1, 2]
+
+
+def test_cross_datasets_are_scored_beside_the_test_split(tiny_root: Path, tmp_path: Path) -> None:
+    from conftest import write_folder
+
+    from ferbench.config import config_hash
+
+    other = tmp_path / "other"
+    for split in ("train", "test"):
+        write_folder(other / split, ["happy", "sad", "contempt"], n=3, size=48)
+    cross = f'eval.cross=[{{data: "folder:{other}", split: test}}, {{data: ckplus, split: test}}]'
+    lines: list[str] = []
+    run = train("protocols/seed000.yaml", tmp_path / "run", overrides=_sets(tiny_root, "train.epochs=2", cross),
+                progress=False, log=lines.append)
+    key = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"folder:{other}_test")
+    ev = json.loads((run / f"eval_{key}.json").read_text())
+    # contempt is not a FER2013 class: its 3 test images are dropped, the 6 others scored in happy/sad
+    assert ev["n"] == 6 and ev["dropped_classes"] == ["contempt"] and ev["classes"] == ["happy", "sad"]
+    side = json.loads((run / "best.json").read_text())
+    assert side["metrics"][f"{key}_accuracy"] == ev["accuracy"] and "PrivateTest_accuracy" in side["metrics"]
+    assert any(s.startswith("fer2013/PrivateTest (in-domain, n=70): accuracy") for s in lines), lines
+    assert any(s.startswith(f"folder:{other}/test (cross-domain, 2 shared classes, n=6): accuracy") for s in lines)
+    # CK+48 is not under this data root: one line, and the run is still complete
+    assert any(s.startswith("ckplus/test: not scored (") for s in lines) and (run / "eval_PrivateTest.json").exists()
+    # which datasets are scored afterwards changes no weight: same run name, same sweep key, resumable
+    base = load_config("protocols/seed000.yaml", _sets(tiny_root))
+    assert config_hash(load_config("protocols/seed000.yaml", _sets(tiny_root, cross))) == config_hash(base)
+
+
+def test_misspelt_cross_dataset_fails_before_training(tiny_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(FerbenchError, match=r"^unknown dataset 'ckplsu'; choose one of"):
+        train("protocols/seed000.yaml", tmp_path / "run",
+              overrides=_sets(tiny_root, "eval.cross=[{data: ckplsu}]"), progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

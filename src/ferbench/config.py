@@ -114,12 +114,20 @@ class TrainConfig(_Section):
     phase2_lr: Annotated[float, Field(gt=0)] = 1.0e-4   # two-phase policy: LR after unfreezing
 
 
+class CrossEvalConfig(_Section):
+    data: str                             # a dataset name (fer2013, ferplus, ckplus, folder:PATH)
+    split: str = "test"
+
+
 class EvalConfig(_Section):
     tta_hflip: bool = False
     batch_size: Positive = 512
     calibrate: bool = False               # fit a temperature on the validation split, store it in the sidecar
     # prior correction fitted with the temperature (evaluate/calibration.py): "auto" (its rule), a number, or none
     prior_tau: Annotated[float, Field(ge=0, le=2)] | Literal["auto"] | None = None
+    # other datasets the best checkpoint is scored on after training, beside the test split (shared classes
+    # only, as `ferbench evaluate`): eval_<data>_<split>.json, a line in the log, rows in the run report
+    cross: list[CrossEvalConfig] = Field(default_factory=list)
 
 
 class RunConfig(_Section):
@@ -313,7 +321,10 @@ def config_hash(cfg: dict[str, Any]) -> str:
     """Stable 12-hex hash of a resolved config (keys sorted). How a run executes is not part of it:
     ``train.device`` is left out (``--device cpu`` and ``--device cuda`` name the same run and the same sweep
     trial), and ``train.fused_optimizer`` hashes as its default ``False`` (the fused kernel computes the same
-    update to ~1 ulp), so switching it on keeps run names and sweep keys — and the trials already finished."""
+    update to ~1 ulp), so switching it on keeps run names and sweep keys — and the trials already finished.
+    ``eval.cross`` (which other datasets are scored after training) is left out too: it changes no weight."""
+    if isinstance(cfg.get("eval"), dict) and "cross" in cfg["eval"]:
+        cfg = {**cfg, "eval": {k: v for k, v in cfg["eval"].items() if k != "cross"}}
     if isinstance(cfg.get("train"), dict) and ("device" in cfg["train"] or cfg["train"].get("fused_optimizer")):
         train = {k: v for k, v in cfg["train"].items() if k != "device"}
         if "fused_optimizer" in train:

@@ -261,6 +261,21 @@ def canonical_dataset_name(name: str) -> str:
     return spec.name
 
 
+def domain_relation(train_set: str | Sequence[str], test: str) -> str:
+    """How dataset ``test`` relates to a training set (``"a+b"`` or a list of names): ``in-domain`` (a member;
+    its test split is disjoint from the training split), ``same-images`` (it relabels a member's pixels, e.g.
+    FER+ after FER2013: a label-set shift, not a domain shift) or ``cross-domain``."""
+    members = [canonical_dataset_name(m) for part in ([train_set] if isinstance(train_set, str) else train_set)
+               for m in parse_dataset_names(part)]
+    test = canonical_dataset_name(test)
+    if test in members:
+        return "in-domain"
+    src = get_spec(test).image_source
+    if src and any(get_spec(m).image_source == src for m in members):
+        return "same-images"
+    return "cross-domain"
+
+
 def dataset_names() -> list[str]:
     """Registered names (argument datasets as ``prefix:PATH``), in registration order."""
     return [f"{s.name}:PATH" if s.argument else s.name for s in _REGISTRY.values()]

@@ -47,7 +47,7 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         name = r["dir"].name
         arch = r["meta"]["architecture"]["name"]
         for split, ev in r["evals"].items():
-            md.append(f"| {name} | {arch} | {r['meta'].get('dataset')} | {ev.get('dataset', '')}/{split} | {ev['n']} | "
+            md.append(f"| {name} | {arch} | {r['meta'].get('dataset')} | {ev.get('dataset', '')}/{ev.get('split', split)} | {ev['n']} | "
                       + " | ".join(_fmt(ev.get(k)) for k, _ in COLUMNS) + " |")
             png = confusion_figure(ev["confusion_matrix_normalized"], ev["classes"], out / f"{name}_cm_{split}.png",
                                    title=f"{name} — {split} (row-normalised)")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ferbench.config import config_hash, load_config, read_yaml
-from ferbench.data.registry import canonical_dataset_name, display_name, get_spec, split_name
+from ferbench.data.registry import canonical_dataset_name, display_name, domain_relation, get_spec, split_name
 from ferbench.data.union import parse_dataset_names
 from ferbench.errors import FerbenchError
 from ferbench.persist import RunDir, read_sidecar
@@ -88,13 +88,7 @@ def leave_one_out_sets(datasets: Sequence[str]) -> list[tuple[str, str]]:
 
 def cell_kind(train_set: str, test: str) -> str:
     """``in-domain``, ``same-images`` or ``cross-domain`` (see the module docstring)."""
-    members = parse_dataset_names(train_set)
-    if test in members:
-        return "in-domain"
-    src = get_spec(test).image_source
-    if src and any(get_spec(m).image_source == src for m in members):
-        return "same-images"
-    return "cross-domain"
+    return domain_relation(train_set, test)
 
 
 def run_config(config: str | Path | dict[str, Any], train_set: str, overrides: Sequence[str] = (),
@@ -107,6 +101,7 @@ def run_config(config: str | Path | dict[str, Any], train_set: str, overrides: S
     d["name"] = train_set
     d["train_split"], d["val_split"], d["test_split"] = (split_name(train_set, r) for r in ("train", "val", "test"))
     d["indices"] = None
+    cfg.setdefault("eval", {})["cross"] = []  # the matrix scores every test set itself (eval.cross is not hashed)
     if d.get("sampling_weights"):  # a config shared by several rows: each row keeps its own members' weights
         members = {canonical_dataset_name(m) for m in parse_dataset_names(train_set)}
         d["sampling_weights"] = {k: v for k, v in d["sampling_weights"].items()

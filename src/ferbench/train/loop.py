@@ -28,13 +28,14 @@ from torch import nn
 from ferbench.config import RunConfig, TrainConfig, config_hash, dump_yaml, load_config, read_yaml, typed
 from ferbench.data import FerDataset
 from ferbench.data.preprocess import Preprocessing
+from ferbench.data.registry import get_spec
 from ferbench.device import machine_info
-from ferbench.errors import ConfigError, FerbenchError
+from ferbench.errors import ConfigError, DataError, FerbenchError
 from ferbench.evaluate.metrics import compute_metrics
 from ferbench.evaluate.predict import predict_probs
 from ferbench.loader import load_checkpoint, preprocessing_of, save_checkpoint
 from ferbench.methods import Batch, Method, MethodModule, as_method
-from ferbench.persist import RunDir, read_weights, update_sidecar
+from ferbench.persist import RunDir, read_sidecar, read_weights, update_sidecar
 from ferbench.persist.atomic import atomic_write_text
 from ferbench.persist.checkpoint import logit_bias_of
 from ferbench.progress import EpochProgress as _Progress
@@ -60,7 +61,7 @@ __all__ = ["Batch", "Splits", "finalize", "lr_factor", "prepare_data", "steps_in
 
 # Keys that may change between a run and its resumption (budgets and machine settings, not the experiment).
 _RESUMABLE_CHANGES = (("train", "epochs"), ("train", "time_limit_min"), ("train", "threads"), ("train", "device"),
-                      ("train", "compile"), ("train", "fused_optimizer"), ("eval", "batch_size"))
+                      ("train", "compile"), ("train", "fused_optimizer"), ("eval", "batch_size"), ("eval", "cross"))
 
 
 def train_batch(images: torch.Tensor, idx: torch.Tensor, pre: Preprocessing, aug: AugmentConfig,
@@ -365,6 +366,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     say = log or print
     cfg_dict = fill_model_defaults(load_config(config, overrides))
     cfg = typed(cfg_dict)
+    for ce in cfg.eval.cross:  # a misspelt dataset fails now, not after the training
+        get_spec(ce.data)
     rd = RunDir(Path(out_dir) if out_dir else default_run_dir(cfg_dict))
     for note in rd.recover() if rd.exists() else []:
         say(f"{rd.path}: {note} (left by an interrupted write)")
@@ -376,7 +379,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         if not _same_experiment(saved, cfg_dict):
             raise FerbenchError(f"{rd.path}: config differs from the run being resumed (only train.epochs, "
                                 "train.time_limit_min, train.threads, train.device, train.compile, "
-                                "train.fused_optimizer, eval.batch_size may change)")
+                                "train.fused_optimizer, eval.batch_size, eval.cross may change)")
     finished = saved_state is not None and bool(saved_state[1].get("stopped"))
     if finished:  # a finished run keeps the config it was trained with (its budget is not rewritten)
         cfg_dict = saved
@@ -433,9 +436,51 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         bar.close()
     if not rd.best.exists():
         raise FerbenchError(f"{rd.path}: no epoch finished, nothing to evaluate")
-    finalize(rd.path, run.data, cfg_dict)
+    results = finalize(rd.path, run.data, cfg_dict)
     say(f"{rd.path}: {state.stopped}; best val accuracy {state.best_val_accuracy:.4f} at epoch {state.best_epoch}")
+    test_name = split_names(cfg)[2]
+    if test_name in results:
+        m = results[test_name]
+        say(f"{dataset_name(cfg)}/{test_name} (in-domain, n={m['n']}): accuracy {m['accuracy']:.4f}, "
+            f"balanced {m['balanced_accuracy']:.4f}")
+    cross_evaluate(rd.path, cfg_dict, say)
     return rd.path
+
+
+def cross_evaluate(run_dir: Path, cfg: dict[str, Any], say: Any = print) -> dict[str, dict[str, Any]]:
+    """Score the run's best checkpoint on every ``eval.cross`` dataset split, beside its own test split.
+
+    As ``ferbench evaluate`` scores another dataset: its samples of classes the model lacks are dropped and
+    the decision is among the shared classes; the sidecar's calibration and the run's ``eval.tta_hflip``
+    apply. Writes ``eval_<data>_<split>.json`` and the two headline numbers into the sidecar's ``metrics``;
+    logs one line each. A dataset that is not on this machine is one logged line, not an error (the trained
+    checkpoint and its own evaluation are already written). Returns ``{key: metrics}``.
+    """
+    from ferbench.data.registry import canonical_dataset_name, domain_relation
+    from ferbench.evaluate.crossdata import evaluate_checkpoint
+
+    rd = RunDir(run_dir)
+    ev, data = cfg["eval"], cfg["data"]
+    out, summary = {}, {}
+    for ce in ev.get("cross") or []:
+        name, split = canonical_dataset_name(ce["data"]), ce.get("split", "test")
+        key = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{name}_{split}")
+        where = domain_relation(data["name"], name)
+        try:
+            m = evaluate_checkpoint(rd.best, name, split, data.get("root"), ev["batch_size"], bool(ev["tta_hflip"]),
+                                    cfg["train"].get("device", "auto"))
+        except DataError as e:
+            say(f"{name}/{split}: not scored ({e})")
+            continue
+        rd.write_eval(key, m)
+        out[key] = m
+        summary.update({f"{key}_accuracy": m["accuracy"], f"{key}_balanced_accuracy": m["balanced_accuracy"]})
+        shared = f"{len(m['classes'])} shared classes, " if m.get("ignored_model_classes") else ""
+        say(f"{name}/{split} ({where}, {shared}n={m['n']}): accuracy {m['accuracy']:.4f}, "
+            f"balanced {m['balanced_accuracy']:.4f}")
+    if summary:
+        update_sidecar(rd.best, metrics={**(read_sidecar(rd.best).get("metrics") or {}), **summary})
+    return out
 
 
 def finalize(run_dir: Path, data: Splits, cfg: dict[str, Any]) -> dict[str, Any]:
