@@ -226,3 +226,23 @@ def test_misspelt_cross_dataset_fails_before_training(tiny_root: Path, tmp_path:
         train("protocols/seed000.yaml", tmp_path / "run",
               overrides=_sets(tiny_root, "eval.cross=[{data: ckplsu}]"), progress=False)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_time_limited_run_trains_on_only_with_a_larger_limit(tiny_root: Path, tmp_path: Path) -> None:
+    # a limit this small stops after the first epoch (the next would not fit)
+    sets = _sets(tiny_root, "train.epochs=3", "train.time_limit_min=0.0001")
+    run = train("protocols/seed000.yaml", tmp_path / "run", overrides=sets, progress=False)
+
+    def epochs() -> list[int]:
+        return [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert epochs() == [1] and json.loads((run / "last.json").read_text())["stopped"].startswith("time limit")
+    lines: list[str] = []  # the same command again: the limit is the run's total, so it stays finished
+    train("protocols/seed000.yaml", run, overrides=sets, resume=True, progress=False, log=lines.append)
+    assert epochs() == [1] and any("larger --set train.time_limit_min" in s for s in lines), lines
+    lines.clear()  # a larger limit (here: none) trains on from epoch 2, nothing counted twice
+    train("protocols/seed000.yaml", run, overrides=_sets(tiny_root, "train.epochs=3"), resume=True, progress=False,
+          log=lines.append)
+    assert epochs() == [1, 2, 3] and any(s.startswith(f"resuming {run} after epoch 1 (time limit") for s in lines)
+    assert json.loads((run / "last.json").read_text())["stopped"] == "reached 3 epochs"
+    assert "  time_limit_min: null\n" in (run / "config.yaml").read_text()  # the run folder records the new limit

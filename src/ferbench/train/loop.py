@@ -279,6 +279,21 @@ def _same_experiment(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return config_hash(a) == config_hash(b)
 
 
+def _time_limit_raised(saved: dict[str, Any], new: dict[str, Any], last: dict[str, Any]) -> bool:
+    """Whether a run that its ``train.time_limit_min`` stopped trains on: resumed with a larger limit (or none)
+    that leaves room for another epoch, and epochs still to go.
+
+    The limit is the run's total training time (across resumes), so re-running the same command leaves a
+    time-limited run finished: a sweep trial whose budget is its time limit is never trained twice.
+    """
+    if not str(last.get("stopped") or "").startswith("time limit") or last.get("epoch", 0) >= new["train"]["epochs"]:
+        return False
+    old_limit, limit = saved["train"].get("time_limit_min"), new["train"].get("time_limit_min")
+    if not limit:
+        return True
+    return (old_limit is None or limit > old_limit) and limit * 60 > float(last.get("elapsed_s") or 0.0)
+
+
 def default_run_dir(cfg: dict[str, Any]) -> Path:
     return Path("runs") / f"{cfg['name']}-{config_hash(cfg)}"
 
@@ -381,6 +396,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
                                 "train.time_limit_min, train.threads, train.device, train.compile, "
                                 "train.fused_optimizer, eval.batch_size, eval.cross may change)")
     finished = saved_state is not None and bool(saved_state[1].get("stopped"))
+    extend = finished and _time_limit_raised(saved, cfg_dict, saved_state[1])
+    finished = finished and not extend
     if finished:  # a finished run keeps the config it was trained with (its budget is not rewritten)
         cfg_dict = saved
         cfg = typed(saved)
@@ -392,8 +409,15 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     if saved_state is not None:
         state = _restore(run, *saved_state)
         run.precision = state.precision or "fp32"  # runs from before train.precision trained in fp32
-        if state.stopped:
-            say(f"{rd.path}: training already finished ({state.stopped}); re-evaluating the best checkpoint")
+        if extend:
+            limit = run.t.time_limit_min
+            say(f"resuming {rd.path} after epoch {state.epoch} ({state.stopped}; now "
+                f"{f'{limit:g} min in all' if limit else 'no time limit'})")
+            state.stopped = None
+        elif state.stopped:
+            more = ("; to train on, resume with a larger --set train.time_limit_min (the run's total)"
+                    if state.stopped.startswith("time limit") and state.epoch < run.t.epochs else "")
+            say(f"{rd.path}: training already finished ({state.stopped}); re-evaluating the best checkpoint{more}")
         else:
             say(f"resuming {rd.path} after epoch {state.epoch}")
     state.precision = run.precision
