@@ -216,6 +216,11 @@ def test_cross_datasets_are_scored_beside_the_test_split(tiny_root: Path, tmp_pa
     assert any(s.startswith(f"folder:{other}/test (cross-domain, 2 shared classes, n=6): accuracy") for s in lines)
     # CK+48 is not under this data root: one line, and the run is still complete
     assert any(s.startswith("ckplus/test: not scored (") for s in lines) and (run / "eval_PrivateTest.json").exists()
+    # a finished run re-run with another eval.cross scores what the new command asks for (nothing is trained)
+    lines.clear()
+    train("protocols/seed000.yaml", run, overrides=_sets(tiny_root, "train.epochs=2"), resume=True, progress=False,
+          log=lines.append)
+    assert not any("cross-domain" in s or "not scored" in s for s in lines), lines
     # which datasets are scored afterwards changes no weight: same run name, same sweep key, resumable
     base = load_config("protocols/seed000.yaml", _sets(tiny_root))
     assert config_hash(load_config("protocols/seed000.yaml", _sets(tiny_root, cross))) == config_hash(base)

@@ -399,8 +399,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     extend = finished and _time_limit_raised(saved, cfg_dict, saved_state[1])
     finished = finished and not extend
     if finished:  # a finished run keeps the config it was trained with (its budget is not rewritten)
-        cfg_dict = saved
-        cfg = typed(saved)
+        cfg_dict = {**saved, "eval": {**saved["eval"], "cross": cfg_dict["eval"].get("cross") or []}}  # scored now
+        cfg = typed(cfg_dict)
     else:
         rd.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(rd.config, dump_yaml(cfg_dict))
