@@ -165,6 +165,7 @@ def quickstart_cmd(
     13-minute training limit stops it after epoch 4 of 10 (55.8 % instead of 63.3 %). Re-running continues an
     interrupted quickstart from its last finished epoch.
     """
+    from ferbench.persist import RunDir
     from ferbench.report.runs import write_report
     from ferbench.train.loop import train
 
@@ -172,7 +173,7 @@ def quickstart_cmd(
     rep = write_report([run], run / "report")
     ev = json.loads((run / "eval_PrivateTest.json").read_text())
     print_metrics({**ev, "model": "quickstart"})
-    off = run / "eval_ckplus_test.json"  # the config's eval.cross: a dataset it never trained on
+    off = RunDir(run).eval_file(RunDir.cross_key("ckplus", "test"))  # the config's eval.cross: never trained on
     beside = ""
     if off.exists():
         ck = json.loads(off.read_text())

@@ -56,6 +56,12 @@ class RunDir:
     def eval_file(self, split: str) -> Path:
         return self.path / f"eval_{split}.json"
 
+    @staticmethod
+    def cross_key(data: str, split: str) -> str:
+        """File-name part for another dataset's split scored in this run: ``"folder:/a b", "test"`` → ``folder__a_b_test``
+        (``eval_<key>.json`` of ``eval.cross``, ``cross_<key>.json`` of a study's ``cross_eval``)."""
+        return "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{data}_{split}")
+
     # --- state ---------------------------------------------------------------------------------------------
     def exists(self) -> bool:
         return self.path.is_dir()

@@ -124,8 +124,7 @@ def _cross_eval(run_dir: Path, ce: dict[str, Any], cfg: dict[str, Any]) -> dict[
     from ferbench.evaluate.crossdata import evaluate_checkpoint
 
     split = ce.get("split", "test")
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{ce['data']}_{split}")
-    path = run_dir / f"cross_{safe}.json"
+    path = run_dir / f"cross_{RunDir.cross_key(ce['data'], split)}.json"
     best_mtime = (run_dir / "best.safetensors").stat().st_mtime_ns
     if path.exists():
         old = json.loads(path.read_text())

@@ -488,7 +488,7 @@ def cross_evaluate(run_dir: Path, cfg: dict[str, Any], say: Any = print) -> dict
     out, summary = {}, {}
     for ce in ev.get("cross") or []:
         name, split = canonical_dataset_name(ce["data"]), ce.get("split", "test")
-        key = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{name}_{split}")
+        key = RunDir.cross_key(name, split)
         where = domain_relation(data["name"], name)
         try:
             m = evaluate_checkpoint(rd.best, name, split, data.get("root"), ev["batch_size"], bool(ev["tta_hflip"]),
