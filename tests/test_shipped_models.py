@@ -37,7 +37,7 @@ def test_shipped_model_is_small_and_documented(name: str) -> None:
 
 @pytest.mark.data
 @pytest.mark.parametrize("name", list(SHIPPED))
-def test_shipped_model_scores_its_recorded_accuracy(name: str) -> None:
+def test_shipped_model_scores_its_recorded_accuracy(name: str, all_cores: None) -> None:
     from ferbench.evaluate.crossdata import evaluate_checkpoint
 
     side = _sidecar(name)
@@ -56,9 +56,11 @@ def test_shipped_model_scores_its_recorded_accuracy(name: str) -> None:
 
 
 @pytest.mark.data
-def test_recognizer_classify_uses_the_shipped_default() -> None:
-    """``Recognizer.load("default").classify`` on FER2013 face crops = the checkpoint's own forward, with the
-    h-flip TTA its sidecar records, so the API gives the model card's headline figure."""
+def test_recognizer_classify_uses_the_shipped_default(all_cores: None) -> None:
+    """``Recognizer.load("default").classify`` on FER2013 face crops: the checkpoint's own forward with the
+    h-flip TTA and calibration its sidecar records, and by default (the shipped int8 export) the model
+    card's headline figure within 0.3 points. (The fp32 figure over the whole split is
+    ``test_shipped_model_scores_its_recorded_accuracy``'s, through ``ferbench evaluate``'s path.)"""
     from ferbench.data import load_dataset
     from ferbench.loader import load_checkpoint, preprocessing_of
 
@@ -69,8 +71,6 @@ def test_recognizer_classify_uses_the_shipped_default() -> None:
         pytest.skip("real datasets not found (set FERBENCH_DATA or put them in ../shared/data)")
     ds = load_dataset("fer2013", root).split("PrivateTest")
     crops = [img.numpy() for img in ds.images]  # (48, 48, 1) uint8 each
-    rec = Recognizer.load("default", detector="none", backend="onnx")  # fp32: the checkpoint's own numbers
-    probs = rec.classify_arrays(crops)
     model, meta = load_checkpoint(WEIGHTS_DIR / "default.safetensors")
     x = preprocessing_of(meta)(ds.images[:64])
     cal = meta["calibration"]  # temperature + prior correction (ferbench calibrate), applied by every reader
@@ -78,13 +78,15 @@ def test_recognizer_classify_uses_the_shipped_default() -> None:
     with torch.no_grad():
         one = torch.softmax(model(x) / cal["temperature"] + bias, 1).numpy()
         ref = (one + torch.softmax(model(x.flip(-1)) / cal["temperature"] + bias, 1).numpy()) / 2
-    assert np.abs(probs[:64] - ref).max() < 1e-4  # the mirror's view is averaged in
-    acc = float((probs.argmax(1) == ds.labels.numpy()).mean())
-    assert abs(acc - side["metrics"]["test"]["accuracy"]) <= 0.001, acc  # 69.71 %, TTA on (69.38 % single pass)
-    single = Recognizer.load("default", detector="none", tta=False, backend="onnx").classify_arrays(crops[:64])
+    # the mirror's view is averaged in; the int8 export moves a probability by at most 0.042 on the first 512
+    # PrivateTest faces (2026-12-05), under the 0.05 that ``ferbench export``'s own check allows
+    for backend, tol in (("torch", 1e-4), ("onnx-int8", 0.05)):
+        probs = Recognizer.load("default", detector="none", backend=backend).classify_arrays(crops[:64])
+        assert np.abs(probs - ref).max() < tol, backend
+    single = Recognizer.load("default", detector="none", tta=False, backend="torch").classify_arrays(crops[:64])
     assert np.abs(single - one).max() < 1e-4  # tta=False: the image's own view only
-    # what a user gets by default: the shipped int8 export, within 0.3 points of fp32
+    # what a user gets by default: the shipped int8 export, within 0.3 points of the recorded fp32 figure
     auto = Recognizer.load("default", detector="none")
     assert auto.backend == "onnx-int8"
     acc8 = float((auto.classify_arrays(crops).argmax(1) == ds.labels.numpy()).mean())
-    assert abs(acc8 - acc) <= 0.003, acc8
+    assert abs(acc8 - side["metrics"]["test"]["accuracy"]) <= 0.003, acc8  # 69.69 % vs 69.71 % (2026-12-05)
