@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ferbench.config import PACKAGE_CONFIGS
 from ferbench.errors import ConfigError, FerbenchError
+from ferbench.persist import RunDir
 from ferbench.report.study import PaperNumbers, pareto_front, seed_results_path, write_study_report
 from ferbench.sweep.executors import run_study
 from ferbench.sweep.store import ResultsStore
@@ -86,6 +87,8 @@ def test_duplicate_points_collapse_to_one_trial(tmp_path: Path) -> None:
     ("grid:\n  model.name: lenet5\n", "non-empty list"),
     ("exclude:\n  - {foo: 1}\n", "neither a grid axis nor a config key"),
     ("colour: red\n", "unknown study key"),
+    ("cross_eval:\n  - {split: test}\n", "needs 'data'"),
+    ("cross_eval:\n  - {data: ckpluss, split: test}\n", "cross_eval: .*ckpluss"),
 ])
 def test_bad_study_files_raise_one_line(tmp_path: Path, body: str, msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):
@@ -150,7 +153,11 @@ def test_sweep_runs_skips_finished_and_reports(tiny_root: Path, tmp_path: Path) 
         assert r["test_accuracy"] == r["evals"]["PrivateTest"]["accuracy"]
         (ce,) = r["cross"]
         assert ce["classes"] == ["happy", "sad", "surprise"] and ce["n"] > 0  # scored on the shared classes
-        assert list(Path(r["run_dir"]).glob("cross_*.json"))
+        # the study's cross_eval is each trial's eval.cross (not in the key), scored by the trainer
+        assert r["config"]["eval"]["cross"] == [{"data": f"folder:{other}", "split": "test"}]
+        assert set(r["evals"]) == {"PublicTest", "PrivateTest"}
+        assert json.loads((Path(r["run_dir"]) / f"eval_{RunDir.cross_key(f'folder:{other}', 'test')}.json")
+                          .read_text())["n"] == ce["n"]
     again = run_study(p, out, data_root=tiny_root, log=lambda s: None)
     assert (again["finished"], len(again["todo"])) == (0, 0)  # nothing retrained, nothing recorded twice
 

@@ -117,6 +117,7 @@ class TrainConfig(_Section):
 class CrossEvalConfig(_Section):
     data: str                             # a dataset name (fer2013, ferplus, ckplus, folder:PATH)
     split: str = "test"
+    root: str | None = None               # its data root when not the run's own (data.root, then the usual search)
 
 
 class EvalConfig(_Section):

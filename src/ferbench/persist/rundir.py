@@ -59,7 +59,7 @@ class RunDir:
     @staticmethod
     def cross_key(data: str, split: str) -> str:
         """File-name part for another dataset's split scored in this run: ``"folder:/a b", "test"`` → ``folder__a_b_test``
-        (``eval_<key>.json`` of ``eval.cross``, ``cross_<key>.json`` of a study's ``cross_eval``)."""
+        (``eval_<key>.json`` of ``eval.cross``, which a study's ``cross_eval`` fills)."""
         return "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{data}_{split}")
 
     # --- state ---------------------------------------------------------------------------------------------

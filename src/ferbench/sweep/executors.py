@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 import traceback
@@ -27,7 +26,6 @@ from typing import Any
 
 from ferbench.errors import FerbenchError
 from ferbench.persist import RunDir, read_sidecar
-from ferbench.persist.atomic import atomic_write_text
 from ferbench.sweep.store import ResultsStore
 from ferbench.sweep.study import Study, Trial, materialize
 
@@ -89,7 +87,7 @@ def trial_spec(study: Study, trial: Trial, run_dir: Path) -> dict[str, Any]:
     except FerbenchError:
         roots = []
     return {"key": trial.key, "study": study.name, "params": trial.params, "config": trial.config,
-            "run_dir": str(run_dir), "cross_eval": study.cross_eval, "threads": int(study.resources.get("cpus") or 1),
+            "run_dir": str(run_dir), "threads": int(study.resources.get("cpus") or 1),
             "data_roots": roots}
 
 
@@ -114,37 +112,24 @@ def run_trial(spec: dict[str, Any], progress: bool = False, log: Log | None = No
         os.environ.setdefault("FERBENCH_DATA", spec["data_roots"][0])
     cfg = materialize(spec["config"])
     with run_dir_lock(run_dir):
-        train(cfg, run_dir, resume=True, progress=progress, log=say)
-        cross = [_cross_eval(run_dir, ce, cfg) for ce in spec.get("cross_eval") or []]
-    return _collect(spec, run_dir, cross)
+        train(cfg, run_dir, resume=True, progress=progress, log=say)  # also scores the study's cross_eval
+    return _collect(spec, run_dir)
 
 
-def _cross_eval(run_dir: Path, ce: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate the trial's best checkpoint on another dataset split; cached in ``cross_<data>_<split>.json``."""
-    from ferbench.evaluate.crossdata import evaluate_checkpoint
-
-    split = ce.get("split", "test")
-    path = run_dir / f"cross_{RunDir.cross_key(ce['data'], split)}.json"
-    best_mtime = (run_dir / "best.safetensors").stat().st_mtime_ns
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old.get("best_mtime_ns") == best_mtime:
-            return old
-    root = ce.get("root", cfg["data"].get("root"))
-    m = evaluate_checkpoint(run_dir, ce["data"], split, root)
-    m["best_mtime_ns"] = best_mtime
-    atomic_write_text(path, json.dumps(m, indent=1))
-    return m
-
-
-def _collect(spec: dict[str, Any], run_dir: Path, cross: list[dict[str, Any]]) -> dict[str, Any]:
+def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Read the run directory back into a record (numbers only; no tensors)."""
+    from ferbench.data.registry import canonical_dataset_name
+
     rd = RunDir(run_dir)
     best = read_sidecar(rd.best)
     last = rd.read_last() or {}
     history = rd.read_metrics()
     evals = rd.read_evals()
     cfg = spec["config"]
+    cross_keys = [RunDir.cross_key(canonical_dataset_name(ce["data"]), ce.get("split", "test"))
+                  for ce in (cfg.get("eval") or {}).get("cross") or []]
+    cross = [evals[k] for k in cross_keys if k in evals]  # a dataset missing on this machine: logged, left out
+    evals = {k: v for k, v in evals.items() if k not in cross_keys}
     indexed = isinstance(cfg["data"].get("indices"), dict)
     val_name = "val" if indexed else cfg["data"].get("val_split")
     test_name = "test" if indexed else cfg["data"].get("test_split")

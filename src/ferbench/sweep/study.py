@@ -19,8 +19,8 @@ Example (``configs/studies/seed000_quick.yaml``)::
     first:                              # optional run order: trials matching the first pattern run first,
       - {train.class_weights: simple}   # then the second's ...; the rest keep their order (keys unchanged)
     kfold: {k: 5}                       # optional: every trial becomes k fold trials (seed-001 protocol)
-    cross_eval:                         # optional: also evaluate every trial on these dataset splits
-      - {data: ckplus, split: all}
+    cross_eval:                         # optional: also score every trial on these dataset splits
+      - {data: ckplus, split: all}      # (added to each trial's eval.cross, which is not part of its key)
     resources: {cpus: 1, gpus: 0}       # per-trial request (Ray task / local process)
 
 Each trial is the base config with its assignments applied; its key is the :func:`ferbench.config.config_hash`
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ferbench.config import config_hash, deep_merge, find_config, load_config, read_yaml, set_key
-from ferbench.errors import ConfigError
+from ferbench.errors import ConfigError, DataError
 
 STUDY_KEYS = {"name", "description", "base", "set", "grid", "include", "exclude", "kfold", "cross_eval",
               "resources", "paper", "first"}
@@ -107,6 +107,10 @@ class Study:
             else:
                 _assign(cfg, key, value)
         cfg["name"] = self.name
+        cross = cfg.setdefault("eval", {}).setdefault("cross", [])
+        for ce in self.cross_eval:  # scored by the trainer after the trial, like any run's eval.cross
+            if all((c.get("data"), c.get("split", "test")) != (ce["data"], ce.get("split", "test")) for c in cross):
+                cross.append(dict(ce))
         if data_root is not None:  # absolute, so a resumed run (or a Ray worker elsewhere) sees the same path
             cfg["data"]["root"] = str(Path(data_root).expanduser().resolve())
         return cfg
@@ -181,9 +185,21 @@ def load_study(path: str | Path) -> Study:
     kfold = raw.get("kfold")
     if kfold is not None and not isinstance(kfold, dict):
         raise ConfigError(f"{p}: 'kfold' must be a mapping like {{k: 5}}")
+    cross_eval = raw.get("cross_eval") or []
+    if not isinstance(cross_eval, list) or any(not isinstance(ce, dict) or "data" not in ce
+                                               or set(ce) - {"data", "split", "root"} for ce in cross_eval):
+        raise ConfigError(f"{p}: each cross_eval entry needs 'data' (and optionally 'split', 'root')")
+    if cross_eval:  # a misspelt dataset fails now, not after the first trial's training
+        from ferbench.data.registry import get_spec  # imports torch: only when the study names other datasets
+
+        for ce in cross_eval:
+            try:
+                get_spec(str(ce["data"]))
+            except DataError as e:
+                raise ConfigError(f"{p}: cross_eval: {e}") from None
     resources = {"cpus": 1, "gpus": 0, **(raw.get("resources") or {})}
     study = Study(name=str(raw.get("name") or p.stem), base=base, grid=grid, include=include, exclude=exclude,
-                  kfold=kfold, cross_eval=list(raw.get("cross_eval") or []), resources=resources,
+                  kfold=kfold, cross_eval=list(cross_eval), resources=resources,
                   first=first, source=p.read_text())
     for axis, values in grid.items():
         if _is_config_key(base, axis) and any(isinstance(v, dict) and any("." in str(k) for k in v) for v in values):
@@ -197,9 +213,6 @@ def load_study(path: str | Path) -> Study:
         for k in e:
             if k not in grid and not _is_config_key(base, k):
                 raise ConfigError(f"{p}: exclude/first key {k!r} is neither a grid axis nor a config key")
-    for ce in study.cross_eval:
-        if not isinstance(ce, dict) or "data" not in ce:
-            raise ConfigError(f"{p}: each cross_eval entry needs 'data' (and optionally 'split', 'root')")
     return study
 
 

@@ -491,8 +491,8 @@ def cross_evaluate(run_dir: Path, cfg: dict[str, Any], say: Any = print) -> dict
         key = RunDir.cross_key(name, split)
         where = domain_relation(data["name"], name)
         try:
-            m = evaluate_checkpoint(rd.best, name, split, data.get("root"), ev["batch_size"], bool(ev["tta_hflip"]),
-                                    cfg["train"].get("device", "auto"))
+            m = evaluate_checkpoint(rd.best, name, split, ce.get("root") or data.get("root"), ev["batch_size"],
+                                    bool(ev["tta_hflip"]), cfg["train"].get("device", "auto"))
         except DataError as e:
             say(f"{name}/{split}: not scored ({e})")
             continue
