@@ -295,6 +295,36 @@ def test_export_onnx_round_trip(onnx_export: tuple[Path, dict], rec: Recognizer)
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def _exact_int8_kernels(rec: Recognizer) -> bool:
+    opts = rec.classifier.session.get_session_options()
+    try:
+        return opts.get_session_config_entry("session.x64quantprecision") == "1"
+    except RuntimeError:  # onnxruntime: no such entry set
+        return False
+
+
+def test_int8_export_with_7_bit_weights_runs_on_the_fast_kernels(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from ferbench.deploy.export import export_model
+    from ferbench.deploy.recognizer import OnnxClassifier
+
+    code, _, err = run_cli(["export", str(run_dir), "--format", "onnx", "--int8-weight-bits", "7"], monkeypatch, capsys)
+    assert code == 2 and err.strip() == "error: --int8-weight-bits applies to --format onnx-int8, not onnx"
+
+    kw = {"data_root": tmp_path, "n_val": 16, "n_calib": 16, "allow_synthetic": True, "log": lambda s: None}
+    with pytest.raises(FerbenchError, match="int8 weight bits must be 7 or 8, not 6"):
+        export_model(run_dir, "onnx-int8", tmp_path / "m6.int8.onnx", int8_weight_bits=6, **kw)
+    p7, chk7 = export_model(run_dir, "onnx-int8", tmp_path / "m7.int8.onnx", int8_weight_bits=7, **kw)
+    assert chk7["int8_weight_bits"] == json.loads(p7.with_suffix(".json").read_text())["export"]["int8_weight_bits"] == 7
+    r7 = Recognizer.load(p7)
+    assert r7.backend == "onnx-int8"
+    # 8-bit weights (the shipped exports: no int8_weight_bits) can overflow the fast U8S8 kernels of x86 CPUs
+    # without VNNI, so they run on the exact ones; 7-bit weights cannot, and give the same integers on the fast ones
+    assert _exact_int8_kernels(Recognizer.load("default", detector="none")) and not _exact_int8_kernels(r7)
+    x = torch.rand(6, *r7.classifier.session.get_inputs()[0].shape[1:])
+    np.testing.assert_array_equal(r7.classifier.logits(x), OnnxClassifier(p7, exact_int8=True).logits(x))
+
+
 def test_export_errors(run_dir: Path, onnx_export: tuple[Path, dict], tmp_path: Path) -> None:
     from ferbench.deploy.export import TFLITE_HINT, export_model
 

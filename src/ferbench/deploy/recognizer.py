@@ -187,13 +187,19 @@ class TorchClassifier(_Classifier):
             return self.model(x.to(self.device)).float().cpu().numpy()
 
 
+def _needs_exact_int8(export_meta: dict[str, Any]) -> bool:
+    """Whether an ONNX export's int8 weights need onnxruntime's exact kernels on x86 without VNNI: yes unless
+    its sidecar says they were quantised to 7 bits (``export.int8_weight_bits``)."""
+    return (export_meta.get("export") or {}).get("int8_weight_bits") != 7
+
+
 class OnnxClassifier(_Classifier):
     """onnxruntime forward (``InferenceSession.run`` is thread-safe)."""
 
     backend = "onnx"
     torch_model: torch.nn.Module | None = None  # set when the file is the cached export of a checkpoint
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, exact_int8: bool = True) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -206,7 +212,10 @@ class OnnxClassifier(_Classifier):
         # pairs of products in 16 bits and saturate. On a 2-core AVX2 EPYC the shipped default.int8.onnx then
         # agreed with its fp32 export on 84 % of 64 FER2013 faces (max |dprob| 0.41); with the exact U8U8
         # kernels this option selects, 98 % (max 0.023). CPUs with VNNI ignore it; fp32 graphs are unaffected.
-        opts.add_session_config_entry("session.x64quantprecision", "1")
+        # Exports with 7-bit weights (``ferbench export --int8-weight-bits 7``: ``int8_weight_bits: 7`` in the
+        # sidecar) cannot saturate there and run on the fast kernels with the same integers (``exact_int8=False``).
+        if exact_int8:
+            opts.add_session_config_entry("session.x64quantprecision", "1")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
@@ -357,11 +366,12 @@ class Recognizer:
             model, ck_meta = load_checkpoint(path)
             meta = json.loads(int8.with_suffix(".json").read_text())
             calibration = ck_meta  # the checkpoint's sidecar is the truth (calibrated after the export or not)
-            clf = OnnxClassifier(int8, th)
+            clf = OnnxClassifier(int8, th, exact_int8=_needs_exact_int8(meta))
             clf.backend, clf.torch_model = "onnx-int8", model  # the checkpoint kept for use_torch()
         elif kind in ("onnx", "tflite"):
             meta = json.loads(path.with_suffix(".json").read_text())
-            clf = OnnxClassifier(path, th) if kind == "onnx" else TfliteClassifier(path, th)
+            clf = (OnnxClassifier(path, th, exact_int8=_needs_exact_int8(meta)) if kind == "onnx"
+                   else TfliteClassifier(path, th))
             if (meta.get("export") or {}).get("format") == "onnx-int8":
                 clf.backend = "onnx-int8"
         else:
