@@ -120,9 +120,10 @@ def quantize_int8(fp32: Path, out: Path, calib: torch.Tensor, per_channel: bool 
     kernels sum pairs of uint8 × int8 products in 16 bits, which 8-bit weights can overflow (so ferbench runs
     8-bit exports there on onnxruntime's slower exact kernels) and 7-bit weights cannot. Measured 2026-12-05 on a
     2-core AVX2 EPYC with `default`: the batch-2 forward 1.36× faster (``benchmarks/int8_kernels.py``), the
-    astronaut frame end to end 1.13× (`Recognizer.predict`, 60 interleaved frames); accuracy FER2013 PrivateTest 69.85 vs 69.69 %, CK+48 all 927 faces 81.55 / balanced
-    75.13 % vs 82.09 / 75.53 % (test split 80.77 / 68.06 vs 82.69 / 70.42 %). On CPUs with VNNI or AMX it
-    gains nothing and costs that precision, so the shipped exports keep 8 bits."""
+    astronaut frame end to end 1.13× (`Recognizer.predict`, 60 interleaved frames); accuracy FER2013
+    PrivateTest 69.85 vs 69.69 %, CK+48 all 927 faces 81.55 / balanced 75.13 % vs 82.09 / 75.53 % (test split
+    80.77 / 68.06 vs 82.69 / 70.42 %). On CPUs with VNNI or AMX it gains nothing and costs that precision, so the
+    shipped exports keep 8 bits."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

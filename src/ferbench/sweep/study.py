@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferbench.config import config_hash, deep_merge, find_config, load_config, read_yaml, set_key
+from ferbench.config import (
+    CrossEvalConfig,
+    config_hash,
+    deep_merge,
+    find_config,
+    load_config,
+    read_yaml,
+    set_key,
+)
 from ferbench.errors import ConfigError, DataError
 
 STUDY_KEYS = {"name", "description", "base", "set", "grid", "include", "exclude", "kfold", "cross_eval",
@@ -187,7 +195,7 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(f"{p}: 'kfold' must be a mapping like {{k: 5}}")
     cross_eval = raw.get("cross_eval") or []
     if not isinstance(cross_eval, list) or any(not isinstance(ce, dict) or "data" not in ce
-                                               or set(ce) - {"data", "split", "root"} for ce in cross_eval):
+                                               or set(ce) - set(CrossEvalConfig.model_fields) for ce in cross_eval):
         raise ConfigError(f"{p}: each cross_eval entry needs 'data' (and optionally 'split', 'root')")
     if cross_eval:  # a misspelt dataset fails now, not after the first trial's training
         from ferbench.data.registry import get_spec  # imports torch: only when the study names other datasets
