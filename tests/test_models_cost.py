@@ -7,14 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
 
 from ferbench.cli.main import app
-from ferbench.errors import FerbenchError
+from ferbench.errors import DataError, FerbenchError
 from ferbench.models import create_model
-from ferbench.models.cost import build_meta, flops, latency_ms, layer_summary, model_cost
+from ferbench.models.cost import build_meta, flops, latency_ms, layer_summary, model_cost, real_faces
 
 torch.set_num_threads(1)
 
@@ -42,9 +43,21 @@ def test_model_cost_rows() -> None:
     assert inc.gflops_48 is None and inc.gflops_224 is not None and any("48px" in n for n in inc.notes)
 
 
-def test_latency_is_a_positive_median() -> None:
-    ms = latency_ms(create_model("lenet5"), 3, 48, threads=1, runs=50, warmup=2)
-    assert 0 < ms < 1000
+def test_latency_is_timed_on_faces_of_the_fer2013_test_split(tiny_root: Path) -> None:
+    faces = real_faces(3, 48, data_root=tiny_root)  # the first 64 of the 70 PrivateTest faces
+    assert faces.shape == (64, 3, 48, 48) and 0 <= float(faces.min()) and float(faces.max()) <= 1
+    assert float(faces.std()) > 0.05  # images, not a constant
+    seen: list[torch.Tensor] = []
+    model = create_model("lenet5")
+    model.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    ms = latency_ms(model, 3, 48, threads=1, runs=50, warmup=2, data_root=tiny_root)
+    assert 0 < ms < 1000 and len(seen) == 52
+    assert all(torch.equal(x[0], faces[i % 64]) for i, x in enumerate(seen))  # one face per forward, in turn
+
+
+def test_latency_without_fer2013_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="fer2013"):
+        latency_ms(create_model("lenet5"), 3, 48, threads=1, runs=50, data_root=tmp_path)
 
 
 def test_layer_summary_shapes() -> None:

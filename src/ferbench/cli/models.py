@@ -97,7 +97,8 @@ def shipped_rows(pattern: str) -> list[dict[str, object]] | None:
     return rows
 
 
-def cost_rows(pattern: str, measure: bool, threads: int, runs: int) -> list[dict[str, object]]:
+def cost_rows(pattern: str, measure: bool, threads: int, runs: int,
+              data_root: Path | None = None) -> list[dict[str, object]]:
     """Cost rows (see :class:`ferbench.models.cost.ModelCost`) for every model matching ``pattern``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -122,7 +123,7 @@ def cost_rows(pattern: str, measure: bool, threads: int, runs: int) -> list[dict
         task = prog.add_task("cost", total=len(names))
         for name in names:
             prog.update(task, description=f"{name:<20}")
-            rows.append(model_cost(name, measure=measure, threads=threads, runs=runs).as_row())
+            rows.append(model_cost(name, measure=measure, threads=threads, runs=runs, data_root=data_root).as_row())
             prog.advance(task)
     return rows
 
@@ -153,13 +154,16 @@ def list_cmd(
     measure: bool = typer.Option(
         False,
         "--measure/--no-measure",
-        help="Also time CPU batch-1 inference at 48 px (2 threads, median of --runs after warm-up; slow).",
+        help="Also time CPU batch-1 inference at 48 px on real FER2013 test faces (2 threads, median of --runs "
+        "after warm-up; slow).",
     ),
     csv_out: Path | None = typer.Option(None, "--csv", help="Also write the table to this CSV file."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for --measure."),
     runs: int = typer.Option(50, "--runs", min=50, help="Timed runs for --measure (median reported)."),
     recompute: bool = typer.Option(False, "--recompute/--shipped", help="Count params/GFLOPs now (builds "
                                    "every model: minutes) instead of reading the shipped table."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="Where fer2013/ is (the faces --measure "
+                                          "times; default $FERBENCH_DATA, ./data, ../shared/data)."),
 ) -> None:
     """Table of registered networks: family, paper, aliases, params, GFLOPs at 48 and 224 px (optionally latency).
 
@@ -173,7 +177,7 @@ def list_cmd(
 
     rows = None if (measure or recompute) else shipped_rows(pattern)
     if rows is None:
-        rows = cost_rows(pattern, measure, threads, runs)
+        rows = cost_rows(pattern, measure, threads, runs, data_root)
     elif not rows:
         raise FerbenchError(f"no model matches {pattern!r}; see `ferbench models list`")
     table = Table(title=f"ferbench models ({len(rows)}) — GFLOPs = 2×multiply-adds, batch 1")

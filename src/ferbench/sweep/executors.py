@@ -22,12 +22,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferbench.errors import FerbenchError
 from ferbench.persist import RunDir, read_sidecar
 from ferbench.sweep.store import ResultsStore
 from ferbench.sweep.study import Study, Trial, materialize
+
+if TYPE_CHECKING:
+    import torch
 
 Log = Callable[[str], None]
 
@@ -134,7 +137,7 @@ def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     val_name = "val" if indexed else cfg["data"].get("val_split")
     test_name = "test" if indexed else cfg["data"].get("test_split")
     val, test = evals.get(val_name or ""), evals.get(test_name or "")
-    cost = _cost(best)
+    cost = _cost(best, cfg["data"])
     return {
         "key": spec["key"], "study": spec["study"], "params": spec["params"], "config": cfg,
         "run_dir": str(run_dir), "classes": best.get("classes"),
@@ -152,8 +155,22 @@ def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _cost(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """Parameter count and batch-1 CPU latency (1 thread, median) of the trained architecture."""
+def _test_faces(data_cfg: dict[str, Any], pre: dict[str, Any], n: int = 64) -> torch.Tensor:
+    """The first ``n`` faces of the trial's test split (all of its data if the split is not named), as model input."""
+    import torch
+
+    from ferbench.data import load_dataset, split_name
+    from ferbench.data.preprocess import Preprocessing
+
+    ds = load_dataset(data_cfg["name"], data_cfg.get("root"))
+    test = data_cfg.get("test_split") or split_name(data_cfg["name"], "test")
+    mask = torch.from_numpy(ds.splits == test)
+    images = ds.images[mask] if bool(mask.any()) else ds.images
+    return Preprocessing.from_dict(pre)(images[:n])
+
+
+def _cost(sidecar: dict[str, Any], data_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Parameter count and batch-1 CPU latency (1 thread, median, on the trial's own test faces)."""
     from ferbench.loader import build_model
     from ferbench.models.registry import count_params
 
@@ -169,7 +186,7 @@ def _cost(sidecar: dict[str, Any]) -> dict[str, Any]:
     except (RuntimeError, ValueError):  # data-dependent forwards that the counter cannot trace
         out["gflops"] = None
     out["latency_ms"] = latency_ms(model, int(pre["channels"]), int(pre["size"]), threads=1, runs=20,
-                                   warmup=3)
+                                   warmup=3, inputs=_test_faces(data_cfg, pre))
     return out
 
 
