@@ -52,6 +52,12 @@ def test_export_then_import_skips_finished_trials_and_counts_once(tiny_root: Pat
         assert s.counts()["finished"] == 2 and s.import_records(recs) == 0  # a second import adds nothing
         assert sorted(x["test_accuracy"] for x in s.results()) == sorted(x["test_accuracy"] for x in recs)
         assert {t["run_dir"] for t in s.trials()} == {str(second / "runs" / r["key"]) for r in recs}
+    # where each trial trained travels with its record: the report on the new machine still names it
+    assert all(r["machine"]["cpu"] and r["machine"]["cpu_count"] >= 1 for r in recs)
+    from ferbench.report.study import write_study_report
+
+    md = write_study_report(second / "results.db", tmp_path / "rep", measure_latency=False).read_text()
+    assert f"- machine (2 trials): {recs[0]['machine']['cpu']}" in md
 
 
 def test_a_bad_ledger_is_one_line_and_writes_nothing(tmp_path: Path) -> None:

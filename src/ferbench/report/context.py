@@ -165,9 +165,11 @@ def study_context_lines(records: list[dict[str, Any]]) -> list[str]:
         return []
     train_s = [r["train_time_s"] for r in records if r.get("train_time_s") is not None]
     machines = []
-    for r in records:
+    for r in records:  # the record's copy survives export/import to another machine; else the run folder's
         p = Path(r.get("run_dir") or "") / "machine.json"
-        if r.get("run_dir") and p.is_file():
+        if r.get("machine"):
+            machines.append(machine_line(r["machine"]))
+        elif r.get("run_dir") and p.is_file():
             machines.append(machine_line(json.loads(p.read_text())))
     lines = ["", "## How it was run", "",
              f"- training wall time: {fmt_duration(sum(train_s))} summed over {len(train_s)} trials "

@@ -563,6 +563,18 @@ def _recommendation(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _this_machine() -> str:
+    """This machine in words (CPU, cores, its widest matrix instructions), for the latency column's header."""
+    from ferbench.device import cpu_flags, machine_info
+    from ferbench.report.context import machine_line
+
+    info = {k: v for k, v in machine_info().items() if k != "torch_threads"}  # the latency sets its own: 1
+    flags = cpu_flags()
+    isa = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_vnni", "AVX-512 VNNI"),
+                                        ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), None)
+    return machine_line(info) + (f"; widest vector unit: {isa}" if isa else "")
+
+
 def remeasure_latency(records: list[dict[str, Any]]) -> int:
     """Re-measure every distinct architecture's batch-1 CPU latency (1 thread) here, one after the other.
 
@@ -649,8 +661,9 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
           + "; ".join(f"{e}, {t or '–'}, {lim or 'all'}" for e, t, lim in budgets) + ".",
           f"Paper numbers: `{paper.path.name if paper.path else 'not found'}` (docs/protocol.md §9). Latency: "
           "batch 1, 1 CPU thread, median of 30 (`ferbench.models.cost.latency_ms`), "
-          + (f"re-measured for the {n_measured} architectures one after the other when this report was written."
-             if n_measured else "measured by each worker right after training."), ""]
+          + (f"re-measured for the {n_measured} architectures one after the other on FER2013 test faces when "
+             f"this report was written, on {_this_machine()}."
+             if n_measured else "measured by each worker right after training, on its trial's test faces."), ""]
 
     md += study_context_lines(records) + [""]
     md += ["## Ranking", "", f"Sorted by {_acc_name(rows)}. *paper* = the seed's number for the same cell "

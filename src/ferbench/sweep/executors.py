@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import time
 import traceback
@@ -138,6 +139,7 @@ def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     test_name = "test" if indexed else cfg["data"].get("test_split")
     val, test = evals.get(val_name or ""), evals.get(test_name or "")
     cost = _cost(best, cfg["data"])
+    machine = run_dir / "machine.json"
     return {
         "key": spec["key"], "study": spec["study"], "params": spec["params"], "config": cfg,
         "run_dir": str(run_dir), "classes": best.get("classes"),
@@ -152,6 +154,7 @@ def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "evals": evals, "cross": cross, "history": history,
         "epochs": last.get("epoch"), "best_epoch": best.get("epoch"), "train_time_s": last.get("elapsed_s"),
         "stopped": last.get("stopped"), "threads": int(spec.get("threads") or 1), **cost,
+        "machine": json.loads(machine.read_text()) if machine.is_file() else None,
     }
 
 
