@@ -188,8 +188,12 @@ def _cost(sidecar: dict[str, Any], data_cfg: dict[str, Any]) -> dict[str, Any]:
         out["gflops"] = flops(model, int(pre["channels"]), int(pre["size"])) / 1e9
     except (RuntimeError, ValueError):  # data-dependent forwards that the counter cannot trace
         out["gflops"] = None
+    try:
+        faces = _test_faces(data_cfg, pre)
+    except FerbenchError:  # the data went away after training: keep the trial, leave its latency unknown
+        return out
     out["latency_ms"] = latency_ms(model, int(pre["channels"]), int(pre["size"]), threads=1, runs=20,
-                                   warmup=3, inputs=_test_faces(data_cfg, pre))
+                                   warmup=3, inputs=faces)
     return out
 
 
