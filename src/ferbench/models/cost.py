@@ -71,8 +71,7 @@ def flops(model: nn.Module, in_chans: int, input_size: int) -> int:
 def _fer2013_test_faces(data_root: str | None, n: int) -> torch.Tensor:
     from ferbench.data import load_dataset, split_name
 
-    ds = load_dataset("fer2013", data_root)
-    return ds.images[torch.from_numpy(ds.splits == split_name("fer2013", "test"))][:n]
+    return load_dataset("fer2013", data_root).split(split_name("fer2013", "test")).images[:n]
 
 
 def real_faces(in_chans: int, input_size: int, *, n: int = 64, data_root: str | Path | None = None) -> torch.Tensor:

@@ -564,15 +564,15 @@ def _recommendation(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _this_machine() -> str:
-    """This machine in words (CPU, cores, its widest matrix instructions), for the latency column's header."""
-    from ferbench.device import cpu_flags, machine_info
+    """This machine in words (CPU, cores, the vector unit PyTorch's kernels use), for the latency column's header."""
+    import torch
+
+    from ferbench.device import machine_info
     from ferbench.report.context import machine_line
 
     info = {k: v for k, v in machine_info().items() if k != "torch_threads"}  # the latency sets its own: 1
-    flags = cpu_flags()
-    isa = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_vnni", "AVX-512 VNNI"),
-                                        ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), None)
-    return machine_line(info) + (f"; widest vector unit: {isa}" if isa else "")
+    isa = torch.backends.cpu.get_cpu_capability()  # "AVX2", "AVX512", … ("DEFAULT": none to name)
+    return machine_line(info) + (f"; widest vector unit: {isa}" if isa != "DEFAULT" else "")
 
 
 def remeasure_latency(records: list[dict[str, Any]]) -> int:

@@ -160,16 +160,12 @@ def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 def _test_faces(data_cfg: dict[str, Any], pre: dict[str, Any], n: int = 64) -> torch.Tensor:
     """The first ``n`` faces of the trial's test split (all of its data if the split is not named), as model input."""
-    import torch
-
     from ferbench.data import load_dataset, split_name
     from ferbench.data.preprocess import Preprocessing
 
     ds = load_dataset(data_cfg["name"], data_cfg.get("root"))
     test = data_cfg.get("test_split") or split_name(data_cfg["name"], "test")
-    mask = torch.from_numpy(ds.splits == test)
-    images = ds.images[mask] if bool(mask.any()) else ds.images
-    return Preprocessing.from_dict(pre)(images[:n])
+    return Preprocessing.from_dict(pre)(ds.split(test if test in ds.split_names else "all").images[:n])
 
 
 def _cost(sidecar: dict[str, Any], data_cfg: dict[str, Any]) -> dict[str, Any]:
