@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from ferbench.cli.models import cost_rows, write_csv
+from ferbench.cli.models import cost_rows
+from ferbench.models.table import write_csv
 from ferbench.persist.atomic import atomic_write_text
 
 OUT = Path(__file__).resolve().parent / "results" / "models_cost.csv"

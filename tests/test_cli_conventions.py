@@ -26,6 +26,7 @@ import typer
 from typer.testing import CliRunner
 
 from ferbench.cli.main import app
+from ferbench.errors import FerbenchError
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -336,10 +337,39 @@ def test_models_list_reads_the_shipped_table_without_torch() -> None:
     assert "20,189,511" in p.stdout and "…" not in p.stdout
 
 
+def test_misspelt_model_name_fails_before_torch_loads(tmp_path: Path) -> None:
+    """``models info`` and ``train`` refuse a name the zoo lacks from the shipped table: one line, exit 2, no torch."""
+    for args in (["models", "info", "resnet18_dx"],
+                 ["train", "quickstart", "--set", "model.name=resnet18_dx", "--out", str(tmp_path / "r")]):
+        p = run_py(["-X", "importtime", "-m", "ferbench.cli.main", *args])
+        lines = [x for x in p.stderr.splitlines() if not x.startswith("import time:")]
+        assert p.returncode == 2 and lines == [
+            "error: unknown model 'resnet18_dx'. Did you mean: resnet18_dd, resnet18, resnet18_s003?"], p.stderr[-2000:]
+        assert "torch" not in imported_modules(p.stderr), args
+    assert not (tmp_path / "r").exists()
+    # the package itself is lazy: importing it loads no torch (its names load the zoo on first use)
+    assert run_py(["-c", "import sys, ferbench.models; print('torch' in sys.modules)"]).stdout.split() == ["False"]
+
+
+def test_model_name_check_defers_to_the_registry_when_the_table_is_stale(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferbench.models import model_info, table
+
+    with pytest.raises(FerbenchError, match="unknown model 'resnet18_dx'. Did you mean: resnet18_dd"):
+        table.check_model_name("resnet18_dx")
+    table.check_model_name("resnet18_s001")  # an alias is a name
+    stale = tmp_path / "cost_table.json"
+    stale.write_text('{"sources_sha1": "0"}')
+    monkeypatch.setattr(table, "COST_TABLE_SOURCES", stale)
+    table.check_model_name("resnet18_dx")  # cannot tell from a stale table: the registry answers later
+    with pytest.raises(FerbenchError, match="unknown model 'resnet18_dx'. Did you mean: resnet18_dd"):
+        model_info("resnet18_dx")
+
+
 def test_shipped_cost_table_covers_the_registry_and_matches_a_fresh_count() -> None:
-    from ferbench.cli.models import COST_TABLE, COST_TABLE_SOURCES, models_sources_sha1, shipped_rows
     from ferbench.models import list_models, model_info
     from ferbench.models.cost import model_cost
+    from ferbench.models.table import COST_TABLE, COST_TABLE_SOURCES, models_sources_sha1, shipped_rows
 
     assert json.loads(COST_TABLE_SOURCES.read_text())["sources_sha1"] == models_sources_sha1(), (
         "models/ changed since the shipped cost table was counted: run "
@@ -423,7 +453,7 @@ def test_sweep_writes_one_line_per_trial_when_piped(tiny_root: Path, tmp_path: P
 def test_a_stale_cost_table_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from ferbench.cli import models as m
+    from ferbench.models import table as m
 
     table, stamp = tmp_path / "cost_table.csv", tmp_path / "cost_table.json"
     shutil.copy(m.COST_TABLE, table)

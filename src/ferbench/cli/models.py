@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 import typer
 
+from ferbench.models.table import COST_TABLE, check_model_name, shipped_rows, write_cost_table, write_csv
 from ferbench.progress import console as _console
 from ferbench.progress import is_terminal
 
 models_app = typer.Typer(
     help="The model zoo: list models with params / GFLOPs / latency, show layers.", no_args_is_help=True
-)
-
-COLUMNS = (
-    "name",
-    "family",
-    "paper",
-    "aliases",
-    "input_size",
-    "params",
-    "params_224",
-    "gflops_48",
-    "gflops_224",
-    "latency_ms_48",
-    "notes",
 )
 
 
@@ -38,63 +24,6 @@ def _fmt(v: object, digits: int = 3) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
-
-
-#: Params / GFLOPs of every registered model, computed by ``ferbench models list --recompute --csv PATH``
-#: (tests/test_cli_conventions.py checks it covers the registry and matches a fresh count). Read without
-#: importing torch or the zoo, so a plain ``models list`` takes a fraction of a second.
-COST_TABLE = Path(__file__).resolve().parent.parent / "models" / "cost_table.csv"
-
-
-COST_TABLE_SOURCES = COST_TABLE.with_suffix(".json")  # {"sources_sha1": …} of the models/ code it counted
-
-
-def models_sources_sha1() -> str:
-    """SHA-1 over the ``ferbench/models/*.py`` files (read as bytes, not imported): the table's freshness key."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for f in sorted(COST_TABLE.parent.glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
-
-def write_cost_table(rows: list[dict[str, object]]) -> None:
-    """Ship ``rows`` as :data:`COST_TABLE`, stamped with the current :func:`models_sources_sha1`."""
-    import json
-
-    from ferbench.persist.atomic import atomic_write_text
-
-    write_csv(rows, COST_TABLE)
-    atomic_write_text(COST_TABLE_SOURCES, json.dumps({"sources_sha1": models_sources_sha1()}) + "\n")
-
-
-def shipped_rows(pattern: str) -> list[dict[str, object]] | None:
-    """Rows of :data:`COST_TABLE` whose name matches ``pattern``; ``None`` when the table is missing or stale
-    (the models/ code changed since it was counted: then ``models list`` counts the models itself)."""
-    import fnmatch
-    import json
-
-    if not COST_TABLE.is_file() or not COST_TABLE_SOURCES.is_file():
-        return None
-    try:
-        if json.loads(COST_TABLE_SOURCES.read_text()).get("sources_sha1") != models_sources_sha1():
-            return None
-    except (OSError, ValueError):
-        return None
-    rows: list[dict[str, object]] = []
-    with COST_TABLE.open(newline="") as f:
-        for r in csv.DictReader(f):
-            names = [r["name"], *(r.get("aliases") or "").split()]
-            if not any(fnmatch.fnmatch(n, pattern) for n in names):  # an alias selects its network
-                continue
-            row: dict[str, object] = dict(r)
-            for k in ("input_size", "params", "params_224"):
-                row[k] = int(r[k]) if r[k] else None
-            for k in ("gflops_48", "gflops_224", "latency_ms_48"):
-                row[k] = float(r[k]) if r[k] else None
-            rows.append(row)
-    return rows
 
 
 def cost_rows(pattern: str, measure: bool, threads: int, runs: int,
@@ -126,26 +55,6 @@ def cost_rows(pattern: str, measure: bool, threads: int, runs: int,
             rows.append(model_cost(name, measure=measure, threads=threads, runs=runs, data_root=data_root).as_row())
             prog.advance(task)
     return rows
-
-
-def write_csv(rows: list[dict[str, object]], out: Path) -> None:
-    """Write cost rows to ``out`` (atomically)."""
-    import io
-
-    from ferbench.persist.atomic import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(
-            {
-                k: ("" if r.get(k) is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]))
-                for k in COLUMNS
-            }
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, buf.getvalue())
 
 
 @models_app.command("list")
@@ -224,6 +133,7 @@ def info_cmd(
     """Layer summary of one model: module, type, output shape, parameters."""
     from rich.table import Table
 
+    check_model_name(name)  # a misspelt name fails here, before torch and the zoo load
     from ferbench.models import count_params, model_info
     from ferbench.models.cost import build_meta, layer_summary
 

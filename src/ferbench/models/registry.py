@@ -22,7 +22,6 @@ without editing ``ferbench/models/__init__.py``.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import inspect
@@ -35,6 +34,7 @@ from typing import Any
 from torch import nn
 
 from ferbench.errors import FerbenchError
+from ferbench.models.table import unknown_model_error
 
 DEFAULT_INPUT_SIZE = 48
 DEFAULT_IN_CHANS = 3
@@ -317,9 +317,7 @@ def model_info(name: str) -> ModelInfo:
     """
     load_families()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See `ferbench models list`."
-        raise FerbenchError(f"unknown model {name!r}.{hint}")
+        raise unknown_model_error(name, _REGISTRY)
     return _REGISTRY[name]
 
 
