@@ -351,6 +351,37 @@ def test_misspelt_model_name_fails_before_torch_loads(tmp_path: Path) -> None:
     assert run_py(["-c", "import sys, ferbench.models; print('torch' in sys.modules)"]).stdout.split() == ["False"]
 
 
+def test_misspelt_dataset_name_fails_before_torch_loads(tmp_path: Path) -> None:
+    """Every command that takes a dataset name refuses an unknown one from the registry alone: one line, exit 2,
+    no torch (the registry loads its adapters only to read data)."""
+    known = "choose one of fer2013, ferplus, ckplus, folder:PATH"
+    for args in (["data", "info", "fer2031"], ["data", "show", "fer2031", "--out", str(tmp_path / "g.png")],
+                 ["evaluate", "default", "--data", "fer2031", "--split", "test"],
+                 ["train", "quickstart", "--set", "data.name=fer2013+fer2031", "--out", str(tmp_path / "r")],
+                 ["crossdomain", "--train", "fer2013", "--test", "ckplus,fer2031", "--config", "quickstart",
+                  "--out", str(tmp_path / "x")]):
+        p = run_py(["-X", "importtime", "-m", "ferbench.cli.main", *args])
+        lines = [x for x in p.stderr.splitlines() if not x.startswith("import time:")]
+        assert p.returncode == 2 and lines == [f"error: unknown dataset 'fer2031'; {known}"], (args, p.stderr[-2000:])
+        assert "torch" not in imported_modules(p.stderr), args
+    assert not any(tmp_path.iterdir())
+
+
+def test_registry_loaders_take_the_adapters_own_options() -> None:
+    """The registry's built-in loaders import their adapter on call; their signatures are the adapters' (a union
+    passes each member only the options its loader takes)."""
+    import inspect
+
+    from ferbench.data.fer2013 import load_fer2013, load_ferplus
+    from ferbench.data.folder import load_ckplus
+    from ferbench.data.registry import get_spec
+
+    for name, real in (("fer2013", load_fer2013), ("ferplus", load_ferplus), ("ckplus", load_ckplus)):
+        ours, theirs = inspect.signature(get_spec(name).loader), inspect.signature(real)
+        assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in theirs.parameters.values()], name
+
+
 def test_model_name_check_defers_to_the_registry_when_the_table_is_stale(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ferbench.models import model_info, table

@@ -33,7 +33,6 @@ def crossdomain_cmd(
     Re-running the same command skips finished trainings and cells (a killed run resumes from its last epoch).
     """
     from ferbench.errors import FerbenchError
-    from ferbench.report.crossdomain import write_report
     from ferbench.sweep.crossdomain import DEFAULT_LOO, run_crossdomain
 
     tests = _split_list(test)
@@ -45,6 +44,8 @@ def crossdomain_cmd(
     command = "ferbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     res = run_crossdomain(config, out, _split_list(train), tests, leave_one_out=loo, overrides=set_,
                           data_root=data_root, tta_hflip=tta, command=command)
+    from ferbench.report.crossdomain import write_report
+
     paths = write_report(res, out)
     typer.echo(paths["md"].read_text())
     typer.echo(f"wrote {paths['md']}, {paths['json']}, {paths['png']}")

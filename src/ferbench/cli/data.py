@@ -59,9 +59,10 @@ def show(name: str = typer.Argument(..., help="fer2013 | ferplus | ckplus | fold
          data_root: Path | None = DataRoot) -> None:
     """Write a grid of random samples, one row per class."""
     from ferbench.data import load_dataset
-    from ferbench.report.plots import sample_grid
 
     ds = load_dataset(name, data_root)
+    from ferbench.report.plots import sample_grid
+
     if split:
         ds = ds.split(split)
     sample_grid(ds, out, per_class=per_class, seed=seed)

@@ -45,7 +45,10 @@ def train_cmd(
     cfg = load_config(str(config), sets)  # a bad config or --set fails here, before torch and the data load
     from ferbench.models.table import check_model_name
 
-    check_model_name(cfg["model"]["name"])  # so does a misspelt model name (the shipped zoo table)
+    check_model_name(cfg["model"]["name"])  # so does a misspelt model name (the shipped zoo table) ...
+    from ferbench.data.registry import check_dataset_names
+
+    check_dataset_names(cfg["data"]["name"])  # ... or dataset name
     from ferbench.train.loop import train
 
     run = train(str(config), out_dir=out, resume=resume, overrides=sets)
@@ -66,6 +69,9 @@ def evaluate_cmd(
     from ferbench.device import check_device_name
 
     device = check_device_name(device)
+    from ferbench.data.registry import check_dataset_names
+
+    check_dataset_names(data)  # a misspelt dataset fails before torch and the checkpoint load
     from ferbench.cli.common import checkpoint_ref
     from ferbench.evaluate.crossdata import evaluate_checkpoint
     from ferbench.persist.atomic import atomic_write_text

@@ -6,23 +6,37 @@ union (:mod:`ferbench.data.union`).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ferbench.data.dataset import FerDataset
-from ferbench.data.registry import (
-    DatasetSpec,
-    SoftLabelSource,
-    get_spec,
-    list_datasets,
-    load_registered,
-    register_dataset,
-    split_name,
-)
-from ferbench.data.splits import carve_splits, kfold
-from ferbench.data.taxonomy import CANONICAL, canonical_name, class_mapping
-from ferbench.data.union import check_sampling_weights, load_union, parse_dataset_names
+if TYPE_CHECKING:
+    from ferbench.data.dataset import FerDataset
+    from ferbench.data.registry import (
+        DatasetSpec,
+        SoftLabelSource,
+        get_spec,
+        list_datasets,
+        register_dataset,
+        split_name,
+    )
+    from ferbench.data.splits import carve_splits, kfold
+    from ferbench.data.taxonomy import CANONICAL, canonical_name, class_mapping
+
+# where each public name lives; imported on first access, so ``ferbench.data.registry`` (names, splits, label
+# maps) loads without torch and a misspelt dataset name is refused before the heavy imports
+_HOME = {"FerDataset": "dataset", "DatasetSpec": "registry", "SoftLabelSource": "registry", "get_spec": "registry",
+         "list_datasets": "registry", "register_dataset": "registry", "split_name": "registry",
+         "carve_splits": "splits", "kfold": "splits", "CANONICAL": "taxonomy", "canonical_name": "taxonomy",
+         "class_mapping": "taxonomy"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"ferbench.data.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'ferbench.data' has no attribute {name!r}")
+
 
 DATASETS = ("fer2013", "ferplus", "ckplus", "folder:PATH")
 
@@ -48,7 +62,11 @@ def load_dataset(name_or_list: str | Sequence[str], data_root: str | Path | None
     Raises:
         DataError: unknown name, missing/corrupt files, a bad weight, an impossible union.
     """
-    names = parse_dataset_names(name_or_list)
+    from ferbench.data.registry import check_dataset_names, load_registered
+
+    names = check_dataset_names(name_or_list)  # a misspelt name fails here, before torch loads
+    from ferbench.data.union import check_sampling_weights, load_union
+
     if len(names) > 1:
         return load_union(names, data_root, sampling_weights, **kwargs)
     ds = load_registered(names[0], data_root, **kwargs)

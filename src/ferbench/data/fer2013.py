@@ -21,7 +21,6 @@ FER2013_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neut
 FERPLUS_VOTE_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
                         "unknown", "NF"]
 FERPLUS_CLASSES = ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"]
-FER2013_SPLITS = ("Training", "PublicTest", "PrivateTest")
 
 
 def _open_text(path: Path) -> io.TextIOBase:

@@ -18,28 +18,25 @@ import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from ferbench.data.dataset import FerDataset
-from ferbench.data.fer2013 import (
-    FER2013_SPLITS,
-    fer2013_ferplus_soft_labels,
-    load_fer2013,
-    load_ferplus,
-)
-from ferbench.data.folder import load_ckplus, load_folder
+from ferbench.data.splits import FER2013_SPLITS
 from ferbench.data.taxonomy import CANONICAL
 from ferbench.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ferbench.data.dataset import FerDataset
 
 ROLES: tuple[str, ...] = ("train", "val", "test")
 
 # (data_root, **kwargs) -> FerDataset; datasets named "prefix:ARG" get ``argument=ARG`` as well.
-Loader = Callable[..., FerDataset]
+Loader = Callable[..., "FerDataset"]
 # (dataset, data_root) -> float32 (N, len(dataset.classes)) label distributions
-SoftLabelFn = Callable[[FerDataset, "str | Path | None"], torch.Tensor]
+SoftLabelFn = Callable[["FerDataset", "str | Path | None"], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -100,27 +97,56 @@ class DatasetSpec:
         return None if self.label_map is None else list(self.label_map.values())
 
 
+# The built-in adapters, imported when a dataset is loaded: the registry itself (names, splits, label maps)
+# loads without torch, so a misspelt name is refused before the heavy imports.
+# (their signatures are the adapters' own: a union passes each member only the options it takes)
+def _load_fer2013(data_root: str | Path | None = None, *, use_cache: bool = True) -> FerDataset:
+    from ferbench.data.fer2013 import load_fer2013
+
+    return load_fer2013(data_root, use_cache=use_cache)
+
+
+def _load_ferplus(data_root: str | Path | None = None, *, use_cache: bool = True) -> FerDataset:
+    from ferbench.data.fer2013 import load_ferplus
+
+    return load_ferplus(data_root, use_cache=use_cache)
+
+
+def _ferplus_votes(ds: FerDataset, data_root: str | Path | None = None) -> torch.Tensor:
+    from ferbench.data.fer2013 import fer2013_ferplus_soft_labels
+
+    return fer2013_ferplus_soft_labels(ds, data_root)
+
+
+def _load_ckplus(data_root: str | Path | None = None, *, seed: int = 0, use_cache: bool = True) -> FerDataset:
+    from ferbench.data.folder import load_ckplus
+
+    return load_ckplus(data_root, seed=seed, use_cache=use_cache)
+
+
 def _folder_loader(data_root: str | Path | None, *, argument: str, **kwargs: Any) -> FerDataset:
     """``folder:PATH``: the path is used as given (``data_root`` does not apply)."""
+    from ferbench.data.folder import load_folder
+
     return load_folder(argument, **kwargs)
 
 
 _FERPLUS_VOTES = SoftLabelSource(
     "ferplus_votes", "FER+ crowd votes (10 annotators per image) for FER2013's rows, in FER2013's 7 classes",
-    fer2013_ferplus_soft_labels)
+    _ferplus_votes)
 
 # The table. Label maps list the native names in label-index order (FER2013: the csv's emotion codes 0..6;
 # FER+: fer2013new.csv's vote columns; CK+48: its folders, read in canonical order).
 _BUILTIN: tuple[DatasetSpec, ...] = (
     DatasetSpec(
-        name="fer2013", display_name="FER2013", loader=load_fer2013,
+        name="fer2013", display_name="FER2013", loader=_load_fer2013,
         splits=dict(zip(ROLES, FER2013_SPLITS, strict=True)),
         label_map={"Angry": "angry", "Disgust": "disgust", "Fear": "fear", "Happy": "happy", "Sad": "sad",
                    "Surprise": "surprise", "Neutral": "neutral"},
         image_source="fer2013", soft_labels=(_FERPLUS_VOTES,),
         description="Kaggle FER2013: 35,887 grey 48x48 web faces, 7 classes"),
     DatasetSpec(
-        name="ferplus", display_name="FER+", loader=load_ferplus,
+        name="ferplus", display_name="FER+", loader=_load_ferplus,
         splits=dict(zip(ROLES, FER2013_SPLITS, strict=True)),
         split_origin="official (FER2013's Usage; FER+ calls them train / valid / test)",
         label_map={"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
@@ -129,7 +155,7 @@ _BUILTIN: tuple[DatasetSpec, ...] = (
         soft_labels=(SoftLabelSource("votes", "its own vote distributions (attached by the loader)"),),
         description="FER+ majority-vote labels on FER2013's pixels: 8 classes (unknown / not-a-face dropped)"),
     DatasetSpec(
-        name="ckplus", display_name="CK+48", loader=load_ckplus,
+        name="ckplus", display_name="CK+48", loader=_load_ckplus,
         splits={"train": "train", "val": "val", "test": "test"},
         split_origin="carved: 70/15/15 % of subjects, stratified, seeded (data/splits.carve_splits)",
         label_map={"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "sadness": "sad",
@@ -315,6 +341,19 @@ def parse_dataset_names(name_or_list: str | Sequence[str]) -> list[str]:
             raise DataError("empty list of datasets")
     if any(not n for n in names):
         raise DataError(f"dataset list {name_or_list!r} has an empty member")
+    return names
+
+
+def check_dataset_names(name_or_list: str | Sequence[str]) -> list[str]:
+    """The member names of a dataset or union (:func:`parse_dataset_names`), each checked against the registry
+    (no data is read, torch is not imported).
+
+    Raises:
+        DataError: an unknown member (the message lists the known names), an empty member.
+    """
+    names = parse_dataset_names(name_or_list)
+    for n in names:
+        get_spec(n)
     return names
 
 

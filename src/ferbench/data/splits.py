@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+
+# FER2013's official splits (its csv's Usage column), in role order train / val / test
+FER2013_SPLITS = ("Training", "PublicTest", "PrivateTest")
 
 
 def _split(idx: np.ndarray, labels: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``train_test_split`` stratified when every class can be (tiny data: plain random)."""
+    from sklearn.model_selection import train_test_split  # here, not at import: sklearn takes ~1 s to load
+
     n_test = int(np.ceil(test_size * len(idx)))
     counts = np.bincount(labels)
     ok = counts[counts > 0].min(initial=0) >= 2 and len(idx) - n_test >= (counts > 0).sum() <= n_test
@@ -27,6 +31,8 @@ def carve_splits(labels: np.ndarray, *, fractions: tuple[float, float, float] = 
     Returns:
         str array ``(N,)`` of split names.
     """
+    from sklearn.model_selection import StratifiedGroupKFold
+
     n = len(labels)
     out = np.full(n, "train", dtype=object)
     idx = np.arange(n)
@@ -60,6 +66,8 @@ def kfold(labels: np.ndarray, k: int = 5, seed: int = 10, groups: np.ndarray | N
 
     Seed 001 uses ``StratifiedKFold(5, shuffle=True, random_state=10)``.
     """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     idx = np.arange(len(labels))
     if groups is not None:
         return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, labels, groups))

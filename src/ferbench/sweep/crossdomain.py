@@ -29,8 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from ferbench.config import config_hash, load_config, read_yaml
-from ferbench.data.registry import canonical_dataset_name, display_name, domain_relation, get_spec, split_name
-from ferbench.data.union import parse_dataset_names
+from ferbench.data.registry import (
+    canonical_dataset_name,
+    display_name,
+    domain_relation,
+    get_spec,
+    parse_dataset_names,
+    split_name,
+)
 from ferbench.errors import FerbenchError
 from ferbench.persist import RunDir, read_sidecar
 from ferbench.persist.atomic import atomic_write_text
@@ -171,11 +177,7 @@ def run_crossdomain(
         ``{"train_sets", "test_sets", "mode", "held_out", "cells": [...], "runs": {...}, ...}`` (also written to
         ``OUT/crossdomain.json``).
     """
-    from ferbench.evaluate.crossdata import evaluate_checkpoint
-
     say = log or print
-    if train_fn is None:
-        from ferbench.train.loop import train as train_fn
     out = Path(out_dir)
     rows = [normalise_set(t) for t in train_sets]
     tests = [normalise_set(t) for t in test_sets]
@@ -198,6 +200,11 @@ def run_crossdomain(
     tests = list(dict.fromkeys(tests))
     base = load_config(config, list(overrides))
     tta = bool(base["eval"]["tta_hflip"]) if tta_hflip is None else bool(tta_hflip)
+    # the names and the config are checked: now the heavy imports (torch, the zoo)
+    from ferbench.evaluate.crossdata import evaluate_checkpoint
+
+    if train_fn is None:
+        from ferbench.train.loop import train as train_fn
 
     results: dict[str, Any] = {
         "mode": "leave-one-out" if leave_one_out is not None else "given",
