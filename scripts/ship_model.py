@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -29,6 +27,7 @@ import torch
 from ferbench.data import load_dataset
 from ferbench.evaluate.crossdata import evaluate_checkpoint
 from ferbench.loader import load_checkpoint, preprocessing_of
+from ferbench.models.cost import latency_ms as cost_latency_ms
 from ferbench.persist.atomic import atomic_write_text
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ferbench" / "weights"
@@ -49,18 +48,9 @@ def latency_ms(run: Path, faces: torch.Tensor, threads: int = 2, n: int = 200) -
 
     ``faces``: real uint8 faces ``(M, H, W, C)`` (the test split), fed one per call in turn.
     """
-    torch.set_num_threads(threads)
     model, meta = load_checkpoint(run)
-    pre = preprocessing_of(meta)
-    times = []
-    with torch.inference_mode():
-        for i in range(n + 20):
-            x = faces[i % len(faces)].unsqueeze(0)  # (1, H, W, C)
-            t0 = time.perf_counter()
-            model(pre(x))
-            if i >= 20:
-                times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return cost_latency_ms(model, 0, 0, inputs=faces, preprocess=preprocessing_of(meta), threads=threads, runs=n,
+                           warmup=20)
 
 
 def metrics_markdown(side: dict) -> str:

@@ -55,6 +55,19 @@ def test_latency_is_timed_on_faces_of_the_fer2013_test_split(tiny_root: Path) ->
     assert all(torch.equal(x[0], faces[i % 64]) for i, x in enumerate(seen))  # one face per forward, in turn
 
 
+def test_latency_with_preprocess_times_raw_faces_through_it() -> None:
+    raw = torch.randint(0, 256, (5, 48, 48, 1), dtype=torch.uint8)  # plumbing only: the faces' values do not matter
+    seen: list[torch.Tensor] = []
+    model = create_model("lenet5", in_chans=1)
+    model.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+
+    def pre(x: torch.Tensor) -> torch.Tensor:  # (1, H, W, C) uint8 -> (1, C, H, W) float
+        return x.permute(0, 3, 1, 2).float() / 255
+
+    assert latency_ms(model, 0, 0, inputs=raw, preprocess=pre, threads=1, runs=50, warmup=2) > 0
+    assert len(seen) == 52 and all(torch.equal(x[0], pre(raw[i % 5][None])[0]) for i, x in enumerate(seen))
+
+
 def test_latency_without_fer2013_says_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="fer2013"):
         latency_ms(create_model("lenet5"), 3, 48, threads=1, runs=50, data_root=tmp_path)

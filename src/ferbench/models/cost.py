@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,14 @@ def real_faces(in_chans: int, input_size: int, *, n: int = 64, data_root: str | 
 def latency_ms(
     model: nn.Module, in_chans: int, input_size: int, *, inputs: torch.Tensor | None = None,
     threads: int = 2, runs: int = 50, warmup: int = 10, data_root: str | Path | None = None,
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """Median CPU latency (ms) of batch-1 inference with ``threads`` intra-op threads.
 
     ``inputs``: real model inputs ``(M, in_chans, input_size, input_size)``, fed one per forward in turn;
-    default :func:`real_faces` (FER2013 PrivateTest, found through ``data_root``).
+    default :func:`real_faces` (FER2013 PrivateTest, found through ``data_root``). With ``preprocess`` they
+    are raw inputs (e.g. uint8 faces ``(M, H, W, C)``) and ``preprocess`` (batch → model input) is timed with
+    each forward.
     """
     if inputs is None:
         inputs = real_faces(in_chans, input_size, data_root=data_root)
@@ -106,9 +110,9 @@ def latency_ms(
         times = []
         with torch.inference_mode():
             for i in range(warmup + runs):
-                x = inputs[i % len(inputs)].unsqueeze(0)  # (1, C, S, S)
+                x = inputs[i % len(inputs)].unsqueeze(0)  # (1, C, S, S), or one raw input with preprocess
                 t0 = time.perf_counter()
-                model(x)
+                model(x if preprocess is None else preprocess(x))
                 if i >= warmup:
                     times.append((time.perf_counter() - t0) * 1000.0)
     finally:
