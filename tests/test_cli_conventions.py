@@ -367,6 +367,16 @@ def test_misspelt_dataset_name_fails_before_torch_loads(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+def test_missing_checkpoint_fails_before_torch_loads() -> None:
+    for args in (["evaluate", "defualt", "--data", "fer2013", "--split", "test"],
+                 ["calibrate", "defualt", "--data", "fer2013"]):
+        p = run_py(["-X", "importtime", "-m", "ferbench.cli.main", *args])
+        lines = [x for x in p.stderr.splitlines() if not x.startswith("import time:")]
+        assert p.returncode == 2 and len(lines) == 1, (args, p.stderr[-2000:])
+        assert lines[0].startswith("error: defualt: no checkpoint found (expected a shipped model name [default, "), args
+        assert "torch" not in imported_modules(p.stderr), args
+
+
 def test_registry_loaders_take_the_adapters_own_options() -> None:
     """The registry's built-in loaders import their adapter on call; their signatures are the adapters' (a union
     passes each member only the options its loader takes)."""

@@ -14,4 +14,8 @@ def checkpoint_ref(ref: str | Path) -> str | Path:
     if Path(ref).suffix in (".onnx", ".tflite"):
         raise FerbenchError(f"{ref}: this command needs a PyTorch checkpoint (a run dir, a .safetensors or "
                             "'default'), not an export")
+    if not Path(ref).exists():  # a shipped name, or a typo: refused here, before torch loads
+        from ferbench.persist.checkpoint import resolve_checkpoint
+
+        resolve_checkpoint(ref)
     return ref

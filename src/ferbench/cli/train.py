@@ -69,14 +69,14 @@ def evaluate_cmd(
     from ferbench.device import check_device_name
 
     device = check_device_name(device)
+    from ferbench.cli.common import checkpoint_ref
     from ferbench.data.registry import check_dataset_names
 
-    check_dataset_names(data)  # a misspelt dataset fails before torch and the checkpoint load
-    from ferbench.cli.common import checkpoint_ref
+    check_dataset_names(data)  # a misspelt dataset or checkpoint fails before torch loads
+    ref = checkpoint_ref(run)
     from ferbench.evaluate.crossdata import evaluate_checkpoint
     from ferbench.persist.atomic import atomic_write_text
 
-    ref = checkpoint_ref(run)
     if json_out is not None:
         _refuse_sidecar(json_out, ref)
     m = evaluate_checkpoint(ref, data, split, data_root, tta_hflip=tta, device=device)
@@ -111,9 +111,14 @@ def calibrate_cmd(
     the checkpoint (evaluate, predict, serve, Recognizer, exports made afterwards) applies what is stored.
     """
     from ferbench.cli.common import checkpoint_ref
+    from ferbench.data.registry import check_dataset_names
+
+    ref = checkpoint_ref(run)  # a misspelt model or dataset fails before torch loads
+    if data is not None:
+        check_dataset_names(data)
     from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
 
-    cal = calibrate_checkpoint(checkpoint_ref(run), data, split, None, data_root, tta, prior_tau,
+    cal = calibrate_checkpoint(ref, data, split, None, data_root, tta, prior_tau,
                                max_accuracy_drop / 100.0, out)
     b, a = cal["val_uncalibrated"], cal["val_calibrated"]
     typer.echo(f"{cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g} "
