@@ -369,7 +369,7 @@ def test_misspelt_dataset_name_fails_before_torch_loads(tmp_path: Path) -> None:
 
 def test_missing_checkpoint_fails_before_torch_loads() -> None:
     for args in (["evaluate", "defualt", "--data", "fer2013", "--split", "test"],
-                 ["calibrate", "defualt", "--data", "fer2013"]):
+                 ["calibrate", "defualt", "--data", "fer2013"], ["export", "defualt", "--format", "onnx"]):
         p = run_py(["-X", "importtime", "-m", "ferbench.cli.main", *args])
         lines = [x for x in p.stderr.splitlines() if not x.startswith("import time:")]
         assert p.returncode == 2 and len(lines) == 1, (args, p.stderr[-2000:])

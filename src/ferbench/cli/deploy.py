@@ -371,14 +371,16 @@ def export(
     The check (max |Δprob| on a validation batch, accuracy before/after on a validation slice) is
     printed and stored in OUT.json beside the exported file.
     """
+    from ferbench.cli.common import checkpoint_ref
     from ferbench.deploy.formats import check_format
 
     check_format(fmt)  # instant: before the checkpoint and 1,000 validation images are loaded
-    from ferbench.deploy.export import export_model
-
     if weight_bits != 8 and fmt != "onnx-int8":
         raise FerbenchError(f"--int8-weight-bits applies to --format onnx-int8, not {fmt}")
-    path, chk = export_model(model, fmt, out, data_root, n_val, n_calib, synthetic, log=typer.echo,
+    ref = checkpoint_ref(model)  # a missing checkpoint too, before torch loads
+    from ferbench.deploy.export import export_model
+
+    path, chk = export_model(ref, fmt, out, data_root, n_val, n_calib, synthetic, log=typer.echo,
                              int8_weight_bits=weight_bits)
     typer.echo(f"wrote {path} ({chk['size_bytes'] / 1e6:.2f} MB) + {path.with_suffix('.json').name}")
     typer.echo(f"max |dprob| vs torch: {chk['max_abs_dprob']:.2e} (first {chk['n_check']}), "
