@@ -346,7 +346,17 @@ def test_misspelt_model_name_fails_before_torch_loads(tmp_path: Path) -> None:
         assert p.returncode == 2 and lines == [
             "error: unknown model 'resnet18_dx'. Did you mean: resnet18_dd, resnet18, resnet18_s003?"], p.stderr[-2000:]
         assert "torch" not in imported_modules(p.stderr), args
-    assert not (tmp_path / "r").exists()
+    # a sweep refuses the whole study before its first trial runs; crossdomain before its first training
+    study = tmp_path / "typo.yaml"
+    study.write_text("name: typo\nbase: quickstart.yaml\ngrid:\n  model.name: [lenet5, resnet18_dx]\n")
+    for args, prefix in ((["sweep", str(study), "--out", str(tmp_path / "s")], "trial [0-9a-f]{12} "
+                          r"\(model.name=resnet18_dx\): "),
+                         (["crossdomain", "--train", "fer2013", "--test", "ckplus", "--config", "quickstart", "--set",
+                           "model.name=resnet18_dx", "--out", str(tmp_path / "x")], "")):
+        p = run_py(["-m", "ferbench.cli.main", *args])
+        assert p.returncode == 2 and re.fullmatch(f"error: {prefix}unknown model 'resnet18_dx'. Did you mean: "
+                                                  r"resnet18_dd, resnet18, resnet18_s003\?\n", p.stderr), p.stderr
+    assert not any(tmp_path.glob("[rsx]"))
     # the package itself is lazy: importing it loads no torch (its names load the zoo on first use)
     assert run_py(["-c", "import sys, ferbench.models; print('torch' in sys.modules)"]).stdout.split() == ["False"]
 

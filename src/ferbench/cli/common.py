@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ferbench.errors import FerbenchError
 
@@ -19,3 +20,23 @@ def checkpoint_ref(ref: str | Path) -> str | Path:
 
         resolve_checkpoint(ref)
     return ref
+
+
+def check_config_names(cfg: dict[str, Any], where: str = "") -> None:
+    """Refuse a resolved config whose model or dataset does not exist, before torch loads.
+
+    The model name is checked against the shipped zoo table (:func:`ferbench.models.table.check_model_name`:
+    right in a CLI process, where no user code registered models of its own), the dataset name or union
+    against the data registry. ``where`` prefixes the message (e.g. a sweep trial's key and label).
+
+    Raises:
+        FerbenchError: one line naming the unknown model or dataset.
+    """
+    from ferbench.data.registry import check_dataset_names
+    from ferbench.models.table import check_model_name
+
+    try:
+        check_model_name(cfg["model"]["name"])
+        check_dataset_names(cfg["data"]["name"])
+    except FerbenchError as e:
+        raise FerbenchError(f"{where}{e}") from None

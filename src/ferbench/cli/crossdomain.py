@@ -32,8 +32,12 @@ def crossdomain_cmd(
 
     Re-running the same command skips finished trainings and cells (a killed run resumes from its last epoch).
     """
+    from ferbench.config import load_config
     from ferbench.errors import FerbenchError
+    from ferbench.models.table import check_model_name
     from ferbench.sweep.crossdomain import DEFAULT_LOO, run_crossdomain
+
+    check_model_name(load_config(str(config), set_)["model"]["name"])  # a misspelt model: before any training
 
     tests = _split_list(test)
     loo = None

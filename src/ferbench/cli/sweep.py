@@ -43,9 +43,13 @@ def sweep_cmd(
     con = make_console()
     if executor not in ("local", "ray"):
         raise FerbenchError(f"--executor {executor!r}: choose local or ray")
+    from ferbench.cli.common import check_config_names
     from ferbench.sweep.study import select_trials
 
-    n_all = len(select_trials(load_study(study).trials(data_root), only or []))  # a bad study or --only fails here
+    trials = select_trials(load_study(study).trials(data_root), only or [])  # a bad study or --only fails here
+    for t in trials:  # so does a trial naming a model or dataset that does not exist, before any trial runs
+        check_config_names(t.config, f"trial {t.key} ({t.label()}): ")
+    n_all = len(trials)
     if dry_run:
         res = run_study(study, out, executor, address, max_parallel, data_root, dry_run=True, only=only)
         status: dict[str, str] = {}

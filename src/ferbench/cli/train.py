@@ -42,13 +42,10 @@ def train_cmd(
         device = check_device_name(device)
     sets = (_with_root(set_, data_root) + ([f"model.init={init}"] if init else [])
             + ([f"train.device={device}"] if device else []))
-    cfg = load_config(str(config), sets)  # a bad config or --set fails here, before torch and the data load
-    from ferbench.models.table import check_model_name
+    from ferbench.cli.common import check_config_names
 
-    check_model_name(cfg["model"]["name"])  # so does a misspelt model name (the shipped zoo table) ...
-    from ferbench.data.registry import check_dataset_names
-
-    check_dataset_names(cfg["data"]["name"])  # ... or dataset name
+    # a bad config or --set, a misspelt model or dataset name fail here, before torch and the data load
+    check_config_names(load_config(str(config), sets))
     from ferbench.train.loop import train
 
     run = train(str(config), out_dir=out, resume=resume, overrides=sets)
