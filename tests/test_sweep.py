@@ -335,9 +335,17 @@ def test_shipped_studies_parse() -> None:
     names = {p.stem for p in studies}
     for seed in ("seed000", "seed001", "seed002", "seed003"):
         assert seed in names and f"{seed}_quick" in names
+    from ferbench.cli.common import check_config_names
+    from ferbench.config import list_configs, load_config
+
     for p in studies:
         trials = load_study(p).trials()
         assert trials, p.name
+        for t in trials:  # what `ferbench sweep` checks before it runs anything
+            check_config_names(t.config, f"{p.name} {t.label()}: ")
+    for name in list_configs():  # and `ferbench train` for the shipped configs
+        if not name.startswith("studies/"):
+            check_config_names(load_config(name), f"{name}: ")
 
 
 # -- Ray ------------------------------------------------------------------------------------------------------
