@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from ferbench.config import PACKAGE_CONFIGS
@@ -343,8 +344,12 @@ def test_shipped_studies_parse() -> None:
         assert trials, p.name
         for t in trials:  # what `ferbench sweep` checks before it runs anything
             check_config_names(t.config, f"{p.name} {t.label()}: ")
-    for name in list_configs():  # and `ferbench train` for the shipped configs
-        if not name.startswith("studies/"):
+    for name in list_configs():  # and `ferbench train` for the shipped configs (study files outside studies/ too)
+        path = PACKAGE_CONFIGS / f"{name}.yaml"
+        if "base" in (yaml.safe_load(path.read_text()) or {}):
+            for t in load_study(path).trials():
+                check_config_names(t.config, f"{name} {t.label()}: ")
+        else:
             check_config_names(load_config(name), f"{name}: ")
 
 
