@@ -44,6 +44,24 @@ def test_targets_average_the_teachers_and_round_trip(tmp_path: Path, tiny_root: 
         teacher_targets([], "fer2013", tiny_root)
 
 
+def test_every_teacher_and_the_out_path_are_checked_before_any_teacher_runs(
+        tmp_path: Path, tiny_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import ferbench.evaluate.distill as distill
+    from ferbench.cli.main import app
+
+    ran: list[int] = []
+    monkeypatch.setattr(distill, "predict_probs", lambda *a, **k: ran.append(1))  # a teacher run would show here
+    a = make_checkpoint(tmp_path / "a")
+    with pytest.raises(FerbenchError, match="missing: no checkpoint found"):
+        distill.teacher_targets([a, tmp_path / "missing"], "fer2013", tiny_root)
+    r = CliRunner().invoke(app, ["distill-targets", str(a), "--data", "fer2013", "--data-root", str(tiny_root),
+                                 "--out", str(tmp_path / "t.npz")])
+    assert isinstance(r.exception, FerbenchError) and "--out must end in .safetensors" in str(r.exception)
+    assert ran == [] and not (tmp_path / "t.npz").exists()
+
+
 def test_training_uses_the_file_mixed_with_the_label(tmp_path: Path, tiny_root: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from ferbench.data import load_dataset

@@ -31,9 +31,13 @@ def kfold_cmd(
     Prints mean ± std of accuracy, balanced accuracy, weighted P/R, F1 = HM(wP, wR) and weighted AUC over
     folds; writes summary.json/summary.md and one result.json per fold under --out.
     """
-    from ferbench.sweep.kfold import SUMMARY_METRICS, run_kfold
+    from ferbench.cli.common import check_config_names
+    from ferbench.config import load_config
 
     sets = [*set_, f"data.root={data_root}"] if data_root else list(set_)
+    check_config_names(load_config(str(config), sets))  # a bad config or name: before torch and any fold
+    from ferbench.sweep.kfold import SUMMARY_METRICS, run_kfold
+
     s = run_kfold(str(config), folds=folds, out_dir=out, subject_independent=subject_independent, overrides=sets)
     t = Table(title=f"{s['method'] or s['model']} on {s['dataset']}: {s['folds']}-fold {s['mode']}")
     t.add_column("metric")
@@ -63,10 +67,15 @@ def ensemble_cmd(
 
     Members may predict different class sets (a FER2013 and a FER+ model): the ensemble predicts the classes
     they share, and the split is scored on those of its classes."""
+    from ferbench.cli.common import checkpoint_ref
+    from ferbench.data.registry import check_dataset_names
+
+    check_dataset_names(data)  # a misspelt dataset or member: before torch loads
+    refs = [str(checkpoint_ref(m)) for m in members]
     from ferbench.evaluate.ensemble import evaluate_ensemble
     from ferbench.persist.atomic import atomic_write_text
 
-    r = evaluate_ensemble(members, data, split, rule=rule, select=select, val_split=val_split,
+    r = evaluate_ensemble(refs, data, split, rule=rule, select=select, val_split=val_split,
                           data_root=data_root, save=save, tta_hflip=tta)
     con = _console()
     t = Table(title=f"ensemble ({rule}) on {data}/{split}")

@@ -220,9 +220,15 @@ def distill_targets_cmd(
 
     Train on them with --set data.soft_label_file=OUT (and data.soft_mix=0.7 for 70 % teacher, 30 % one-hot label).
     """
-    from ferbench.evaluate.distill import save_targets, teacher_targets
+    from ferbench.cli.common import checkpoint_ref
+    from ferbench.data.registry import check_dataset_names
 
-    probs, side = teacher_targets(teachers, data, data_root, temperature, tta, log=typer.echo)
+    check_dataset_names(data)  # misspelt names fail before torch loads ...
+    refs = [str(checkpoint_ref(t)) for t in teachers]
+    from ferbench.evaluate.distill import save_targets, targets_path, teacher_targets
+
+    targets_path(out)  # ... and a bad --out before the teachers run over every image, not after
+    probs, side = teacher_targets(refs, data, data_root, temperature, tta, log=typer.echo)
     path = save_targets(out, probs, side)
     agree = ", ".join(f"{k} {100 * v:.2f} %" for k, v in side["agreement_by_split"].items())
     typer.echo(f"wrote {path} ({side['n']} x {len(side['classes'])}); ensemble agrees with the labels: {agree}")

@@ -23,7 +23,7 @@ from ferbench.errors import FerbenchError
 from ferbench.evaluate.predict import predict_probs
 from ferbench.loader import load_checkpoint, preprocessing_of
 from ferbench.persist.atomic import atomic_write_text
-from ferbench.persist.checkpoint import file_digest, resolve_checkpoint, save_tensors
+from ferbench.persist.checkpoint import file_digest, read_sidecar, resolve_checkpoint, save_tensors
 
 FORMAT = "ferbench-soft-targets/1"
 
@@ -41,16 +41,18 @@ def teacher_targets(refs: Sequence[str | Path], data: str, data_root: str | Path
         raise FerbenchError("distill-targets: give at least one teacher checkpoint")
     if temperature <= 0:
         raise FerbenchError(f"distill-targets: temperature must be > 0, got {temperature}")
+    paths = [resolve_checkpoint(ref) for ref in refs]  # every teacher is checked before any of them runs
     ds = load_dataset(data, data_root)
     classes = list(ds.classes)
+    for ref, path in zip(refs, paths, strict=True):
+        missing = [c for c in classes if c not in read_sidecar(path)["classes"]]
+        if missing:
+            raise FerbenchError(f"distill-targets: teacher {ref} has no {', '.join(missing)} class of {ds.name}")
     total = np.zeros((len(ds), len(classes)), np.float64)
     teachers = []
     for ref in refs:
         model, meta = load_checkpoint(ref)
         own = list(meta["classes"])
-        missing = [c for c in classes if c not in own]
-        if missing:
-            raise FerbenchError(f"distill-targets: teacher {ref} has no {', '.join(missing)} class of {ds.name}")
         p = predict_probs(model, ds.images, preprocessing_of(meta), tta_hflip=tta_hflip, temperature=temperature)
         q = p[:, [own.index(c) for c in classes]].astype(np.float64)
         total += q / np.maximum(q.sum(1, keepdims=True), 1e-12)
@@ -68,11 +70,17 @@ def teacher_targets(refs: Sequence[str | Path], data: str, data_root: str | Path
     return probs, side
 
 
-def save_targets(path: str | Path, probs: torch.Tensor, side: dict[str, Any]) -> Path:
-    """Write ``probs`` ``(N, K)`` to ``path`` (safetensors, atomic) and ``side`` beside it as ``.json``."""
+def targets_path(path: str | Path) -> Path:
+    """``path`` as a targets file name; a one-line :class:`FerbenchError` unless it ends in ``.safetensors``."""
     p = Path(path)
     if p.suffix != ".safetensors":
         raise FerbenchError(f"distill-targets: --out must end in .safetensors, got {p.name}")
+    return p
+
+
+def save_targets(path: str | Path, probs: torch.Tensor, side: dict[str, Any]) -> Path:
+    """Write ``probs`` ``(N, K)`` to ``path`` (safetensors, atomic) and ``side`` beside it as ``.json``."""
+    p = targets_path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     save_tensors(p, {"probs": probs.float()})
     atomic_write_text(p.with_suffix(".json"), json.dumps(side, indent=1))
