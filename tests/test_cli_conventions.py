@@ -377,6 +377,43 @@ def test_misspelt_dataset_name_fails_before_torch_loads(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+def test_absent_data_fails_before_torch_loads(tmp_path: Path) -> None:
+    """Commands that read a dataset find out it is absent from the registry's file list, before the heavy
+    imports, with the loader's own one-line message."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fer = ("error: fer2013: none of fer2013/fer2013.csv, fer2013/fer2013.csv.gz, fer2013.csv, fer2013.csv.gz "
+           f"found under {empty}; pass --data-root DIR")
+    for args, msg in (
+            (["quickstart", "--data-root", str(empty), "--out", str(tmp_path / "q")], fer),
+            (["train", "quickstart", "--data-root", str(empty), "--out", str(tmp_path / "t")], fer),
+            (["evaluate", "default", "--data", "ckplus", "--split", "test", "--data-root", str(empty)],
+             f"error: ckplus: none of ckplus48/CK+48, CK+48, ckplus48 found under {empty}; pass --data-root DIR"),
+            (["evaluate", "default", "--data", f"folder:{tmp_path / 'nope'}", "--split", "test"],
+             f"error: {tmp_path / 'nope'}: no such directory"),
+            (["crossdomain", "--train", "fer2013", "--test", "ckplus", "--config", "quickstart", "--data-root",
+              str(empty), "--out", str(tmp_path / "x")], fer)):
+        p = run_py(["-X", "importtime", "-m", "ferbench.cli.main", *args])
+        lines = [x for x in p.stderr.splitlines() if not x.startswith("import time:")]
+        assert p.returncode == 2 and lines == [msg], (args, p.stderr[-2000:])
+        assert "torch" not in imported_modules(p.stderr), args
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["empty"]
+
+
+def test_dataset_files_check_agrees_with_the_loaders(tiny_root: Path) -> None:
+    from ferbench.data import load_dataset
+    from ferbench.data.registry import check_dataset_files
+    from ferbench.errors import DataError
+
+    check_dataset_files("fer2013", tiny_root)  # there: no error, nothing read
+    for name in ("ferplus", "ckplus", "fer2013+ckplus"):  # FER+ needs its votes file too; a union every member
+        with pytest.raises(DataError) as ahead:
+            check_dataset_files(name, tiny_root)
+        with pytest.raises(DataError) as loading:
+            load_dataset(name, tiny_root)
+        assert str(ahead.value) == str(loading.value), name
+
+
 def test_missing_checkpoint_fails_before_torch_loads() -> None:
     for args in (["evaluate", "defualt", "--data", "fer2013", "--split", "test"],
                  ["calibrate", "defualt", "--data", "fer2013"], ["export", "defualt", "--format", "onnx"]):

@@ -22,21 +22,24 @@ def checkpoint_ref(ref: str | Path) -> str | Path:
     return ref
 
 
-def check_config_names(cfg: dict[str, Any], where: str = "") -> None:
+def check_config_names(cfg: dict[str, Any], where: str = "", data_files: bool = False) -> None:
     """Refuse a resolved config whose model or dataset does not exist, before torch loads.
 
     The model name is checked against the shipped zoo table (:func:`ferbench.models.table.check_model_name`:
     right in a CLI process, where no user code registered models of its own), the dataset name or union
-    against the data registry. ``where`` prefixes the message (e.g. a sweep trial's key and label).
+    against the data registry, and with ``data_files`` also that the dataset's files are under the config's
+    data root. ``where`` prefixes the message (e.g. a sweep trial's key and label).
 
     Raises:
-        FerbenchError: one line naming the unknown model or dataset.
+        FerbenchError: one line naming the unknown model or dataset, or the dataset files not found.
     """
-    from ferbench.data.registry import check_dataset_names
+    from ferbench.data.registry import check_dataset_files, check_dataset_names
     from ferbench.models.table import check_model_name
 
     try:
         check_model_name(cfg["model"]["name"])
         check_dataset_names(cfg["data"]["name"])
+        if data_files:
+            check_dataset_files(cfg["data"]["name"], cfg["data"].get("root"))
     except FerbenchError as e:
         raise FerbenchError(f"{where}{e}") from None

@@ -45,6 +45,10 @@ def crossdomain_cmd(
         loo = _split_list(datasets) or [*DEFAULT_LOO, *(t for t in tests if t.startswith("folder:"))]
     elif datasets:
         raise FerbenchError("--datasets goes with --leave-one-out")
+    from ferbench.data.registry import check_dataset_files
+
+    for name in dict.fromkeys([*_split_list(train), *tests, *(loo or [])]):  # absent data: before any training
+        check_dataset_files(name, data_root)
     command = "ferbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     res = run_crossdomain(config, out, _split_list(train), tests, leave_one_out=loo, overrides=set_,
                           data_root=data_root, tta_hflip=tta, command=command)

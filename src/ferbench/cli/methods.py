@@ -35,7 +35,8 @@ def kfold_cmd(
     from ferbench.config import load_config
 
     sets = [*set_, f"data.root={data_root}"] if data_root else list(set_)
-    check_config_names(load_config(str(config), sets))  # a bad config or name: before torch and any fold
+    # a bad config, name or missing data: before torch and any fold
+    check_config_names(load_config(str(config), sets), data_files=True)
     from ferbench.sweep.kfold import SUMMARY_METRICS, run_kfold
 
     s = run_kfold(str(config), folds=folds, out_dir=out, subject_independent=subject_independent, overrides=sets)
@@ -68,9 +69,9 @@ def ensemble_cmd(
     Members may predict different class sets (a FER2013 and a FER+ model): the ensemble predicts the classes
     they share, and the split is scored on those of its classes."""
     from ferbench.cli.common import checkpoint_ref
-    from ferbench.data.registry import check_dataset_names
+    from ferbench.data.registry import check_dataset_files
 
-    check_dataset_names(data)  # a misspelt dataset or member: before torch loads
+    check_dataset_files(data, data_root)  # a misspelt or absent dataset, a missing member: before torch loads
     refs = [str(checkpoint_ref(m)) for m in members]
     from ferbench.evaluate.ensemble import evaluate_ensemble
     from ferbench.persist.atomic import atomic_write_text

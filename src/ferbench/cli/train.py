@@ -45,7 +45,7 @@ def train_cmd(
     from ferbench.cli.common import check_config_names
 
     # a bad config or --set, a misspelt model or dataset name fail here, before torch and the data load
-    check_config_names(load_config(str(config), sets))
+    check_config_names(load_config(str(config), sets), data_files=True)
     from ferbench.train.loop import train
 
     run = train(str(config), out_dir=out, resume=resume, overrides=sets)
@@ -67,9 +67,9 @@ def evaluate_cmd(
 
     device = check_device_name(device)
     from ferbench.cli.common import checkpoint_ref
-    from ferbench.data.registry import check_dataset_names
+    from ferbench.data.registry import check_dataset_files
 
-    check_dataset_names(data)  # a misspelt dataset or checkpoint fails before torch loads
+    check_dataset_files(data, data_root)  # a misspelt or absent dataset or checkpoint fails before torch loads
     ref = checkpoint_ref(run)
     from ferbench.evaluate.crossdata import evaluate_checkpoint
     from ferbench.persist.atomic import atomic_write_text
@@ -108,11 +108,11 @@ def calibrate_cmd(
     the checkpoint (evaluate, predict, serve, Recognizer, exports made afterwards) applies what is stored.
     """
     from ferbench.cli.common import checkpoint_ref
-    from ferbench.data.registry import check_dataset_names
+    from ferbench.data.registry import check_dataset_files
 
-    ref = checkpoint_ref(run)  # a misspelt model or dataset fails before torch loads
+    ref = checkpoint_ref(run)  # a misspelt model or dataset, absent data fail before torch loads
     if data is not None:
-        check_dataset_names(data)
+        check_dataset_files(data, data_root)
     from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
 
     cal = calibrate_checkpoint(ref, data, split, None, data_root, tta, prior_tau,
@@ -176,6 +176,11 @@ def quickstart_cmd(
     13-minute training limit stops it after epoch 4 of 10 (55.8 % instead of 63.3 %). Re-running continues an
     interrupted quickstart from its last finished epoch.
     """
+    from ferbench.cli.common import check_config_names
+    from ferbench.config import load_config
+
+    # absent data (or a bad --set) fails here, before torch loads
+    check_config_names(load_config("quickstart.yaml", _with_root(set_, data_root)), data_files=True)
     from ferbench.persist import RunDir
     from ferbench.report.runs import write_report
     from ferbench.train.loop import train
@@ -221,9 +226,9 @@ def distill_targets_cmd(
     Train on them with --set data.soft_label_file=OUT (and data.soft_mix=0.7 for 70 % teacher, 30 % one-hot label).
     """
     from ferbench.cli.common import checkpoint_ref
-    from ferbench.data.registry import check_dataset_names
+    from ferbench.data.registry import check_dataset_files
 
-    check_dataset_names(data)  # misspelt names fail before torch loads ...
+    check_dataset_files(data, data_root)  # misspelt names or absent data fail before torch loads ...
     refs = [str(checkpoint_ref(t)) for t in teachers]
     from ferbench.evaluate.distill import save_targets, targets_path, teacher_targets
 

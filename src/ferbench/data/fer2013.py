@@ -12,7 +12,7 @@ import torch
 
 from ferbench.data.cache import load_cached, save_cached, source_key
 from ferbench.data.dataset import FerDataset
-from ferbench.data.root import find_in_roots
+from ferbench.data.root import FER2013_FILES, FERPLUS_FILES, find_in_roots
 from ferbench.errors import DataError
 
 # csv label order → canonical names (docs/protocol.md §7)
@@ -54,9 +54,7 @@ def _pixel_problem(p: str) -> str | None:
 
 
 def find_fer2013_csv(data_root: str | Path | None = None) -> Path:
-    return find_in_roots(
-        ["fer2013/fer2013.csv", "fer2013/fer2013.csv.gz", "fer2013.csv", "fer2013.csv.gz"], data_root, "fer2013"
-    )
+    return find_in_roots(FER2013_FILES, data_root, "fer2013")
 
 
 def parse_fer2013_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,7 +163,7 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
 
 def load_ferplus_votes(data_root: str | Path | None = None) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
     """Read ``fer2013new.csv``: (path, usage ``(N,)``, has_image ``(N,)`` bool, votes int ``(N, 10)``)."""
-    path = find_in_roots(["ferplus/fer2013new.csv", "fer2013new.csv"], data_root, "ferplus")
+    path = find_in_roots(FERPLUS_FILES, data_root, "ferplus")
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None) or []

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ferbench.data.cache import load_cached, save_cached, source_key
 from ferbench.data.dataset import FerDataset
-from ferbench.data.root import find_in_roots
+from ferbench.data.root import CKPLUS_DIRS, find_in_roots
 from ferbench.data.splits import carve_splits
 from ferbench.data.taxonomy import CANONICAL, canonical_name
 from ferbench.errors import DataError, FerbenchError
@@ -134,7 +134,7 @@ def load_ckplus(data_root: str | Path | None = None, *, seed: int = 0, use_cache
 
     Splits train/val/test (70/15/15 of subjects, seeded) keep every subject on one side.
     """
-    root = find_in_roots(["ckplus48/CK+48", "CK+48", "ckplus48"], data_root, "ckplus")
+    root = find_in_roots(CKPLUS_DIRS, data_root, "ckplus")
     ds = load_folder(root, image_size=48, channels=1, use_cache=use_cache, name="ckplus")
     subjects = []
     for f in ds.files or []:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ferbench.data.root import CKPLUS_DIRS, FER2013_FILES, FERPLUS_FILES, find_in_roots
 from ferbench.data.splits import FER2013_SPLITS
 from ferbench.data.taxonomy import CANONICAL
 from ferbench.errors import DataError
@@ -76,6 +77,9 @@ class DatasetSpec:
         aliases: other accepted names.
         argument: the name carries an argument after ``:`` (``folder:PATH``).
         description: one line for listings.
+        files: what must exist under the data root, as groups of alternatives (each group: relative paths,
+            the first found wins); every group must be found. Lets :func:`check_dataset_files` refuse an
+            absent dataset before anything heavy loads. Empty: not checked ahead (the loader says).
     """
 
     name: str
@@ -90,6 +94,7 @@ class DatasetSpec:
     aliases: tuple[str, ...] = ()
     argument: bool = False
     description: str = ""
+    files: tuple[tuple[str, ...], ...] = ()
 
     @property
     def classes(self) -> list[str] | None:
@@ -143,7 +148,7 @@ _BUILTIN: tuple[DatasetSpec, ...] = (
         splits=dict(zip(ROLES, FER2013_SPLITS, strict=True)),
         label_map={"Angry": "angry", "Disgust": "disgust", "Fear": "fear", "Happy": "happy", "Sad": "sad",
                    "Surprise": "surprise", "Neutral": "neutral"},
-        image_source="fer2013", soft_labels=(_FERPLUS_VOTES,),
+        image_source="fer2013", soft_labels=(_FERPLUS_VOTES,), files=(FER2013_FILES,),
         description="Kaggle FER2013: 35,887 grey 48x48 web faces, 7 classes"),
     DatasetSpec(
         name="ferplus", display_name="FER+", loader=_load_ferplus,
@@ -151,7 +156,7 @@ _BUILTIN: tuple[DatasetSpec, ...] = (
         split_origin="official (FER2013's Usage; FER+ calls them train / valid / test)",
         label_map={"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
                    "anger": "angry", "disgust": "disgust", "fear": "fear", "contempt": "contempt"},
-        image_source="fer2013", aliases=("fer+", "fer2013plus"),
+        image_source="fer2013", aliases=("fer+", "fer2013plus"), files=(FER2013_FILES, FERPLUS_FILES),
         soft_labels=(SoftLabelSource("votes", "its own vote distributions (attached by the loader)"),),
         description="FER+ majority-vote labels on FER2013's pixels: 8 classes (unknown / not-a-face dropped)"),
     DatasetSpec(
@@ -160,7 +165,7 @@ _BUILTIN: tuple[DatasetSpec, ...] = (
         split_origin="carved: 70/15/15 % of subjects, stratified, seeded (data/splits.carve_splits)",
         label_map={"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "sadness": "sad",
                    "surprise": "surprise", "contempt": "contempt"},
-        image_source="ckplus", subjects=True, aliases=("ck+", "ckplus48", "ck+48"),
+        image_source="ckplus", subjects=True, aliases=("ck+", "ckplus48", "ck+48"), files=(CKPLUS_DIRS,),
         description="CK+48: 981 grey 48x48 peak frames of 118 posed subjects, 7 classes (contempt, no neutral)"),
     DatasetSpec(
         name="folder", display_name="folder", loader=_folder_loader,
@@ -355,6 +360,25 @@ def check_dataset_names(name_or_list: str | Sequence[str]) -> list[str]:
     for n in names:
         get_spec(n)
     return names
+
+
+def check_dataset_files(name_or_list: str | Sequence[str], data_root: str | Path | None = None) -> None:
+    """Refuse a dataset (or union member) whose files are absent, without reading them (no torch).
+
+    Checks the registry's ``files`` of each member (built-ins; adapters that declare none are left to their
+    loader) and that a ``folder:PATH`` is a directory.
+
+    Raises:
+        DataError: the same one line the loader would give (what was looked for, and where).
+    """
+    for n in check_dataset_names(name_or_list):
+        spec = get_spec(n)
+        if spec.argument and spec.name == "folder":
+            path = Path(split_argument(n.strip())[1] or "")  # as the loader reads it
+            if not path.is_dir():
+                raise DataError(f"{path}: no such directory")
+        for group in spec.files:
+            find_in_roots(group, data_root, spec.name)
 
 
 def _starts_member(tok: str) -> bool:

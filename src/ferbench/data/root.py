@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ferbench.errors import DataError
+
+# Where each built-in dataset's files may sit under a data root (first found wins)
+FER2013_FILES = ("fer2013/fer2013.csv", "fer2013/fer2013.csv.gz", "fer2013.csv", "fer2013.csv.gz")
+FERPLUS_FILES = ("ferplus/fer2013new.csv", "fer2013new.csv")
+CKPLUS_DIRS = ("ckplus48/CK+48", "CK+48", "ckplus48")
 
 
 def candidate_roots(data_root: str | Path | None = None) -> list[Path]:
@@ -22,7 +28,7 @@ def candidate_roots(data_root: str | Path | None = None) -> list[Path]:
     return [c for c in cands if c.is_dir()]
 
 
-def find_in_roots(relpaths: list[str], data_root: str | Path | None, what: str) -> Path:
+def find_in_roots(relpaths: Sequence[str], data_root: str | Path | None, what: str) -> Path:
     """First existing ``root/relpath`` over the candidate roots; a one-line error when none exists."""
     roots = candidate_roots(data_root)
     for r in roots:
