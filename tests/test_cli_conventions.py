@@ -414,13 +414,21 @@ def test_dataset_files_check_agrees_with_the_loaders(tiny_root: Path) -> None:
         assert str(ahead.value) == str(loading.value), name
 
 
-def test_missing_checkpoint_fails_before_torch_loads() -> None:
+def test_missing_checkpoint_fails_before_torch_loads(tmp_path: Path) -> None:
     for args in (["evaluate", "defualt", "--data", "fer2013", "--split", "test"],
                  ["calibrate", "defualt", "--data", "fer2013"], ["export", "defualt", "--format", "onnx"]):
         p = run_py(["-X", "importtime", "-m", "ferbench.cli.main", *args])
         lines = [x for x in p.stderr.splitlines() if not x.startswith("import time:")]
         assert p.returncode == 2 and len(lines) == 1, (args, p.stderr[-2000:])
         assert lines[0].startswith("error: defualt: no checkpoint found (expected a shipped model name [default, "), args
+        assert "torch" not in imported_modules(p.stderr), args
+    img = tmp_path / "astronaut.jpg"  # a real photo: the model reference is what fails
+    cv2.imwrite(str(img), face_photo()[..., ::-1])
+    for args in (["serve", "--model", "defualt"], ["predict", str(img), "--model", "defualt"]):
+        p = run_py(["-X", "importtime", "-m", "ferbench.cli.main", *args])
+        lines = [x for x in p.stderr.splitlines() if not x.startswith("import time:")]
+        assert p.returncode == 2 and lines == [
+            "error: defualt: no such model (expected 'default', a run dir, a .safetensors or a .onnx file)"], args
         assert "torch" not in imported_modules(p.stderr), args
 
 

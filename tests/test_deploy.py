@@ -60,9 +60,9 @@ def reference_probs(rec: Recognizer, crops: list[np.ndarray]) -> np.ndarray:
 
 # --- loading ----------------------------------------------------------------------------------
 def test_load_default_absent_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import ferbench.deploy.recognizer as r
+    import ferbench.deploy.formats as f
 
-    monkeypatch.setattr(r, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(f, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(FerbenchError, match="the 'default' model is not shipped in this build .* pass a run dir"):
         Recognizer.load("default")
 

@@ -172,6 +172,9 @@ def predict(
                                                if len(src.missing) > 1 else ""))
     local = [Path(p) for p in paths or [] if not is_url(p)] + src.images + src.videos
     check_outputs(local, annotate, [json_out, csv_out])
+    from ferbench.deploy.formats import resolve_model_ref
+
+    resolve_model_ref(model)  # a missing model too, before torch loads
 
     from ferbench.deploy.recognizer import Recognizer
     from ferbench.deploy.sources import fetch_urls
@@ -407,6 +410,9 @@ def serve(
     from ferbench.device import check_device_name
 
     device = check_device_name(device)
+    from ferbench.deploy.formats import resolve_model_ref
+
+    resolve_model_ref(model)  # a missing model fails before torch and the web stack load
     from ferbench.deploy.serve import serve as run
 
     run(model, host, port, max_bytes, detector, device=device)

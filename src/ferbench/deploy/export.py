@@ -180,7 +180,7 @@ def source_digest(ckpt: str | Path) -> str:
 def default_out(ref: str | Path, fmt: str) -> Path:
     """``RUN_DIR/best.onnx``-style name next to the checkpoint; ``./NAME.onnx`` in the current folder for a
     shipped model (``default``), whose checkpoint lives inside the installed package."""
-    from ferbench.deploy.recognizer import resolve_model_ref
+    from ferbench.deploy.formats import resolve_model_ref
 
     _, p = resolve_model_ref(ref)
     base = Path(str(ref)) if str(ref) in ("default", "default-ferplus") else p.with_suffix("")
@@ -198,7 +198,7 @@ def export_model(ref: str | Path, fmt: str = "onnx", out: str | Path | None = No
     The check: probabilities of PyTorch vs the export on the validation images (max |Δprob| over
     the first 256, accuracy on all ``n_val``), stored in ``OUT.json["export"]``.
     """
-    from ferbench.deploy.recognizer import resolve_model_ref
+    from ferbench.deploy.formats import resolve_model_ref
 
     check_format(fmt)  # unknown format / missing tflite converter: before any loading
     if int8_weight_bits not in (7, 8):

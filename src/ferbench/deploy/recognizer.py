@@ -25,19 +25,23 @@ import torch
 
 from ferbench.data.images import MAX_PIXELS, swap_rb, to_rgb
 from ferbench.data.preprocess import Preprocessing
-from ferbench.deploy.formats import SUFFIX
+from ferbench.deploy.formats import SHIPPED, SUFFIX, resolve_model_ref
 from ferbench.device import cpu_int8_dot
 from ferbench.errors import FerbenchError
 from ferbench.evaluate.calibration import calibrated_probs
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
 from ferbench.loader import load_checkpoint, preprocessing_of
-from ferbench.persist.checkpoint import file_digest, logit_bias_of, resolve_checkpoint, temperature_of
+from ferbench.persist.checkpoint import (
+    WEIGHTS_DIR,
+    file_digest,
+    logit_bias_of,
+    resolve_checkpoint,
+    temperature_of,
+)
 from ferbench.progress import silenced_stderr
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
-SHIPPED = ("default", "default-ferplus")  # models shipped inside the package (ferbench/weights/NAME.safetensors)
 DETECT_MODES = ("auto", "none")  # besides detector names: auto = face crops are classified whole; none = never detect
 
 
@@ -82,27 +86,6 @@ class FacePrediction(Prediction):
         if self.landmarks is not None:
             d["landmarks"] = self.landmarks
         return d
-
-
-def resolve_model_ref(ref: str | Path) -> tuple[str, Path]:
-    """``"default"`` | run dir | ``.safetensors`` | ``.json`` | ``.onnx`` | ``.tflite`` → ``(kind, path)``."""
-    if str(ref) in SHIPPED:
-        ckpt = WEIGHTS_DIR / f"{ref}.safetensors"
-        if not ckpt.exists() or not ckpt.with_suffix(".json").exists():
-            raise FerbenchError(f"the {ref!r} model is not shipped in this build (no ferbench/weights/{ckpt.name}); "
-                                "pass a run dir, a .safetensors checkpoint or a .onnx file with --model")
-        return "torch", ckpt
-    p = Path(ref)
-    if p.suffix in (".onnx", ".tflite"):
-        kind = p.suffix[1:]
-        if not p.is_file():
-            raise FerbenchError(f"{p}: no such {kind.upper()} file")
-        if not p.with_suffix(".json").is_file():
-            raise FerbenchError(f"{p}: sidecar {p.with_suffix('.json').name} missing (written by ferbench export)")
-        return kind, p
-    if not p.exists():
-        raise FerbenchError(f"{ref}: no such model (expected 'default', a run dir, a .safetensors or a .onnx file)")
-    return "torch", p
 
 
 def int8_path(ckpt: Path) -> Path:

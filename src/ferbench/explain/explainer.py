@@ -101,7 +101,7 @@ def load_model(ref: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     from ferbench.loader import load_checkpoint
 
     if str(ref) in ("default", "default-ferplus"):
-        from ferbench.deploy.recognizer import resolve_model_ref
+        from ferbench.deploy.formats import resolve_model_ref
 
         _, path = resolve_model_ref(str(ref))  # one-line FerbenchError when not shipped
         return load_checkpoint(path)
