@@ -12,6 +12,7 @@ To add a dataset, drop ``mydata.py`` here::
         name="mydata", display_name="MyData", loader=load_mydata,
         splits={"train": "train", "val": "val", "test": "test"},
         label_map={"Anger": "angry", "Joy": "happy"},   # native name -> canonical, in label order
+        files=(("mydata/labels.csv",),),   # optional: lets the CLI say the data is absent before loading torch
     ))
 
 ``load_dataset("mydata")``, unions such as ``"fer2013+mydata"`` and ``ferbench crossdomain`` then find it:
