@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -139,7 +140,8 @@ def test_sweep_runs_skips_finished_and_reports(tiny_root: Path, tmp_path: Path) 
 
     other = write_folder(tmp_path / "other", ["happy", "sad", "surprise"], n=10, size=48)  # a cross-domain set
     p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n"
-                         f"cross_eval:\n  - {{data: 'folder:{other}', split: test}}\n")
+                         f"cross_eval:\n  - {{data: 'folder:{other}', split: test}}\n"
+                         "notes:\n  - {train.class_weights: none, note: 'two epochs on 140 faces'}\n")
     out = tmp_path / "study"
     res = run_study(p, out, data_root=tiny_root, log=lambda s: None)
     assert (res["finished"], res["failed"], len(res["todo"])) == (2, 0, 2)
@@ -175,6 +177,13 @@ def test_sweep_runs_skips_finished_and_reports(tiny_root: Path, tmp_path: Path) 
     rows = (tmp_path / "report" / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("key,study,architecture") and "cross_folder:" in rows[0]
     assert f"folder:{other} (test)" in text  # a column of the train × test matrix
+    # rows under 0.50 test accuracy are listed with the cause the study's notes: give (none given: said so)
+    low = {r["config"]["train"]["class_weights"]: r for r in recs if r["test_accuracy"] < 0.5}
+    assert ("## Rows below 0.50 test accuracy" in text) == bool(low)
+    cause = {"none": "two epochs on 140 faces", "simple": "**no cause stated**"}
+    for cw, r in low.items():
+        assert re.search(rf"\| {r['architecture']} \| {cw} \| {r['test_accuracy']:.4f} \| {re.escape(cause[cw])}",
+                         text), cw
 
 
 @pytest.mark.slow
@@ -329,6 +338,21 @@ def test_report_of_an_empty_store_is_one_line(tmp_path: Path) -> None:
     ResultsStore(tmp_path / "results.db").close()
     with pytest.raises(FerbenchError, match="no finished trial"):
         write_study_report(tmp_path / "results.db", tmp_path / "rep")
+
+
+def test_study_notes_match_resolved_configs_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n"
+                         "notes:\n  - {train.class_weights: simple, note: known cause}\n")
+    st = load_study(p)
+    assert [st.note_for(t.config) for t in st.trials()] == [None, "known cause"]
+    (tmp_path / "plain").mkdir()
+    plain = load_study(_study(tmp_path / "plain", "grid:\n  train.class_weights: [none, simple]\n"))
+    assert [t.key for t in st.trials()] == [t.key for t in plain.trials()]  # notes are in no trial's key
+    for body, msg in (("notes:\n  - {note: no keys}\n", "needs 'note: text' and at least one config key"),
+                      ("notes:\n  - {train.lr: 0.1}\n", "needs 'note: text'"),
+                      ("notes:\n  - {train.speed: 2, note: x}\n", "notes key 'train.speed' is not a config key")):
+        with pytest.raises(ConfigError, match=re.escape(msg)):
+            load_study(_study(tmp_path, body, name="bad"))
 
 
 def test_shipped_studies_parse() -> None:

@@ -607,6 +607,52 @@ def remeasure_latency(records: list[dict[str, Any]]) -> int:
 
 
 # -- the report -------------------------------------------------------------------------------------------
+LOW_ACCURACY = 0.50  # rows under this test accuracy are listed with the cause their study file states
+
+
+def _study_notes(names: set[str], sources: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """``{study name: its notes: entries}``: from the study text the store registered, else (a sweep run before
+    the study had notes) from the shipped study file of that name; ``[]`` when neither has any."""
+    import yaml
+
+    from ferbench.sweep.study import load_study
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for n in sorted(names):
+        try:
+            notes = (yaml.safe_load(sources.get(n) or "") or {}).get("notes") or []
+        except (yaml.YAMLError, AttributeError):
+            notes = []
+        if not notes:
+            try:
+                notes = load_study(f"studies/{n}").notes
+            except FerbenchError:
+                notes = []
+        out[n] = notes if isinstance(notes, list) else []
+    return out
+
+
+def _low_rows_section(rows: list[dict[str, Any]], records_by_key: dict[str, dict[str, Any]],
+                      sources: dict[str, str]) -> list[str]:
+    """Markdown: every row under :data:`LOW_ACCURACY` test accuracy with the cause its study's ``notes:`` state."""
+    from ferbench.sweep.study import note_for
+
+    low = [r for r in rows if r.get("test_accuracy") is not None and r["test_accuracy"] < LOW_ACCURACY]
+    if not low:
+        return []
+    notes = _study_notes({str(records_by_key[r["key"]].get("study")) for r in low}, sources)
+    body = []
+    for r in low:
+        rec = records_by_key[r["key"]]
+        note = note_for(notes.get(str(rec.get("study")), []), rec["config"])
+        body.append([r["architecture"], r["balancing"], _f(r["test_accuracy"]),
+                     note or "**no cause stated** (the study file's `notes:` has none for this trial)"])
+    return (["", f"## Rows below {LOW_ACCURACY:.2f} test accuracy", "",
+             "Each with the cause its study file states (`notes:`, written from measurements of the run; "
+             "the evidence is in `benchmarks/results/reproduction.md`).", ""]
+            + _md_table(["architecture", "balancing", "test acc", "cause"], body))
+
+
 def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = True) -> Path:
     """Write ``out/report.md``, ``out/report.html``, ``out/results.csv`` and PNG figures from a results store.
 
@@ -627,6 +673,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
     with ResultsStore(db, create=False) as store:
         records = store.results()
         trials = store.trials()
+        sources = store.study_sources()
     if not records:
         raise FerbenchError(f"{db}: no finished trial to report on")
     out.mkdir(parents=True, exist_ok=True)
@@ -685,6 +732,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
                      *[c[len("cross_"):-len("_accuracy")].replace("_", " ") + " acc" for c in cross_cols],
                      "params", "GFLOPs", "ms", "epochs", "CPU h"], body)
 
+    md += _low_rows_section(rows, records_by_key, sources)
     md += ["", "## Seed-000 tables", "",
            "Architecture × (resolution, balancing). Cells: ours (paper's value, ours − paper) where seed 000 "
            "reports the same cell; `–` = not run. Seed 000's cross-domain column is its private BTFER set; "

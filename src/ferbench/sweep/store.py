@@ -127,6 +127,10 @@ class ResultsStore:
                  "ON CONFLICT(name) DO UPDATE SET source=excluded.source, updated=excluded.updated",
                  (name, source, now, now))
 
+    def study_sources(self) -> dict[str, str]:
+        """``{study name: its YAML text}`` as last registered by a sweep run against this store."""
+        return dict(self.db.execute("SELECT name, source FROM studies").fetchall())
+
     def add_trial(self, key: str, study: str, params: dict[str, Any], config: dict[str, Any], run_dir: str) -> None:
         """Insert a trial as ``pending`` unless the key is already known (then nothing changes)."""
         self._tx("INSERT OR IGNORE INTO trials(key, study, params, config, status, run_dir, created) "

@@ -22,6 +22,8 @@ Example (``configs/studies/seed000_quick.yaml``)::
     cross_eval:                         # optional: also score every trial on these dataset splits
       - {data: ckplus, split: all}      # (added to each trial's eval.cross, which is not part of its key)
     resources: {cpus: 1, gpus: 0}       # per-trial request (Ray task / local process)
+    notes:                              # optional: what is known about matching trials (dotted config keys),
+      - {model.name: lenet5, note: "…"} # shown by `ferbench report --db` (e.g. the cause of a low row)
 
 Each trial is the base config with its assignments applied; its key is the :func:`ferbench.config.config_hash`
 of that resolved config (``data.root`` excluded: where the data lives is not part of the experiment).
@@ -48,7 +50,7 @@ from ferbench.config import (
 from ferbench.errors import ConfigError, DataError
 
 STUDY_KEYS = {"name", "description", "base", "set", "grid", "include", "exclude", "kfold", "cross_eval",
-              "resources", "paper", "first"}
+              "resources", "paper", "first", "notes"}
 
 
 @dataclass
@@ -78,6 +80,11 @@ class Study:
     resources: dict[str, float] = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
     first: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    def note_for(self, config: dict[str, Any]) -> str | None:
+        """The ``note`` of the first ``notes:`` entry whose keys all hold in a trial's resolved ``config``."""
+        return note_for(self.notes, config)
 
     def trials(self, data_root: str | Path | None = None) -> list[Trial]:
         """Expand grid × include − exclude (× folds) into trials, in a stable order, without duplicates."""
@@ -122,6 +129,14 @@ class Study:
         if data_root is not None:  # absolute, so a resumed run (or a Ray worker elsewhere) sees the same path
             cfg["data"]["root"] = str(Path(data_root).expanduser().resolve())
         return cfg
+
+
+def note_for(notes: list[dict[str, Any]], config: dict[str, Any]) -> str | None:
+    """The ``note`` of the first entry of a study's ``notes:`` whose keys all hold in the resolved ``config``."""
+    for entry in notes:
+        if isinstance(entry, dict) and _matches({}, config, {k: v for k, v in entry.items() if k != "note"}):
+            return str(entry.get("note"))
+    return None
 
 
 def select_trials(trials: list[Trial], only: list[str]) -> list[Trial]:
@@ -187,7 +202,8 @@ def load_study(path: str | Path) -> Study:
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError(f"{p}: 'grid' must map each key to a non-empty list of values")
     include, exclude, first = raw.get("include") or [], raw.get("exclude") or [], raw.get("first") or []
-    for name, lst in (("include", include), ("exclude", exclude), ("first", first)):
+    notes = raw.get("notes") or []
+    for name, lst in (("include", include), ("exclude", exclude), ("first", first), ("notes", notes)):
         if not isinstance(lst, list) or any(not isinstance(e, dict) for e in lst):
             raise ConfigError(f"{p}: '{name}' must be a list of mappings")
     kfold = raw.get("kfold")
@@ -198,7 +214,7 @@ def load_study(path: str | Path) -> Study:
                                                or set(ce) - set(CrossEvalConfig.model_fields) for ce in cross_eval):
         raise ConfigError(f"{p}: each cross_eval entry needs 'data' (and optionally 'split', 'root')")
     if cross_eval:  # a misspelt dataset fails now, not after the first trial's training
-        from ferbench.data.registry import get_spec  # imports torch: only when the study names other datasets
+        from ferbench.data.registry import get_spec
 
         for ce in cross_eval:
             try:
@@ -208,7 +224,7 @@ def load_study(path: str | Path) -> Study:
     resources = {"cpus": 1, "gpus": 0, **(raw.get("resources") or {})}
     study = Study(name=str(raw.get("name") or p.stem), base=base, grid=grid, include=include, exclude=exclude,
                   kfold=kfold, cross_eval=list(cross_eval), resources=resources,
-                  first=first, source=p.read_text())
+                  first=first, source=p.read_text(), notes=notes)
     for axis, values in grid.items():
         if _is_config_key(base, axis) and any(isinstance(v, dict) and any("." in str(k) for k in v) for v in values):
             raise ConfigError(f"{p}: grid axis {axis!r} is a config key; give a named axis another name")
@@ -221,6 +237,12 @@ def load_study(path: str | Path) -> Study:
         for k in e:
             if k not in grid and not _is_config_key(base, k):
                 raise ConfigError(f"{p}: exclude/first key {k!r} is neither a grid axis nor a config key")
+    for e in notes:
+        if not isinstance(e.get("note"), str) or len(e) < 2:
+            raise ConfigError(f"{p}: each notes entry needs 'note: text' and at least one config key to match")
+        bad = [k for k in e if k != "note" and not _is_config_key(base, k)]
+        if bad:
+            raise ConfigError(f"{p}: notes key {bad[0]!r} is not a config key (notes match resolved configs)")
     return study
 
 
