@@ -50,8 +50,8 @@ def teacher_targets(refs: Sequence[str | Path], data: str, data_root: str | Path
             raise FerbenchError(f"distill-targets: teacher {ref} has no {', '.join(missing)} class of {ds.name}")
     total = np.zeros((len(ds), len(classes)), np.float64)
     teachers = []
-    for ref in refs:
-        model, meta = load_checkpoint(ref)
+    for ref, path in zip(refs, paths, strict=True):
+        model, meta = load_checkpoint(path)
         own = list(meta["classes"])
         p = predict_probs(model, ds.images, preprocessing_of(meta), tta_hflip=tta_hflip, temperature=temperature)
         q = p[:, [own.index(c) for c in classes]].astype(np.float64)
@@ -59,7 +59,7 @@ def teacher_targets(refs: Sequence[str | Path], data: str, data_root: str | Path
         agree = float((q.argmax(1) == ds.labels.numpy()).mean())
         log(f"teacher {ref}: {(meta.get('architecture') or {}).get('name')}, agrees with the labels on "
             f"{100 * agree:.2f} % of {len(ds)} images")
-        teachers.append({"ref": str(ref), "digest": file_digest(resolve_checkpoint(ref)),
+        teachers.append({"ref": str(ref), "digest": file_digest(path),
                          "architecture": (meta.get("architecture") or {}).get("name"), "agreement": agree})
     probs = torch.from_numpy((total / len(refs)).astype(np.float32))
     pred, y = probs.argmax(1).numpy(), ds.labels.numpy()
