@@ -58,6 +58,17 @@ def test_export_then_import_skips_finished_trials_and_counts_once(tiny_root: Pat
 
     md = write_study_report(second / "results.db", tmp_path / "rep", measure_latency=False).read_text()
     assert f"- machine (2 trials): {recs[0]['machine']['cpu']}" in md
+    # a trial trained on a GPU (a record from such a machine) shows GPU wall hours, not CPU hours
+    gpu = {**recs[0], "train_time_s": 5400.0,
+           "machine": {**recs[0]["machine"], "device": "cuda:0", "gpu": "NVIDIA H100 80GB HBM3"}}
+    cpu = {**recs[1], "train_time_s": 7200.0, "threads": 2}
+    ledger.write_text("".join(json.dumps(x) + "\n" for x in (gpu, cpu)))
+    third = tmp_path / "machine3"
+    assert run_study(p, third, data_root=tiny_root, log=lambda s: None, import_from=ledger)["imported"] == 2
+    md = write_study_report(third / "results.db", tmp_path / "rep3", measure_latency=False).read_text()
+    assert "| 1.50 GPU |" in md and "| 4.00 |" in md  # 1.5 h on the GPU; 2 h × 2 threads on a CPU
+    csv_text = (tmp_path / "rep3" / "results.csv").read_text()
+    assert "train_device" in csv_text.splitlines()[0] and "NVIDIA H100 80GB HBM3" in csv_text
 
 
 def test_a_bad_ledger_is_one_line_and_writes_nothing(tmp_path: Path) -> None:

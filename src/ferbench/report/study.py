@@ -195,6 +195,18 @@ def _with_paper(ours: float | None, paper: float | None) -> str:
     return f"{ours:.3f} ({paper:.2f}, {_signed(ours - paper)})"
 
 
+def _train_device(rec: dict[str, Any]) -> str:
+    """``"cpu"``, or the GPU a trial trained on (its record's ``machine``: name, else the torch device)."""
+    m = rec.get("machine") or {}
+    dev = str(m.get("device") or "cpu")
+    return "cpu" if dev == "cpu" else str(m.get("gpu") or dev)
+
+
+def _hours_cell(r: dict[str, Any]) -> str:
+    """The ranking's training-time cell: CPU hours, or wall hours on a GPU marked as such."""
+    return _f(r.get("cpu_hours"), 2) if r.get("gpu_hours") is None else f"{r['gpu_hours']:.2f} GPU"
+
+
 def results_rows(records: list[dict[str, Any]], paper: PaperNumbers) -> list[dict[str, Any]]:
     """One flat row per trial (what ``results.csv`` holds)."""
     rows = []
@@ -210,8 +222,11 @@ def results_rows(records: list[dict[str, Any]], paper: PaperNumbers) -> list[dic
             "seed": cfg.get("seed"), "fold": _fold(rec), "group": replicate_group(rec), "epochs": rec.get("epochs"), "best_epoch": rec.get("best_epoch"),
             "train_time_s": rec.get("train_time_s"), "params": rec.get("params_count"), "gflops": rec.get("gflops"),
             "threads": rec.get("threads") or cfg["train"].get("threads") or 1,
+            "train_device": _train_device(rec),
             "cpu_hours": (rec["train_time_s"] * (rec.get("threads") or cfg["train"].get("threads") or 1) / 3600
-                          if rec.get("train_time_s") else None),
+                          if rec.get("train_time_s") and _train_device(rec) == "cpu" else None),
+            "gpu_hours": (rec["train_time_s"] / 3600
+                          if rec.get("train_time_s") and _train_device(rec) != "cpu" else None),
             "latency_ms": rec.get("latency_ms"), "val_accuracy": rec.get("val_accuracy"),
             "test_accuracy": rec.get("test_accuracy"), "test_balanced_accuracy": rec.get("test_balanced_accuracy"),
             "test_f1_macro": rec.get("test_f1_macro"), "test_precision_weighted": test.get("precision_weighted"),
@@ -717,7 +732,8 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
            "(model, dataset, resolution, balancing) and the split it is measured on; *ours (val)* is our number on "
            "that split (seed 000 reports validation accuracy) and Δ = ours − paper. *test* = the study's test split "
            "(FER2013 PrivateTest), the cross-dataset columns are the same checkpoint on other datasets (shared "
-           "classes only). CPU h = training wall time × threads.", ""]
+           "classes only). CPU h = training wall time × threads; a trial trained on a GPU shows its wall hours "
+           "there, marked GPU (which GPU: `train_device` in `results.csv`).", ""]
     cross_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("cross_") and k.endswith("_accuracy")))
     body = []
     for i, r in enumerate(rows, 1):
@@ -726,7 +742,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
         body.append([str(i), r["architecture"], r["dataset"], f"{r['size']}", r["balancing"], pv,
                      _f(r["val_accuracy"]), diff, _f(r["test_accuracy"]), _f(r["test_balanced_accuracy"]),
                      _f(r["test_f1_macro"]), *[_f(r.get(c)) for c in cross_cols], _params(r["params"]),
-                     _f(r.get("gflops"), 3), _f(r["latency_ms"], 2), str(r["epochs"]), _f(r.get("cpu_hours"), 2)])
+                     _f(r.get("gflops"), 3), _f(r["latency_ms"], 2), str(r["epochs"]), _hours_cell(r)])
     md += _md_table(["#", "architecture", "data", "px", "balancing", "paper", "ours (val)", "Δ", "test acc",
                      "test bal. acc", "test macro F1",
                      *[c[len("cross_"):-len("_accuracy")].replace("_", " ") + " acc" for c in cross_cols],
