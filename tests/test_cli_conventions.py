@@ -105,6 +105,27 @@ def test_on_off_flags_have_a_negative_twin() -> None:
     assert "--resume" in r.output and "--no-resume" in r.output
 
 
+def test_help_paragraphs_wrap_to_the_terminal_not_to_the_source_lines() -> None:
+    """At 80 columns every command's description fills its lines: a line break in the middle of a paragraph
+    (the docstring's own line ends, which Typer keeps) would leave a short line followed by more text."""
+    import inspect
+
+    runner = CliRunner()
+    checked = 0
+    for path, cmd in _commands(typer.main.get_command(app)):
+        if not path or hasattr(cmd, "commands"):
+            continue
+        out = runner.invoke(app, [*path.split(), "--help"], env={"COLUMNS": "80"}).output
+        desc = out.split("Usage:", 1)[1].split("╭", 1)[0].splitlines()[2:]  # between the usage line and the panels
+        text = [ln.strip() for ln in desc]
+        for i, ln in enumerate(text[:-1]):
+            if ln and text[i + 1]:  # a line inside a paragraph (the next one continues it)
+                nxt = text[i + 1].split()[0]
+                assert len(ln) + 1 + len(nxt) > 78, f"ferbench {path} --help: short line {ln!r}, then {nxt!r}"
+        checked += len(inspect.cleandoc(cmd.help or "").split("\n\n")) > 1
+    assert checked >= 10  # commands whose help has more than one paragraph
+
+
 def test_quickstart_help_states_the_measured_time() -> None:
     r = cli("quickstart", "-h")
     assert r.exit_code == 0 and "6 min 54 s" in r.output and "15 min" not in r.output

@@ -6,6 +6,7 @@ User errors (:class:`ferbench.errors.FerbenchError`) print one line and exit wit
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -52,6 +53,29 @@ def _root(
 
 for _module in (data, train, report, models, methods, sweep, crossdomain, explain, deploy):
     _module.register(app)
+
+
+def _reflow(doc: str | None) -> str | None:
+    """A command docstring with each paragraph on one line, so that ``--help`` wraps it to the terminal's width.
+
+    Typer keeps the single line breaks of every paragraph after the first, which at 80 columns cut each source
+    line into a long and a short one. A paragraph that starts with ``\\b`` keeps its breaks (click's rule).
+    """
+    if not doc:
+        return doc
+    paras = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(ln.strip() for ln in p.splitlines()) for p in paras)
+
+
+def _reflow_help(t: typer.Typer) -> None:
+    for c in t.registered_commands:
+        c.help = _reflow(c.help or (c.callback.__doc__ if c.callback else None))
+    for g in t.registered_groups:
+        if g.typer_instance is not None:
+            _reflow_help(g.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:
