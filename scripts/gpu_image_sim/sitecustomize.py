@@ -1,4 +1,4 @@
-"""Make this Python refuse the packages the lent GPU machines' image lacks (its list: /work/.library/device/KINDS.md
+"""Make this Python refuse the packages the lent GPU machines' image lacks (the list in the device tool's KINDS.md
 as of 2026-11-17), to check before a device call that a command needs nothing more than that image + pydantic:
 
     PYTHONPATH=scripts/gpu_image_sim:src python -m ferbench.cli.main sweep STUDY --out OUT --max-parallel 2
