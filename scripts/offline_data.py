@@ -12,7 +12,7 @@ and stores its pixels as one uint8 ``(N, 48, 48)`` array, xz-compressed with a d
 copies a part's files under ``--to``/.parts; once every part is there it checks each file's SHA-256 and the
 decoded array's, and writes ``--to``/fer2013/fer2013.csv in the Kaggle format, which ferbench's loader then
 parses to the same images, labels and splits. It needs only the standard library and numpy (no torch, no
-ferbench), so it runs under any Python ≥ 3.9 there. Re-running either command is safe: ``pack`` rewrites
+ferbench), so it runs under any Python ≥ 3.10 there. Re-running either command is safe: ``pack`` rewrites
 its folder, ``unpack`` skips what is already in place.
 """
 
