@@ -61,6 +61,9 @@ def pack(out: Path, data_root: str | None, part_mb: float) -> list[Path]:
     from ferbench.data.root import CKPLUS_DIRS, FERPLUS_FILES, find_in_roots
     from ferbench.errors import FerbenchError
 
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "part-1" / MANIFEST).is_file())):
+        raise PackError(f"{out}: exists and is not a folder written by `offline_data.py pack`; choose a new or "
+                        "empty folder")
     try:
         csv_path = find_fer2013_csv(data_root)
         ferplus = find_in_roots(FERPLUS_FILES, data_root, "ferplus")
@@ -73,7 +76,7 @@ def pack(out: Path, data_root: str | None, part_mb: float) -> list[Path]:
     size = max(1, int(part_mb * 1e6))
     chunks = [blob[i:i + size] for i in range(0, len(blob), size)]
     if out.exists():
-        shutil.rmtree(out)
+        shutil.rmtree(out)  # an earlier pack (checked above): rewritten
     dirs = [out / f"part-{k + 1}" for k in range(len(chunks))]
     manifest = {"format": 1, "source": csv_path.name, "rows": len(labels), "shape": list(images.shape),
                 "pixels_sha256": _sha256(raw), "labels": labels.tolist(), "usage": [str(u) for u in usage],

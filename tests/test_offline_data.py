@@ -68,3 +68,9 @@ def test_a_damaged_or_foreign_part_is_refused_in_one_line(full_root: Path, tmp_p
     assert err.strip() == f"error: {full_root}: no manifest.json (not a folder written by `offline_data.py pack`)"
     assert od.main(["pack", "--out", str(tmp_path / "p2"), "--data-root", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    # --out pointing at a folder that is not an earlier pack (here: the data itself) is refused, nothing deleted
+    n_files = sum(1 for _ in full_root.rglob("*"))
+    assert od.main(["pack", "--out", str(full_root), "--data-root", str(full_root)]) == 2
+    assert "is not a folder written by `offline_data.py pack`" in capsys.readouterr().err
+    assert sum(1 for _ in full_root.rglob("*")) == n_files
+    assert len(od.pack(tmp_path / "pack", str(full_root), part_mb=0.1)) == len(parts)  # an earlier pack: rewritten
