@@ -13,7 +13,8 @@ copies a part's files under ``--to``/.parts; once every part is there it checks 
 decoded array's, and writes ``--to``/fer2013/fer2013.csv in the Kaggle format, which ferbench's loader then
 parses to the same images, labels and splits. It needs only the standard library and numpy (no torch, no
 ferbench), so it runs under any Python ≥ 3.10 there. Re-running either command is safe: ``pack`` rewrites
-its folder, ``unpack`` skips what is already in place.
+its own earlier folder (and refuses any other), ``unpack`` replaces a part sent again (a damaged copy too) and
+does nothing once the csv is written.
 """
 
 from __future__ import annotations
@@ -100,21 +101,19 @@ def unpack(part: Path, root: Path) -> Path | None:
     if not man_path.is_file():
         raise PackError(f"{part}: no {MANIFEST} (not a folder written by `offline_data.py pack`)")
     manifest = json.loads(man_path.read_text())
+    csv_path = root / "fer2013" / "fer2013.csv"
+    if csv_path.is_file():  # built by an earlier call: nothing to do
+        return csv_path
     stash = root / ".parts"
     stash.mkdir(parents=True, exist_ok=True)
-    for src in sorted(part.rglob("*")):
+    for src in sorted(part.rglob("*")):  # every file, always: a part sent again replaces a damaged copy
         if src.is_dir() or src.name == MANIFEST:
             continue
         rel = src.relative_to(part)
         dest = stash / rel if rel.name.startswith(BLOB) else root / rel
-        if dest.is_file() and dest.stat().st_size == src.stat().st_size:
-            continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest.with_name(dest.name + ".tmp"))
         dest.with_name(dest.name + ".tmp").replace(dest)
-    csv_path = root / "fer2013" / "fer2013.csv"
-    if csv_path.is_file():
-        return csv_path
     missing = [p["part"] for p in manifest["parts"] if not (stash / p["file"]).is_file()]
     if missing:
         print(f"{part}: staged; waiting for part(s) {', '.join(map(str, missing))} of {len(manifest['parts'])}")

@@ -63,6 +63,9 @@ def test_a_damaged_or_foreign_part_is_refused_in_one_line(full_root: Path, tmp_p
     with pytest.raises(od.PackError, match=r"fer2013\.pixels\.xz\.002: SHA-256 differs from the manifest"):
         od.unpack(parts[-1], dest)
     assert not (dest / "fer2013").exists()
+    data[10] ^= 0xFF  # the part sent again, intact: it replaces the damaged copy
+    blob.write_bytes(bytes(data))
+    assert od.unpack(parts[1], dest) == dest / "fer2013" / "fer2013.csv"
     assert od.main(["unpack", str(full_root), "--to", str(dest)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"error: {full_root}: no manifest.json (not a folder written by `offline_data.py pack`)"
