@@ -42,25 +42,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def pack(out: Path, data_root: str | None, part_mb: float) -> list[Path]:
     """Write ``out``/part-1 … part-K; returns the part folders. Needs ferbench (its FER2013 parser)."""
     from ferbench.data.fer2013 import find_fer2013_csv, parse_fer2013_csv
     from ferbench.data.root import CKPLUS_DIRS, FERPLUS_FILES, find_in_roots
     from ferbench.errors import FerbenchError
+    from ferbench.persist.atomic import atomic_write_bytes
 
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "part-1" / MANIFEST).is_file())):
         raise PackError(f"{out}: exists and is not a folder written by `offline_data.py pack`; choose a new or "
@@ -85,13 +72,13 @@ def pack(out: Path, data_root: str | None, part_mb: float) -> list[Path]:
                           for k, c in enumerate(chunks)]}
     for d, c, p in zip(dirs, chunks, manifest["parts"], strict=True):
         d.mkdir(parents=True)
-        _write_atomic(d / p["file"], c)
+        atomic_write_bytes(d / p["file"], c)
     first = dirs[0]
     (first / "ferplus").mkdir()
     shutil.copy2(ferplus, first / "ferplus" / "fer2013new.csv")
     shutil.copytree(ckplus, first / "ckplus48" / "CK+48")
     for d in dirs:  # every part carries the manifest, so any one tells what is still missing
-        _write_atomic(d / MANIFEST, json.dumps(manifest).encode())
+        atomic_write_bytes(d / MANIFEST, json.dumps(manifest).encode())
     return dirs
 
 
@@ -121,9 +108,10 @@ def unpack(part: Path, root: Path) -> Path | None:
     blob = bytearray()
     for p in manifest["parts"]:
         path = stash / p["file"]
-        if _file_sha256(path) != p["sha256"]:
+        data = path.read_bytes()
+        if _sha256(data) != p["sha256"]:
             raise PackError(f"{path}: SHA-256 differs from the manifest (damaged or from another pack)")
-        blob += path.read_bytes()
+        blob += data
     try:
         raw = lzma.decompress(bytes(blob), format=lzma.FORMAT_XZ)
     except lzma.LZMAError as e:

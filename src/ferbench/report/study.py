@@ -215,6 +215,7 @@ def results_rows(records: list[dict[str, Any]], paper: PaperNumbers) -> list[dic
         pv, against, src = paper.for_record(rec)
         test = (rec.get("evals") or {}).get(rec.get("test_split") or "", {})
         device, hours = _train_device(rec), (rec.get("train_time_s") or 0) / 3600
+        threads = rec.get("threads") or cfg["train"].get("threads") or 1
         row: dict[str, Any] = {
             "key": rec["key"], "study": rec["study"], "architecture": arch_label(rec), "model": cfg["model"]["name"],
             "init": cfg["model"].get("init"), "method": (cfg.get("method") or {}).get("name"),
@@ -222,10 +223,9 @@ def results_rows(records: list[dict[str, Any]], paper: PaperNumbers) -> list[dic
             "channels": cfg["preprocessing"]["channels"], "balancing": cfg["train"]["class_weights"],
             "seed": cfg.get("seed"), "fold": _fold(rec), "group": replicate_group(rec), "epochs": rec.get("epochs"), "best_epoch": rec.get("best_epoch"),
             "train_time_s": rec.get("train_time_s"), "params": rec.get("params_count"), "gflops": rec.get("gflops"),
-            "threads": rec.get("threads") or cfg["train"].get("threads") or 1,
+            "threads": threads,
             "train_device": device,
-            "cpu_hours": (hours * (rec.get("threads") or cfg["train"].get("threads") or 1)
-                          if hours and device == "cpu" else None),
+            "cpu_hours": hours * threads if hours and device == "cpu" else None,
             "gpu_hours": hours if hours and device != "cpu" else None,
             "latency_ms": rec.get("latency_ms"), "val_accuracy": rec.get("val_accuracy"),
             "test_accuracy": rec.get("test_accuracy"), "test_balanced_accuracy": rec.get("test_balanced_accuracy"),
