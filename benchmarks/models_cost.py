@@ -77,4 +77,6 @@ def markdown(csv_path: Path, meta: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from _script import run  # benchmarks/ on sys.path
+
+    run(main)

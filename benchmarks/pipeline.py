@@ -565,4 +565,6 @@ def main() -> None:  # noqa: C901 — one linear report
 
 
 if __name__ == "__main__":
-    main()
+    from _script import run  # benchmarks/ on sys.path
+
+    run(main)

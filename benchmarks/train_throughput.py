@@ -231,4 +231,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _script import run  # benchmarks/ on sys.path
+
+    run(main)

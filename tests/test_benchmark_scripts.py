@@ -1,8 +1,10 @@
-"""benchmarks/pipeline.py's composite face pool: FER2013 images that are not faces stay out of it."""
+"""The benchmark scripts: user errors in one line; pipeline.py's composite face pool holds faces only."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,3 +44,19 @@ def test_face_pool_leaves_out_what_ferplus_marks_as_not_a_face(tiny_root: Path) 
     assert len(fer_src) == 70 - 3  # every PrivateTest face but the three
     assert not fer_src & {f"fer2013-PrivateTest#{r - 210}" for r in nf_rows | dropped_rows}
     assert len(faces) == len(labels) == len(src)
+
+
+def test_a_benchmark_script_reports_a_user_error_in_one_line() -> None:
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latency.py"), "--model", "nosuch"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+    assert r.stderr.startswith("error: nosuch: no such model"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_every_benchmark_script_runs_main_through_the_error_wrapper() -> None:
+    scripts = [p for p in (REPO / "benchmarks").glob("*.py") if not p.name.startswith("_")]
+    assert len(scripts) >= 15
+    bare = [p.name for p in scripts if "run(main)" not in p.read_text()]
+    assert bare == []
