@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 from conftest import REPO
-
-
-def _pipeline_module():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # pipeline.py imports its sibling _timing.py
-    try:
-        spec = importlib.util.spec_from_file_location("bench_pipeline", REPO / "benchmarks" / "pipeline.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return mod
 
 
 def test_a_benchmark_script_reports_a_user_error_in_one_line() -> None:
