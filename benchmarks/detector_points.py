@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/detector_points.py [--seed 0] [--scans 272,384] [--min-conf 0.05,0.1,0.2,0.3]
         [--verify 0.5,0.55,0.6,0.65,0.7] [--trust 0.7,0.8,1.01] [--model short|back|full]
+    .venv/bin/python benchmarks/detector_points.py --ceiling [--seed 1] [--scans 272,384,480,640] [--min-conf 0.3]
 
 Every candidate of the 128-px pass + one whole-frame pass at each ``--scans`` side is found once at the
 lowest ``--min-conf`` (after weighted NMS, as ``detect`` does) and scored by the two-look verification
@@ -13,6 +14,10 @@ false positive. Candidates are collected once per scan at the lowest threshold, 
 differently from a detector built at a higher ``min_confidence``: the row matching the shipped settings
 (scan 272, min-conf 0.3, verify 0.65, trust 0.8) is within about half a point of ``pipeline.py``'s figure.
 Settings are chosen on ``--seed 0``; ``pipeline.py`` reports on seed 1.
+
+``--ceiling`` measures what no verification setting can exceed: the candidates of the 128-px pass and of
+whole-frame passes at the first 1, 2, … of ``--scans`` together (one weighted NMS over all of them), kept
+from the lowest ``--min-conf`` and none dropped. One row per pass set: recall, false positives per image.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ def main() -> None:
                     "without the second look (> 1 = every candidate is looked at again, as shipped)")
     ap.add_argument("--model", default="short", choices=["short", "back", "full"],
                     help="BlazeFace graph: short-range 128 px (the shipped detectors), back-camera 256 px, full-range 192 px")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="recall of every candidate of several passes together, before verification (see above)")
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
 
@@ -59,6 +66,9 @@ def main() -> None:
     comps = composites(pool, labels, backgrounds(), args.composites, rng)
     n_gt = sum(len(c["boxes"]) for c in comps)
     print(f"seed {args.seed}: {len(comps)} composites, {n_gt} faces")
+    if args.ceiling:
+        ceiling(comps, [int(v) for v in args.scans.split(",")], confs[0], args.model, n_gt)
+        return
     print("| scan | min-conf | verify | trust | recall | FP/image | second looks/image |\n|---:|---:|---:|---:|---:|---:|---:|")
     for scan in (int(v) for v in args.scans.split(",")):
         t0 = time.perf_counter()
@@ -93,6 +103,36 @@ def main() -> None:
                     print(f"| {scan} | {mc:.2f} | {vt:.2f} | {tr:.2f} | {100 * tp / n_gt:.1f} % | {fp / len(comps):.3f} "
                           f"| {looks / len(comps):.2f} |")
         print(f"(scan {scan}: {time.perf_counter() - t0:.0f} s; framing margin {margin:.3f}, shift {shift:.3f})")
+
+
+def ceiling(comps: list[dict], scans: list[int], min_conf: float, model: str, n_gt: int) -> None:
+    """Print recall and FP/image of all candidates ≥ ``min_conf`` of the 128-px pass + scans ``scans[:k]``, k = 1…."""
+    from ferbench.faces import iou_matrix
+    from ferbench.faces.blazeface import BlazeFaceDetector, weighted_nms
+    from ferbench.faces.detections import _as_rgb
+
+    det = BlazeFaceDetector(model, min_confidence=min_conf)
+    passes = []  # per composite: [(boxes, scores, keypoints) of the 128-px pass, then of each scan]
+    for c in comps:
+        rgb = _as_rgb(c["image"])
+        passes.append([det._pass(rgb)] + [det._scan_pass(rgb, s) for s in scans])
+    print(f"| passes (min-conf {min_conf:.2f}, no verification) | recall | FP/image |\n|---|---:|---:|")
+    for k in range(1, len(scans) + 1):
+        found = []
+        for parts in passes:
+            b, s, p = (np.concatenate([q[i] for q in parts[:k + 1]]) for i in range(3))
+            found.append(weighted_nms(b, s, p, det.nms_iou)[0] if len(b) else b)
+        margin, shift = fit_framing(centre_pairs(found, comps))
+        tp = fp = 0
+        for b, c in zip(found, comps, strict=True):
+            if len(b) == 0:
+                continue
+            iou = iou_matrix(framed(b, margin, shift), c["boxes"])
+            got = set(iou.argmax(1)[iou.max(1) >= 0.5].tolist())
+            tp += len(got)
+            fp += len(b) - len(got)
+        sides = ", ".join(str(v) for v in [det.size, *scans[:k]])
+        print(f"| {sides} | {100 * tp / n_gt:.1f} % | {fp / len(comps):.3f} |")
 
 
 if __name__ == "__main__":
