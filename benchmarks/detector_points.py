@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/detector_points.py [--seed 0] [--scans 272,384] [--min-conf 0.05,0.1,0.2,0.3]
         [--verify 0.5,0.55,0.6,0.65,0.7] [--trust 0.7,0.8,1.01] [--model short|back|full]
     .venv/bin/python benchmarks/detector_points.py --ceiling [--seed 1] [--scans 272,384,480,640] [--min-conf 0.3]
+    .venv/bin/python benchmarks/detector_points.py --detector mtcnn [--seed 1] [--min-conf 0.7,0.9]
 
 Every candidate of the 128-px pass + one whole-frame pass at each ``--scans`` side is found once at the
 lowest ``--min-conf`` (after weighted NMS, as ``detect`` does) and scored by the two-look verification
@@ -18,6 +19,9 @@ Settings are chosen on ``--seed 0``; ``pipeline.py`` reports on seed 1.
 ``--ceiling`` measures what no verification setting can exceed: the candidates of the 128-px pass and of
 whole-frame passes at the first 1, 2, … of ``--scans`` together (one weighted NMS over all of them), kept
 from the lowest ``--min-conf`` and none dropped. One row per pass set: recall, false positives per image.
+
+``--detector NAME`` scores a named detector as built (``ferbench.faces.get_detector``) at each ``--min-conf``
+(its ``min_confidence``), with the same matching: recall, false positives per image, ms per composite.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pipeline import (  # benchmarks/ on sys.path
     backgrounds,
     centre_pairs,
     composites,
+    detection_scores,
     face_pool,
     fit_framing,
     framed,
@@ -49,6 +54,7 @@ def main() -> None:
                     help="BlazeFace graph: short-range 128 px (the shipped detectors), back-camera 256 px, full-range 192 px")
     ap.add_argument("--ceiling", action="store_true",
                     help="recall of every candidate of several passes together, before verification (see above)")
+    ap.add_argument("--detector", default=None, help="score this named detector at each --min-conf instead")
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
 
@@ -66,8 +72,11 @@ def main() -> None:
     comps = composites(pool, labels, backgrounds(), args.composites, rng)
     n_gt = sum(len(c["boxes"]) for c in comps)
     print(f"seed {args.seed}: {len(comps)} composites, {n_gt} faces")
+    if args.detector is not None:
+        named(comps, args.detector, confs)
+        return
     if args.ceiling:
-        ceiling(comps, [int(v) for v in args.scans.split(",")], confs[0], args.model, n_gt)
+        ceiling(comps, [int(v) for v in args.scans.split(",")], confs[0], args.model)
         return
     print("| scan | min-conf | verify | trust | recall | FP/image | second looks/image |\n|---:|---:|---:|---:|---:|---:|---:|")
     for scan in (int(v) for v in args.scans.split(",")):
@@ -105,9 +114,22 @@ def main() -> None:
         print(f"(scan {scan}: {time.perf_counter() - t0:.0f} s; framing margin {margin:.3f}, shift {shift:.3f})")
 
 
-def ceiling(comps: list[dict], scans: list[int], min_conf: float, model: str, n_gt: int) -> None:
+def named(comps: list[dict], name: str, confs: list[float]) -> None:
+    """Print recall, FP/image and ms per composite of detector ``name`` built at each ``min_confidence``."""
+    from ferbench.faces import get_detector
+
+    print(f"| {name} min-confidence | recall | FP/image | ms per composite |\n|---:|---:|---:|---:|")
+    for mc in confs:
+        det = get_detector(name, min_confidence=mc)
+        t0 = time.perf_counter()
+        found = [det.detect(c["image"]).boxes for c in comps]
+        ms = 1000 * (time.perf_counter() - t0) / len(comps)
+        r = detection_scores(found, comps, *fit_framing(centre_pairs(found, comps)))
+        print(f"| {mc:.2f} | {100 * r['recall']:.1f} % | {r['fp_per_image']:.3f} | {ms:.0f} |")
+
+
+def ceiling(comps: list[dict], scans: list[int], min_conf: float, model: str) -> None:
     """Print recall and FP/image of all candidates ≥ ``min_conf`` of the 128-px pass + scans ``scans[:k]``, k = 1…."""
-    from ferbench.faces import iou_matrix
     from ferbench.faces.blazeface import BlazeFaceDetector, weighted_nms
     from ferbench.faces.detections import _as_rgb
 
@@ -122,17 +144,9 @@ def ceiling(comps: list[dict], scans: list[int], min_conf: float, model: str, n_
         for parts in passes:
             b, s, p = (np.concatenate([q[i] for q in parts[:k + 1]]) for i in range(3))
             found.append(weighted_nms(b, s, p, det.nms_iou)[0] if len(b) else b)
-        margin, shift = fit_framing(centre_pairs(found, comps))
-        tp = fp = 0
-        for b, c in zip(found, comps, strict=True):
-            if len(b) == 0:
-                continue
-            iou = iou_matrix(framed(b, margin, shift), c["boxes"])
-            got = set(iou.argmax(1)[iou.max(1) >= 0.5].tolist())
-            tp += len(got)
-            fp += len(b) - len(got)
+        r = detection_scores(found, comps, *fit_framing(centre_pairs(found, comps)))
         sides = ", ".join(str(v) for v in [det.size, *scans[:k]])
-        print(f"| {sides} | {100 * tp / n_gt:.1f} % | {fp / len(comps):.3f} |")
+        print(f"| {sides} | {100 * r['recall']:.1f} % | {r['fp_per_image']:.3f} |")
 
 
 if __name__ == "__main__":
