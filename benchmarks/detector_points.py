@@ -21,7 +21,7 @@ whole-frame passes at the first 1, 2, … of ``--scans`` together (one weighted 
 from the lowest ``--min-conf`` and none dropped. One row per pass set: recall, false positives per image.
 
 ``--detector NAME`` scores a named detector as built (``ferbench.faces.get_detector``) at each ``--min-conf``
-(its ``min_confidence``), with the same matching: recall, false positives per image, ms per composite.
+(its ``min_confidence``, 1 thread), with the same matching: recall, false positives per image, ms per composite.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def named(comps: list[dict], name: str, confs: list[float]) -> None:
 
     print(f"| {name} min-confidence | recall | FP/image | ms per composite |\n|---:|---:|---:|---:|")
     for mc in confs:
-        det = get_detector(name, min_confidence=mc)
+        det = get_detector(name, min_confidence=mc, threads=1)  # recall does not depend on threads
         t0 = time.perf_counter()
         found = [det.detect(c["image"]).boxes for c in comps]
         ms = 1000 * (time.perf_counter() - t0) / len(comps)

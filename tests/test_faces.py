@@ -137,6 +137,33 @@ def test_data_import_crops_faces_and_logs_misses(tmp_path: Path) -> None:
     assert decode_image(files[0], 64, 1).shape == (64, 64, 1)
 
 
+def test_mtcnn_runs_with_the_threads_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    import torch
+
+    seen: list[int] = []
+
+    class FakeMTCNN:  # facenet-pytorch's interface: detect(rgb, landmarks=True) -> boxes, probs, landmarks
+        def __init__(self, **kwargs: object) -> None:
+            pass
+
+        def detect(self, rgb: np.ndarray, landmarks: bool = True) -> tuple:
+            seen.append(torch.get_num_threads())
+            return np.array([[10.0, 10.0, 50.0, 50.0]]), np.array([0.99]), np.zeros((1, 5, 2))
+
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", types.SimpleNamespace(MTCNN=FakeMTCNN))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        d = get_detector("mtcnn", threads=1).detect(np.zeros((64, 64, 3), np.uint8))
+        get_detector("mtcnn").detect(np.zeros((64, 64, 3), np.uint8))  # threads=None leaves the pool alone
+    finally:
+        torch.set_num_threads(old)
+    assert seen == [1, 1] and len(d) == 1 and float(d.scores[0]) == pytest.approx(0.99)
+
+
 @pytest.mark.data
 def test_mtcnn_gives_boxes_and_five_landmarks() -> None:
     pytest.importorskip("facenet_pytorch", reason="optional: pip install --no-deps facenet-pytorch")

@@ -134,7 +134,11 @@ class MediapipeDetector:
 
 
 class MtcnnDetector:
-    """MTCNN from facenet-pytorch (its weights ship inside the package; CPU)."""
+    """MTCNN from facenet-pytorch (its weights ship inside the package; CPU).
+
+    ``threads``: PyTorch intra-op threads for its three networks, set (``torch.set_num_threads``, one
+    process-wide pool) before each call whose count differs; ``None`` leaves the pool as it is.
+    """
 
     name = "mtcnn"
 
@@ -145,11 +149,17 @@ class MtcnnDetector:
             raise FerbenchError(MTCNN_HINT) from None
         self._mtcnn = MTCNN(keep_all=True, device="cpu")
         self.min_confidence = min_confidence
+        self.threads = None if threads is None else max(1, int(threads))
         self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> Detections:
         rgb = _as_rgb(image)
         with self._lock:
+            if self.threads is not None:
+                import torch
+
+                if torch.get_num_threads() != self.threads:
+                    torch.set_num_threads(self.threads)
             boxes, probs, lms = self._mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
             return Detections.empty()
