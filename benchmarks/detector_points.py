@@ -129,7 +129,7 @@ def named(comps: list[dict], name: str, confs: list[float]) -> None:
 
 
 def ceiling(comps: list[dict], scans: list[int], min_conf: float, model: str) -> None:
-    """Print recall and FP/image of all candidates ≥ ``min_conf`` of the 128-px pass + scans ``scans[:k]``, k = 1…."""
+    """Print recall and FP/image of all candidates ≥ ``min_conf`` of the 128-px pass + scans ``scans[:k]``, k = 1 … len(scans)."""
     from ferbench.faces.blazeface import BlazeFaceDetector, weighted_nms
     from ferbench.faces.detections import _as_rgb
 
