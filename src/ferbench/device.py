@@ -98,6 +98,16 @@ def recognizer_to(rec: Any, device: str) -> Any:
     return rec
 
 
+def pin_torch_threads(n: int | None) -> None:
+    """``torch.set_num_threads(n)`` when it differs (PyTorch has one process-wide pool); ``None`` leaves it."""
+    if n is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def machine_info(device: Any = None) -> dict[str, Any]:
     """Where a run ran: OS, Python, CPU model and cores, RAM, torch / ferbench versions, device (+ GPU name).
 

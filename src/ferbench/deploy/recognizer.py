@@ -26,7 +26,7 @@ import torch
 from ferbench.data.images import MAX_PIXELS, swap_rb, to_rgb
 from ferbench.data.preprocess import Preprocessing
 from ferbench.deploy.formats import SHIPPED, SUFFIX, resolve_model_ref
-from ferbench.device import cpu_int8_dot
+from ferbench.device import cpu_int8_dot, pin_torch_threads
 from ferbench.errors import FerbenchError
 from ferbench.evaluate.calibration import calibrated_probs
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
@@ -112,12 +112,6 @@ def int8_export_of(ref: str | Path, ckpt: Path) -> Path:
     if want is not None and want != file_digest(ckpt):
         raise FerbenchError(f"{p}: exported from other weights than {ckpt.name} (stale); re-export with: {how}")
     return p
-
-
-def pin_torch_threads(n: int | None) -> None:
-    """``torch.set_num_threads(n)`` when it differs (PyTorch has one process-wide pool); ``None`` leaves it."""
-    if n is not None and torch.get_num_threads() != n:
-        torch.set_num_threads(n)
 
 
 class _Classifier:

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ferbench.device import pin_torch_threads
 from ferbench.errors import FerbenchError
 from ferbench.faces.detections import Detections, Detector, _as_rgb  # noqa: F401 (re-exported)
 
@@ -155,11 +156,7 @@ class MtcnnDetector:
     def detect(self, image: np.ndarray) -> Detections:
         rgb = _as_rgb(image)
         with self._lock:
-            if self.threads is not None:
-                import torch
-
-                if torch.get_num_threads() != self.threads:
-                    torch.set_num_threads(self.threads)
+            pin_torch_threads(self.threads)
             boxes, probs, lms = self._mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
             return Detections.empty()
