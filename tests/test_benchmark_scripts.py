@@ -23,3 +23,26 @@ def test_every_benchmark_script_runs_main_through_the_error_wrapper() -> None:
     assert len(scripts) >= 15
     bare = [p.name for p in scripts if "run(main)" not in p.read_text()]
     assert bare == []
+
+
+def test_weight_interpolation_mixes_floats_and_keeps_counters() -> None:
+    import pytest
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from weight_interpolation import interpolate
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from ferbench.errors import FerbenchError
+
+    a = {"w": torch.zeros(2, 3), "n": torch.tensor(5)}
+    b = {"w": torch.full((2, 3), 4.0), "n": torch.tensor(9)}
+    assert torch.equal(interpolate(a, b, 0.0)["w"], a["w"])
+    assert torch.equal(interpolate(a, b, 1.0)["w"], b["w"])
+    mid = interpolate(a, b, 0.25)
+    assert torch.allclose(mid["w"], torch.full((2, 3), 1.0)) and int(mid["n"]) == 9
+    with pytest.raises(FerbenchError, match="different tensors"):
+        interpolate(a, {"w": b["w"]}, 0.5)
+    with pytest.raises(FerbenchError, match="tensor w: shapes"):
+        interpolate(a, {"w": torch.zeros(3), "n": b["n"]}, 0.5)
