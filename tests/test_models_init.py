@@ -188,3 +188,15 @@ def test_run_transfer_errors(tmp_path: Path) -> None:
     (run / "best.json").write_text(json.dumps(side))
     with pytest.raises(FerbenchError, match="best.json: sidecar names 0 classes but the model has 7 outputs"):
         apply_init(create_model("lenet5", in_chans=1), f"run:{run}", name="lenet5", num_classes=7)
+
+
+def test_run_init_takes_a_shipped_model_by_name() -> None:
+    # recipes/generalise/distill_ft and softlabels_ft start from `run:default` in any working folder
+    from ferbench.loader import build_model, load_checkpoint
+
+    shipped, meta = load_checkpoint("default")
+    m = build_model(meta["architecture"], meta["preprocessing"])
+    rep = apply_init(m, "run:default", name=meta["architecture"]["name"], num_classes=len(meta["classes"]),
+                     classes=meta["classes"])
+    assert rep["new_classes"] == [] and rep["n_missing"] == 0 and rep["n_shape_mismatch"] == 0
+    assert _same(shipped, m)
