@@ -30,16 +30,14 @@ def interpolate(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], 
 
     Both state dicts must hold the same keys and shapes.
     """
-    if start.keys() != tuned.keys():
-        from ferbench.errors import FerbenchError
+    from ferbench.errors import FerbenchError
 
+    if start.keys() != tuned.keys():
         raise FerbenchError("the two checkpoints hold different tensors: not the same architecture")
     out = {}
     for k, b in tuned.items():
         a = start[k]
         if a.shape != b.shape:
-            from ferbench.errors import FerbenchError
-
             raise FerbenchError(f"tensor {k}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
         out[k] = torch.lerp(a.float(), b.float(), alpha).to(b.dtype) if b.is_floating_point() else b.clone()
     return out
