@@ -14,10 +14,14 @@ V views is V/2 times the classifier work of the shipped pair.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ferbench.evaluate.predict import hflip_view, identity_view, predict_view_logits
 
 SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))
 
@@ -33,15 +37,16 @@ def zoom(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.pad(y, (a, s - n - a, a, s - n - a), mode="replicate")
 
 
-def views(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The 14 named views of a preprocessed batch ``(B, C, S, S)``."""
-    base = {"id": x}
+def named_views() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """The 14 named views, each a function of a preprocessed batch ``(B, C, S, S)`` → same shape."""
+    base: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"id": identity_view}
     for dx, dy in SHIFTS:
-        base[f"shift{dx:+d},{dy:+d}"] = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-    base["zoom0.9"], base["zoom1.1"] = zoom(x, 0.9), zoom(x, 1.1)
+        base[f"shift{dx:+d},{dy:+d}"] = partial(torch.roll, shifts=(dy, dx), dims=(2, 3))
+    base["zoom0.9"], base["zoom1.1"] = partial(zoom, scale=0.9), partial(zoom, scale=1.1)
     out = {}
     for k, v in base.items():
-        out[k], out[f"{k} flip"] = v, v.flip(-1)
+        out[k] = v
+        out[f"{k} flip"] = (lambda f: lambda x: hflip_view(f(x)))(v)
     return out
 
 
@@ -64,17 +69,14 @@ def main() -> None:
     pre, temp, bias = preprocessing_of(meta), temperature_of(meta), logit_bias_of(meta)
     ds = load_dataset(args.data, args.data_root)
     splits = (split_name(args.data, "val"), split_name(args.data, "test"))
+    views = named_views()
     logits: dict[str, dict[str, np.ndarray]] = {}
     labels: dict[str, np.ndarray] = {}
-    with torch.inference_mode():
-        for sp in splits:
-            part = ds.split(sp)
-            labels[sp] = part.labels.numpy()
-            chunks: dict[str, list[np.ndarray]] = {}
-            for i in range(0, len(part), 512):
-                for k, v in views(pre(part.images[i:i + 512])).items():
-                    chunks.setdefault(k, []).append(model(v).float().numpy())
-            logits[sp] = {k: np.concatenate(v) for k, v in chunks.items()}
+    for sp in splits:
+        part = ds.split(sp)
+        labels[sp] = part.labels.numpy()
+        z = predict_view_logits(model, part.images, pre, views=list(views.values()))
+        logits[sp] = dict(zip(views, z, strict=True))
 
     names = list(logits[splits[0]])
     sets = {

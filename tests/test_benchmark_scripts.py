@@ -46,3 +46,31 @@ def test_weight_interpolation_mixes_floats_and_keeps_counters() -> None:
         interpolate(a, {"w": b["w"]}, 0.5)
     with pytest.raises(FerbenchError, match="tensor w: shapes"):
         interpolate(a, {"w": torch.zeros(3), "n": b["n"]}, 0.5)
+
+
+def test_tta_views_runs_fourteen_views_through_predict_view_logits() -> None:
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from tta_views import named_views
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from ferbench.data.preprocess import Preprocessing
+    from ferbench.evaluate.predict import predict_view_logits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(7))
+    images = torch.randint(0, 256, (5, 12, 12, 1), dtype=torch.uint8)
+    pre = Preprocessing(size=12, channels=1, mean=(0.5,), std=(0.5,))
+    views = named_views()
+    z = predict_view_logits(model, images, pre, batch_size=2, views=list(views.values()))
+    assert z.shape == (14, 5, 7)
+    pair = predict_view_logits(model, images, pre, batch_size=3, tta_hflip=True)
+    names = list(views)
+    assert torch.allclose(torch.from_numpy(z[names.index("id")]), torch.from_numpy(pair[0]), atol=1e-5)
+    assert torch.allclose(torch.from_numpy(z[names.index("id flip")]), torch.from_numpy(pair[1]), atol=1e-5)
+    x = pre(images)
+    assert torch.equal(views["shift+2,+0"](x), torch.roll(x, shifts=(0, 2), dims=(2, 3)))
+    assert views["zoom0.9"](x).shape == x.shape and views["zoom1.1 flip"](x).shape == x.shape

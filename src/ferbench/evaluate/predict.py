@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,24 +11,41 @@ from torch import nn
 from ferbench.data.preprocess import Preprocessing
 from ferbench.evaluate.calibration import calibrated_probs
 
+View = Callable[[torch.Tensor], torch.Tensor]
+
+
+def identity_view(x: torch.Tensor) -> torch.Tensor:
+    """The preprocessed batch itself."""
+    return x
+
+
+def hflip_view(x: torch.Tensor) -> torch.Tensor:
+    """The mirror image of a preprocessed batch ``(B, C, H, W)``."""
+    return x.flip(-1)
+
 
 @torch.inference_mode()
 def predict_view_logits(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing, batch_size: int = 512,
-                        tta_hflip: bool = False) -> np.ndarray:
-    """Scores of each view: float32 ``(V, N, num_classes)``, ``V = 2`` with ``tta_hflip`` (image, mirror), else 1."""
+                        tta_hflip: bool = False, views: Sequence[View] | None = None) -> np.ndarray:
+    """Scores of each view: float32 ``(V, N, num_classes)``.
+
+    ``views`` are functions of a preprocessed batch ``(B, C, H, W)`` that return a batch of the same shape;
+    by default the image alone (``V = 1``), or the image and its mirror with ``tta_hflip`` (``V = 2``).
+    """
     from ferbench.device import module_device
 
+    if views is None:
+        views = (identity_view, hflip_view) if tta_hflip else (identity_view,)
     dev = module_device(model)
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = preprocessing(images[i:i + batch_size].to(dev))
-        views = [model(x).float()] + ([model(x.flip(-1)).float()] if tta_hflip else [])
-        out.append(torch.stack(views).cpu())
+        out.append(torch.stack([model(view(x)).float() for view in views]).cpu())
     model.train(was_training)
     if not out:
-        return np.zeros((1 + tta_hflip, 0, 0), dtype=np.float32)
+        return np.zeros((len(views), 0, 0), dtype=np.float32)
     return torch.cat(out, 1).numpy().astype(np.float32)
 
 
