@@ -46,8 +46,13 @@ def named_views() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     out = {}
     for k, v in base.items():
         out[k] = v
-        out[f"{k} flip"] = (lambda f: lambda x: hflip_view(f(x)))(v)
+        out[f"{k} flip"] = mirrored(v)
     return out
+
+
+def mirrored(view: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``view`` followed by the horizontal mirror."""
+    return lambda x: hflip_view(view(x))
 
 
 def main() -> None:

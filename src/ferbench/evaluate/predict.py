@@ -30,7 +30,8 @@ def predict_view_logits(model: nn.Module, images: torch.Tensor, preprocessing: P
     """Scores of each view: float32 ``(V, N, num_classes)``.
 
     ``views`` are functions of a preprocessed batch ``(B, C, H, W)`` that return a batch of the same shape;
-    by default the image alone (``V = 1``), or the image and its mirror with ``tta_hflip`` (``V = 2``).
+    by default the image alone (``V = 1``), or the image and its mirror with ``tta_hflip`` (``V = 2``);
+    given ``views``, ``tta_hflip`` is not used.
     """
     from ferbench.device import module_device
 
