@@ -14,14 +14,13 @@ V views is V/2 times the classifier work of the shipped pair.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ferbench.evaluate.predict import hflip_view, identity_view, predict_view_logits
+from ferbench.evaluate.predict import View, hflip_view, identity_view, predict_view_logits
 
 SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))
 
@@ -37,9 +36,9 @@ def zoom(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.pad(y, (a, s - n - a, a, s - n - a), mode="replicate")
 
 
-def named_views() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def named_views() -> dict[str, View]:
     """The 14 named views, each a function of a preprocessed batch ``(B, C, S, S)`` → same shape."""
-    base: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"id": identity_view}
+    base: dict[str, View] = {"id": identity_view}
     for dx, dy in SHIFTS:
         base[f"shift{dx:+d},{dy:+d}"] = partial(torch.roll, shifts=(dy, dx), dims=(2, 3))
     base["zoom0.9"], base["zoom1.1"] = partial(zoom, scale=0.9), partial(zoom, scale=1.1)
@@ -50,7 +49,7 @@ def named_views() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     return out
 
 
-def mirrored(view: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+def mirrored(view: View) -> View:
     """``view`` followed by the horizontal mirror."""
     return lambda x: hflip_view(view(x))
 
@@ -83,7 +82,7 @@ def main() -> None:
         z = predict_view_logits(model, part.images, pre, views=list(views.values()))
         logits[sp] = dict(zip(views, z, strict=True))
 
-    names = list(logits[splits[0]])
+    names = list(views)
     sets = {
         "image only": ["id"],
         "h-flip pair (shipped)": ["id", "id flip"],
