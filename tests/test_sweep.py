@@ -298,6 +298,35 @@ def test_cli_dry_run_and_results_table(tiny_root: Path, tmp_path: Path) -> None:
     assert r.exit_code != 0 and "not found" in str(r.exception)
 
 
+def test_results_shows_how_far_an_unfinished_trial_got(tmp_path: Path) -> None:
+    """A trial killed after 2 committed epochs reads 'stopped', 2/5 epochs, its best val so far; while a process
+    holds its run folder it reads 'running'; a trial with no committed epoch stays 'pending' with no numbers."""
+    from ferbench.cli.main import app
+    from ferbench.sweep.executors import run_dir_lock
+
+    db, run = tmp_path / "results.db", tmp_path / "runs" / "k1"
+    with ResultsStore(db) as s:
+        s.add_trial("k1", "st", {"model.name": "lenet5"}, {"train": {"epochs": 5}}, str(run))
+        s.mark_running("k1")  # the driver was then killed: the store still says running
+        s.add_trial("k2", "st", {"model.name": "fer_vgg_s"}, {"train": {"epochs": 5}}, str(tmp_path / "runs" / "k2"))
+    RunDir(run).path.mkdir(parents=True)
+    RunDir(run).write_metrics([{"epoch": 1, "val_accuracy": 0.41}, {"epoch": 2, "val_accuracy": 0.37}])
+
+    def rows() -> dict[str, dict]:
+        r = CliRunner().invoke(app, ["results", "--db", str(db), "--json", str(tmp_path / "rows.json")],
+                               env={"COLUMNS": "200"})
+        assert r.exit_code == 0, r.output
+        assert "val acc = best epoch so far" in r.output
+        return {x["key"]: x for x in json.loads((tmp_path / "rows.json").read_text())}
+
+    got = rows()
+    assert got["k1"]["status"] == "stopped" and got["k1"]["epochs"] == 2 and got["k1"]["epochs_max"] == 5
+    assert got["k1"]["val_accuracy"] == 0.41 and got["k1"]["partial"] is True
+    assert got["k2"]["status"] == "pending" and got["k2"]["val_accuracy"] is None and "partial" not in got["k2"]
+    with run_dir_lock(run):
+        assert rows()["k1"]["status"] == "running"
+
+
 def test_a_run_dir_in_use_is_not_trained_twice(tmp_path: Path) -> None:
     from ferbench.sweep.executors import TrialBusy, run_dir_lock
 

@@ -152,6 +152,7 @@ def results_cmd(
     import yaml
 
     from ferbench.errors import FerbenchError
+    from ferbench.sweep.executors import trial_progress
     from ferbench.sweep.store import ResultsStore
 
     wanted = []
@@ -166,21 +167,35 @@ def results_cmd(
         n_exported = store.export_jsonl(export, study) if export is not None else None
     trials = [t for t in trials if all(_match(_lookup(t, k), v) for k, v in wanted)]
     rows, out = [], []
+    n_partial = 0
     for t in trials:
         r = recs.get(t["key"], {})
+        status, prog = t["status"], None
+        if status in ("pending", "running") and not r:
+            prog = trial_progress(t.get("run_dir"))
+        if prog is not None:  # an unfinished trial with committed epochs: how far it got, and whether it trains now
+            n_partial += 1
+            status = "running" if prog["busy"] else "stopped"
+            cap = (t["config"].get("train") or {}).get("epochs")
+            r = {"val_accuracy": prog["best_val_accuracy"], "epochs": f"{prog['epochs_done']}/{cap or '?'}"}
         cells = [_fmt(r.get(k)) for k in ("val_accuracy", "test_accuracy", "test_f1_macro")]
         cells += [_fmt_int(r.get("params_count")), _fmt(r.get("latency_ms"), 2), str(r.get("epochs") or "–")]
         label = " ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
-        rows.append((t["key"], t["status"] + (f" ({t['error'][:40]})" if t.get("error") else ""), label, *cells))
-        out.append({"key": t["key"], "study": t["study"], "status": t["status"], "params": t["params"],
+        rows.append((t["key"], status + (f" ({t['error'][:40]})" if t.get("error") else ""), label, *cells))
+        out.append({"key": t["key"], "study": t["study"], "status": status, "params": t["params"],
                     "error": t.get("error"), **{k: r.get(k) for k in ("val_accuracy", "test_accuracy",
                                                                      "test_f1_macro", "params_count",
                                                                      "latency_ms", "epochs")}})
+        if prog is not None:
+            out[-1].update(epochs=prog["epochs_done"], epochs_max=cap, partial=True)
     from ferbench.progress import console as make_console
 
     con = make_console()
     _trial_table(con, f"{db} ({len(rows)} trials)", rows,
                  ["val acc", "test acc", "test macro F1", "params", "latency ms", "epochs"])
+    if n_partial:
+        con.print(f"{n_partial} unfinished trial(s) with committed epochs: val acc = best epoch so far, epochs = done/cap; "
+                  "'stopped' resumes from its last epoch when the same `ferbench sweep` runs again")
     if json_out:
         from ferbench.persist.atomic import atomic_write_text
 

@@ -77,6 +77,26 @@ def run_dir_busy(run_dir: str | Path) -> bool:
         os.close(fd)  # closing the descriptor releases a lock taken here
 
 
+def trial_progress(run_dir: str | Path | None) -> dict[str, Any] | None:
+    """How far an unfinished trial got: ``{"epochs_done", "best_val_accuracy", "busy"}``, or ``None``.
+
+    Read from the run folder's ``metrics.jsonl`` (committed epochs only, so a killed epoch is not counted);
+    ``busy`` says whether a live process trains it now (:func:`run_dir_busy`). ``None`` when the folder has
+    no committed epoch or its metrics cannot be read (the table then shows nothing rather than failing).
+    """
+    if not run_dir or not Path(run_dir).is_dir():
+        return None
+    try:
+        rows = RunDir(Path(run_dir)).read_metrics()
+    except (OSError, ValueError):
+        return None
+    if not rows:
+        return None
+    vals = [r["val_accuracy"] for r in rows if isinstance(r.get("val_accuracy"), int | float)]
+    return {"epochs_done": max(int(r.get("epoch", 0)) for r in rows),
+            "best_val_accuracy": max(vals) if vals else None, "busy": run_dir_busy(run_dir)}
+
+
 def skipped_line(t: Trial) -> str:
     """The one line for a trial another driver holds (its run dir is locked): skipped, not failed."""
     return f"skipped {t.key} ({t.label()}): claimed by another driver"
