@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -315,6 +316,11 @@ def test_second_sweep_driver_reports_skipped_not_failed(tiny_root: Path, tmp_pat
     assert f"skipped {held.key} ({held.label()}): claimed by another driver" in stdout
     assert "failed:" not in stdout and "being trained by another" not in stdout
     assert "1 trials finished, 0 failed, 1 skipped (claimed by another driver)" in stdout
+    # redirected output (a nohup'd sweep) also says which trial starts and logs its epochs, one timestamp a line
+    other = next(t for t in load_study(study).trials(data_root=tiny_root) if t.key != held.key)
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    assert re.search(rf"^{stamp} trial {other.key} \({re.escape(other.label())}\) starts$", stdout, re.M), stdout
+    assert [int(m) for m in re.findall(rf"^{stamp} epoch (\d)/2 [\d.]+s train_loss", stdout, re.M)] == [1, 2], stdout
 
 
 # -- the server's rows: HTTP status and one {"error": line} -------------------------------------------------

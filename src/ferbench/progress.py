@@ -95,7 +95,8 @@ class EpochProgress:
     Args:
         enabled: False = silent (sweep workers); True = bar on a terminal, lines when redirected.
         epochs: the run's epoch budget; start: epochs already done (resume).
-        say: where plain lines go (the trainer's ``log``; default: timestamped lines on stdout).
+        say: where plain lines go (the trainer's ``log``; default: timestamped lines on stdout); each line gets a
+            timestamp unless ``say`` is a :class:`LineLog`'s ``line``, which adds its own.
         stream: the stream whose terminal-ness decides (default: stdout).
 
     The trainer calls :meth:`new_epoch`, :meth:`step` per batch, :meth:`epoch_done` per epoch, :meth:`close`.
@@ -108,8 +109,12 @@ class EpochProgress:
         self.epochs = epochs
         self.enabled = self.bar  # kept for callers that test it
         log = LineLog(stream)
-        self.say = (lambda msg: say(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")) if say is not None \
-            and say is not print else log.line
+        if say is None or say is print:
+            self.say = log.line
+        elif isinstance(getattr(say, "__self__", None), LineLog):  # a LineLog's line stamps its own time
+            self.say = say
+        else:
+            self.say = lambda msg: say(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")
         if self.bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -80,14 +80,12 @@ def sweep_cmd(
                 lines.line(f"trial {done[0]} (study of {n_all}) {line}")
 
         def log(msg: str) -> None:
-            if tty:
-                bar.console.print(msg)
-            else:
-                lines.line(msg)
+            bar.console.print(msg)
 
         bar.update(task, total=n_all)
-        res = run_study(study, out, executor, address, max_parallel, data_root, log=log, on_done=on_done,
-                        import_from=import_from, only=only)
+        # redirected: LineLog's own line (stamped once; the trainer's epoch lines recognise it and add no stamp)
+        res = run_study(study, out, executor, address, max_parallel, data_root, log=log if tty else lines.line,
+                        on_done=on_done, import_from=import_from, only=only)
         bar.update(task, completed=n_all - len(res["todo"]) + res["finished"] + res["failed"] + res["busy"])
     skipped = n_all - len(res["todo"])  # of the selected trials (all of them without --only)
     if import_from is not None:

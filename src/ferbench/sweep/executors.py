@@ -264,10 +264,14 @@ def run_local(study: Study, store: ResultsStore, out: Path, todo: list[Trial], m
 
     specs = {t.key: trial_spec(study, t, out / "runs" / t.key) for t in todo}
     if max_parallel <= 1:
+        from ferbench.progress import is_terminal
+
+        lines = not is_terminal()  # redirected output (a nohup'd sweep): one line per epoch; a terminal has the bar
         for t in todo:
             store.mark_running(t.key)
+            say(f"trial {t.key} ({t.label()}) starts")
             try:
-                rec = run_trial(specs[t.key], log=say)
+                rec = run_trial(specs[t.key], progress=lines, log=say)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one bad trial must not stop the sweep; its error is recorded
