@@ -555,7 +555,7 @@ def test_sweep_trial_numbers() -> None:
     assert _trial_numbers(rec) == ", test 0.6123, 12 epochs, 118 s, 1450 img/s"
 
 
-def test_sweep_writes_one_line_per_trial_when_piped(tiny_root: Path, tmp_path: Path) -> None:
+def test_sweep_writes_plain_lines_per_trial_and_epoch_when_piped(tiny_root: Path, tmp_path: Path) -> None:
     from test_sweep import _study
 
     p = _study(tmp_path, "grid:\n  train.class_weights: [none, simple]\n")
@@ -564,6 +564,8 @@ def test_sweep_writes_one_line_per_trial_when_piped(tiny_root: Path, tmp_path: P
     lines = [x for x in r.output.splitlines() if re.search(r"trial \d \(study of 2\) done", x)]
     assert len(lines) == 2, r.output
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", x) and "img/s" in x and "2 epochs" in x for x in lines)
+    epochs = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch ([12])/2 ", r.output, re.M)
+    assert epochs == ["1", "2", "1", "2"], r.output  # two trials, each epoch once, one timestamp per line
     assert "━" not in r.output
 
 
