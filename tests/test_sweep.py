@@ -299,7 +299,7 @@ def test_cli_dry_run_and_results_table(tiny_root: Path, tmp_path: Path) -> None:
 
 
 def test_results_shows_how_far_an_unfinished_trial_got(tmp_path: Path) -> None:
-    """A trial killed after 2 committed epochs reads 'stopped', 2/5 epochs, its best val so far; while a process
+    """A trial killed after 2 committed epochs reads 'interrupted', 2/5 epochs, its best val so far; while a process
     holds its run folder it reads 'running'; a trial with no committed epoch stays 'pending' with no numbers."""
     from ferbench.cli.main import app
     from ferbench.sweep.executors import run_dir_lock
@@ -320,7 +320,7 @@ def test_results_shows_how_far_an_unfinished_trial_got(tmp_path: Path) -> None:
         return {x["key"]: x for x in json.loads((tmp_path / "rows.json").read_text())}
 
     got = rows()
-    assert got["k1"]["status"] == "stopped" and got["k1"]["epochs"] == 2 and got["k1"]["epochs_max"] == 5
+    assert got["k1"]["status"] == "interrupted" and got["k1"]["epochs"] == 2 and got["k1"]["epochs_max"] == 5
     assert got["k1"]["val_accuracy"] == 0.41 and got["k1"]["partial"] is True
     assert got["k2"]["status"] == "pending" and got["k2"]["val_accuracy"] is None and "partial" not in got["k2"]
     with run_dir_lock(run):

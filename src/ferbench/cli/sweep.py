@@ -173,7 +173,7 @@ def results_cmd(
             prog = trial_progress(t.get("run_dir"))
         if prog is not None:  # an unfinished trial with committed epochs: how far it got, and whether it trains now
             n_partial += 1
-            status = "running" if prog["busy"] else "stopped"
+            status = "running" if prog["busy"] else "interrupted"
             cap = (t["config"].get("train") or {}).get("epochs")
             r = {"val_accuracy": prog["best_val_accuracy"], "epochs": f"{prog['epochs_done']}/{cap or '?'}"}
         cells = [_fmt(r.get(k)) for k in ("val_accuracy", "test_accuracy", "test_f1_macro")]
@@ -193,7 +193,7 @@ def results_cmd(
                  ["val acc", "test acc", "test macro F1", "params", "latency ms", "epochs"])
     if n_partial:
         con.print(f"{n_partial} unfinished trial(s) with committed epochs: val acc = best epoch so far, epochs = done/cap; "
-                  "'stopped' resumes from its last epoch when the same `ferbench sweep` runs again")
+                  "'interrupted' resumes from its last epoch when the same `ferbench sweep` runs again")
     if json_out:
         from ferbench.persist.atomic import atomic_write_text
 

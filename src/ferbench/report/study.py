@@ -34,7 +34,7 @@ import numpy as np
 
 from ferbench.errors import FerbenchError
 from ferbench.persist.atomic import atomic_write_text
-from ferbench.sweep.executors import run_dir_busy
+from ferbench.sweep.executors import run_dir_busy, trial_progress
 
 # ferbench registry name → the names seed 000's tables use for it (first found wins)
 SEED000_NAMES: dict[str, tuple[str, ...]] = {
@@ -709,11 +709,20 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
 
     studies = sorted({r["study"] for r in rows})
     status: dict[str, int] = defaultdict(int)
+    partial = []  # unfinished trials with committed epochs: how far each got
     for t in trials:  # a killed driver leaves its trial "running" in the store: say so only while one trains it
         st = t["status"]
         if st == "running" and not (t.get("run_dir") and run_dir_busy(t["run_dir"])):
             st = "interrupted (resumable)"
         status[st] += 1
+        prog = trial_progress(t.get("run_dir")) if t["status"] in ("pending", "running") else None
+        if prog is not None:
+            cap = ((t.get("config") or {}).get("train") or {}).get("epochs") or "?"
+            best = "–" if prog["best_val_accuracy"] is None else f"{prog['best_val_accuracy']:.4f}"
+            label = " ".join(f"{k}={v}" for k, v in (t.get("params") or {}).items())
+            partial.append(f"- `{t['key']}` ({label}): {prog['epochs_done']} of {cap} epochs, best validation "
+                           f"accuracy so far {best}, " + ("training now" if prog["busy"] else "interrupted (resumes "
+                                                          "from its last epoch when the sweep runs again)"))
     budgets = sorted({(rec["config"]["train"]["epochs"], rec["config"]["train"].get("time_limit_min"),
                        rec["config"]["data"].get("limit")) for rec in records}, key=str)
     md = [f"# Study report: {', '.join(studies)}", "",
@@ -727,6 +736,8 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
              f"this report was written, on {_this_machine()}."
              if n_measured else "measured by each worker right after training, on its trial's test faces."), ""]
 
+    if partial:
+        md += ["Unfinished trials with committed epochs (not in the tables below):", "", *partial, ""]
     md += study_context_lines(records) + [""]
     md += ["## Ranking", "", f"Sorted by {_acc_name(rows)}. *paper* = the seed's number for the same cell "
            "(model, dataset, resolution, balancing) and the split it is measured on; *ours (val)* is our number on "
