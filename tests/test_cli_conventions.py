@@ -547,6 +547,32 @@ def test_console_is_wide_when_piped() -> None:
     assert all(f"{25_000 + i:,}" in cap.get() for i in range(12))
 
 
+def test_epoch_progress_lines_mode_on_a_terminal() -> None:
+    """``"lines"`` (what a sweep asks for) prints one stamped line per epoch through ``say`` even on a terminal,
+    where ``True`` would start a bar; a LineLog's own ``line`` is not stamped twice."""
+    import io
+
+    from ferbench.progress import EpochProgress, LineLog
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    row = {"epoch": 3, "time_s": 1.0, "train_loss": 1.0, "val_accuracy": 0.5}
+    got: list[str] = []
+    p = EpochProgress("lines", 60, 2, say=got.append, stream=Tty())
+    assert not p.bar and p.lines
+    p.epoch_done(row)
+    p.close()
+    assert len(got) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch 3/60 .*val_acc 0.5000 .*", got[0])
+    out = io.StringIO()
+    EpochProgress("lines", 60, 2, say=LineLog(out).line).epoch_done(row)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch 3/60 [^:]*\n", out.getvalue())  # one stamp
+    bar = EpochProgress(True, 60, 2, say=got.append, stream=Tty())
+    assert bar.bar is True and not bar.lines
+    bar.close()
+
+
 def test_sweep_trial_numbers() -> None:
     from ferbench.cli.sweep import _trial_numbers
 

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 __all__ = ["EpochProgress", "FrameProgress", "LineLog", "console", "epoch_line", "is_terminal", "silenced_stderr"]
 
@@ -93,7 +93,8 @@ class EpochProgress:
     """Epoch + batch progress of a training run: a rich bar on a terminal, else one plain line per epoch.
 
     Args:
-        enabled: False = silent (sweep workers); True = bar on a terminal, lines when redirected.
+        enabled: False = silent (sweep workers); True = bar on a terminal, lines when redirected; ``"lines"`` =
+            lines even on a terminal (a sweep, whose own bar is live, prints them above it through ``say``).
         epochs: the run's epoch budget; start: epochs already done (resume).
         say: where plain lines go (the trainer's ``log``; default: timestamped lines on stdout); each line gets a
             timestamp unless ``say`` is a :class:`LineLog`'s ``line``, which adds its own.
@@ -102,9 +103,9 @@ class EpochProgress:
     The trainer calls :meth:`new_epoch`, :meth:`step` per batch, :meth:`epoch_done` per epoch, :meth:`close`.
     """
 
-    def __init__(self, enabled: bool, epochs: int, start: int, say: Any = None,
+    def __init__(self, enabled: bool | Literal["lines"], epochs: int, start: int, say: Any = None,
                  stream: IO[str] | None = None) -> None:
-        self.bar = bool(enabled) and is_terminal(stream)
+        self.bar = enabled is True and is_terminal(stream)
         self.lines = bool(enabled) and not self.bar
         self.epochs = epochs
         self.enabled = self.bar  # kept for callers that test it

@@ -80,7 +80,7 @@ def sweep_cmd(
                 lines.line(f"trial {done[0]} (study of {n_all}) {line}")
 
         def log(msg: str) -> None:
-            bar.console.print(msg)
+            bar.console.print(msg, markup=False, highlight=False)  # trial labels may hold [brackets]
 
         bar.update(task, total=n_all)
         # redirected: LineLog's own line (stamped once; the trainer's epoch lines recognise it and add no stamp)

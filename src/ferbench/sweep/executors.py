@@ -23,7 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ferbench.errors import FerbenchError
 from ferbench.persist import RunDir, read_sidecar
@@ -115,7 +115,7 @@ def trial_spec(study: Study, trial: Trial, run_dir: Path) -> dict[str, Any]:
             "data_roots": roots}
 
 
-def run_trial(spec: dict[str, Any], progress: bool = False, log: Log | None = None) -> dict[str, Any]:
+def run_trial(spec: dict[str, Any], progress: bool | Literal["lines"] = False, log: Log | None = None) -> dict[str, Any]:
     """Train (or resume, or re-evaluate) one trial and return its record. Runs in the worker.
 
     Returns:
@@ -264,14 +264,11 @@ def run_local(study: Study, store: ResultsStore, out: Path, todo: list[Trial], m
 
     specs = {t.key: trial_spec(study, t, out / "runs" / t.key) for t in todo}
     if max_parallel <= 1:
-        from ferbench.progress import is_terminal
-
-        lines = not is_terminal()  # redirected output (a nohup'd sweep): one line per epoch; a terminal has the bar
-        for t in todo:
+        for t in todo:  # one line per epoch through ``say`` (above a terminal's sweep bar, or into the log file)
             store.mark_running(t.key)
             say(f"trial {t.key} ({t.label()}) starts")
             try:
-                rec = run_trial(specs[t.key], progress=lines, log=say)
+                rec = run_trial(specs[t.key], progress="lines", log=say)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one bad trial must not stop the sweep; its error is recorded

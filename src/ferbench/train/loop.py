@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -363,7 +363,7 @@ def _restore(run: _Run, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 
 
 def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None, resume: bool = False,
-          overrides: list[str] | tuple[str, ...] = (), progress: bool = True,
+          overrides: list[str] | tuple[str, ...] = (), progress: bool | Literal["lines"] = True,
           log: Any = None) -> Path:
     """Train one model under a config; returns the run directory.
 
@@ -372,7 +372,8 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         out_dir: run directory (default ``runs/<name>-<config hash>``).
         resume: continue from the last finished epoch in ``out_dir``.
         overrides: ``key=value`` strings applied on top of the config.
-        progress: a rich progress bar on a terminal, one plain line per epoch when output is redirected.
+        progress: a rich progress bar on a terminal, one plain line per epoch when output is redirected;
+            ``"lines"``: plain lines through ``log`` even on a terminal; False: silent.
         log: callable taking a string for one-line status messages (default: print).
 
     Raises:
