@@ -28,6 +28,19 @@ def test_fer2013_missing_file(tmp_path: Path) -> None:
         load_dataset("fer2013", tmp_path)
 
 
+def test_no_data_root_at_all_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --data-root, $FERBENCH_DATA, ./data or ../shared/data the error names the places searched."""
+    from ferbench.data.root import CKPLUS_DIRS, find_in_roots
+
+    monkeypatch.delenv("FERBENCH_DATA", raising=False)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    with pytest.raises(DataError) as e:
+        find_in_roots(CKPLUS_DIRS, None, "ckplus")
+    assert str(e.value) == ("ckplus: no data root found (looked for $FERBENCH_DATA, ./data, ../shared/data); "
+                            "pass --data-root DIR")
+
+
 def test_fer2013_wrong_columns(tmp_path: Path) -> None:
     p = tmp_path / "fer2013" / "fer2013.csv"
     p.parent.mkdir()

@@ -35,5 +35,8 @@ def find_in_roots(relpaths: Sequence[str], data_root: str | Path | None, what: s
         for rel in relpaths:
             if (r / rel).exists():
                 return r / rel
-    looked = ", ".join(str(r) for r in roots) or "no data root found (./data, ../shared/data, $FERBENCH_DATA)"
+    if not roots:
+        raise DataError(f"{what}: no data root found (looked for $FERBENCH_DATA, ./data, ../shared/data); "
+                        "pass --data-root DIR")
+    looked = ", ".join(str(r) for r in roots)
     raise DataError(f"{what}: none of {', '.join(relpaths)} found under {looked}; pass --data-root DIR")
