@@ -251,3 +251,28 @@ def test_time_limited_run_trains_on_only_with_a_larger_limit(tiny_root: Path, tm
     assert epochs() == [1, 2, 3] and any(s.startswith(f"resuming {run} after epoch 1 (time limit") for s in lines)
     assert json.loads((run / "last.json").read_text())["stopped"] == "reached 3 epochs"
     assert "  time_limit_min: null\n" in (run / "config.yaml").read_text()  # the run folder records the new limit
+
+
+def test_fer2013_split_names_follow_another_dataset(tmp_path: Path) -> None:
+    """A FER2013 protocol (``Training``/``PublicTest``/``PrivateTest``) run on a folder dataset trains on its
+    ``train``/``val``/``test``; the run's config says so; a cross entry naming the run's own test split is
+    not scored twice. Names no dataset uses for the role stay as written (and fail with the split list)."""
+    import yaml
+    from conftest import write_folder
+
+    from ferbench.train.build import fill_split_defaults
+
+    root = write_folder(tmp_path / "faces", ["angry", "happy", "sad"], n=10, size=48)
+    name = f"folder:{root}"
+    logs: list[str] = []
+    run = train("protocols/seed000.yaml", out_dir=tmp_path / "run", progress=False, log=logs.append,
+                overrides=[*TINY, f"data.name={name}", "train.epochs=1",
+                           f"eval.cross=[{{data: '{name}', split: test}}]"])
+    d = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert (d["train_split"], d["val_split"], d["test_split"]) == ("train", "val", "test")
+    assert (run / "eval_test.json").is_file() and not list(run.glob("eval_folder_*.json"))
+    assert sum("(in-domain, n=" in x for x in logs) == 1 and not any("not scored" in x for x in logs), logs
+    fer = load_config("protocols/seed000.yaml")
+    assert fill_split_defaults(fer)["data"]["train_split"] == "Training"  # FER2013's own names stay
+    odd = load_config("protocols/seed000.yaml", [f"data.name={name}", "data.val_split=holdout"])
+    assert fill_split_defaults(odd)["data"]["val_split"] == "holdout"

@@ -187,14 +187,17 @@ def quickstart_cmd(
 
     run = train("quickstart.yaml", out_dir=out, resume=True, overrides=_with_root(set_, data_root))
     rep = write_report([run], run / "report")
-    ev = json.loads((run / "eval_PrivateTest.json").read_text())
+    import yaml
+
+    test_split = (yaml.safe_load(RunDir(run).config.read_text())["data"].get("test_split")) or "PrivateTest"
+    ev = json.loads(RunDir(run).eval_file(test_split).read_text())  # with --set data.name=…: that dataset's test
     print_metrics({**ev, "model": "quickstart"})
     off = RunDir(run).eval_file(RunDir.cross_key("ckplus", "test"))  # the config's eval.cross: never trained on
     beside = ""
     if off.exists():
         ck = json.loads(off.read_text())
         beside = f"; CK+48 test (never trained on) {ck['accuracy']:.4f}, balanced {ck['balanced_accuracy']:.4f}"
-    typer.echo(f"PrivateTest accuracy {ev['accuracy']:.4f}, balanced {ev['balanced_accuracy']:.4f}{beside}; "
+    typer.echo(f"{test_split} accuracy {ev['accuracy']:.4f}, balanced {ev['balanced_accuracy']:.4f}{beside}; "
                f"report: {rep} (+ report.html)")
 
 

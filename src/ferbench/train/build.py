@@ -118,6 +118,32 @@ def fill_model_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def fill_split_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Translate split names that belong to another dataset into this dataset's split of the same role (in place).
+
+    The config defaults (and the seed-000 protocols) name FER2013's splits (``Training`` / ``PublicTest`` /
+    ``PrivateTest``); with ``data.name: ckplus`` those become CK+48's ``train`` / ``val`` / ``test``. Only names
+    that some registered dataset uses for that role are translated; a name this dataset has, ``all``, unions
+    and unknown names are left alone (an unknown one fails later with the dataset's list of splits).
+    """
+    from ferbench.data.registry import ROLES, get_spec, list_datasets, parse_dataset_names
+
+    d = cfg["data"]
+    name = "+".join(d["name"]) if isinstance(d["name"], list) else d["name"]
+    names = parse_dataset_names(name)
+    if len(names) != 1:
+        return cfg
+    spec = get_spec(names[0])
+    own = set(spec.splits.values())
+    for role in ROLES:
+        v = d.get(f"{role}_split")
+        if v is None or v in own or v == "all" or role not in spec.splits:
+            continue
+        if any(other.splits.get(role) == v for other in list_datasets()):
+            d[f"{role}_split"] = spec.splits[role]
+    return cfg
+
+
 def build_for_training(cfg: RunConfig, classes: list[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Create the model (+ init, + method wrapper) and the sidecar ``architecture`` dict.
 

@@ -45,6 +45,7 @@ from ferbench.train.build import (
     build_for_training,
     dataset_name,
     fill_model_defaults,
+    fill_split_defaults,
     make_optimizer,
     prepare_data,
     resolve_device,
@@ -380,7 +381,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
         FerbenchError / ConfigError: one line, before anything is trained, for a bad config or run folder.
     """
     say = log or print
-    cfg_dict = fill_model_defaults(load_config(config, overrides))
+    cfg_dict = fill_split_defaults(fill_model_defaults(load_config(config, overrides)))
     cfg = typed(cfg_dict)
     for ce in cfg.eval.cross:  # a misspelt dataset fails now, not after the training
         get_spec(ce.data)
@@ -391,7 +392,7 @@ def train(config: dict[str, Any] | str | Path, out_dir: str | Path | None = None
     if saved_state is not None and not resume:
         raise FerbenchError(f"{rd.path} already holds a run; pass --resume to continue it or --out for a new one")
     if saved_state is not None:
-        saved = fill_model_defaults(load_config(read_yaml(rd.config)))
+        saved = fill_split_defaults(fill_model_defaults(load_config(read_yaml(rd.config))))
         if not _same_experiment(saved, cfg_dict):
             raise FerbenchError(f"{rd.path}: config differs from the run being resumed (only train.epochs, "
                                 "train.time_limit_min, train.threads, train.device, train.compile, "
@@ -491,6 +492,9 @@ def cross_evaluate(run_dir: Path, cfg: dict[str, Any], say: Any = print) -> dict
         name, split = canonical_dataset_name(ce["data"]), ce.get("split", "test")
         key = RunDir.cross_key(name, split)
         where = domain_relation(data["name"], name)
+        if isinstance(data["name"], str) and "+" not in data["name"] and where == "in-domain" \
+                and split == data.get("test_split"):
+            continue  # the run's own test split (e.g. quickstart's CK+48 entry on a CK+48 run): scored already
         try:
             m = evaluate_checkpoint(rd.best, name, split, ce.get("root") or data.get("root"), ev["batch_size"],
                                     bool(ev["tta_hflip"]), cfg["train"].get("device", "auto"))
