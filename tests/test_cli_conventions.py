@@ -219,6 +219,8 @@ def test_evaluate_accepts_the_shipped_default(tiny_root: Path) -> None:
             "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "fer_vgg_m on fer2013/PrivateTest (n=70)" in r.output and "balanced_accuracy" in r.output
+    r = cli("evaluate", "default", "--data", "fer2013", "--data-root", str(tiny_root), "--device", "cpu")
+    assert r.exit_code == 0 and "fer_vgg_m on fer2013/PrivateTest (n=70)" in r.output  # no --split: the test split
 
 
 def test_predict_missing_file_exits_2_before_loading_anything(tmp_path: Path) -> None:

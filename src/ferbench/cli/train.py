@@ -56,7 +56,8 @@ def evaluate_cmd(
     run: str = typer.Argument(..., help="'default' / 'default-ferplus' (shipped models), a run directory, a "
                               "checkpoint (.safetensors) or an ensemble JSON."),
     data: str = typer.Option(..., "--data", help="fer2013 | ferplus | ckplus | folder:PATH"),
-    split: str = typer.Option(..., "--split", help="Split name, e.g. PrivateTest, test, all."),
+    split: str | None = typer.Option(None, "--split", help="Split name, e.g. PrivateTest, test, all (default: the "
+                                     "dataset's test split: FER2013 PrivateTest, CK+48 test)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write all metrics to this JSON file."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Average with the horizontally flipped image."),
     data_root: Path | None = DataRoot,
@@ -70,6 +71,10 @@ def evaluate_cmd(
     from ferbench.data.registry import check_dataset_files
 
     check_dataset_files(data, data_root)  # a misspelt or absent dataset or checkpoint fails before torch loads
+    if split is None:
+        from ferbench.data.registry import split_name
+
+        split = split_name(data, "test")
     ref = checkpoint_ref(run)
     from ferbench.evaluate.crossdata import evaluate_checkpoint
     from ferbench.persist.atomic import atomic_write_text
