@@ -298,6 +298,21 @@ def test_cli_dry_run_and_results_table(tiny_root: Path, tmp_path: Path) -> None:
     assert r.exit_code != 0 and "not found" in str(r.exception)
 
 
+def test_a_study_on_another_dataset_records_its_own_splits(tmp_path: Path) -> None:
+    """A seed-000 study (FER2013 split names) on a folder dataset: the record's val/test are the folder's."""
+    from conftest import write_folder
+
+    root = write_folder(tmp_path / "faces", ["angry", "happy", "sad"], n=10, size=32)
+    p = _study(tmp_path, f"grid:\n  data.name: ['folder:{root}']\n")
+    out = tmp_path / "out"
+    res = run_study(p, out, log=lambda s: None)
+    assert res["finished"] == 1 and res["failed"] == 0
+    with ResultsStore(out / "results.db") as s:
+        (rec,) = s.results()
+    assert (rec["val_split"], rec["test_split"]) == ("val", "test")
+    assert 0 <= rec["val_accuracy"] <= 1 and 0 <= rec["test_accuracy"] <= 1
+
+
 def test_results_shows_how_far_an_unfinished_trial_got(tmp_path: Path) -> None:
     """A trial killed after 2 committed epochs reads 'interrupted', 2/5 epochs, its best val so far; while a process
     holds its run folder it reads 'running'; a trial with no committed epoch stays 'pending' with no numbers."""

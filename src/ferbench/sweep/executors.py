@@ -16,6 +16,7 @@ an orphan of a killed sweep and the re-run) never train the same trial at once.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import os
@@ -143,6 +144,7 @@ def run_trial(spec: dict[str, Any], progress: bool | Literal["lines"] = False, l
 def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Read the run directory back into a record (numbers only; no tensors)."""
     from ferbench.data.registry import canonical_dataset_name
+    from ferbench.train.build import fill_split_defaults
 
     rd = RunDir(run_dir)
     best = read_sidecar(rd.best)
@@ -154,11 +156,12 @@ def _collect(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                   for ce in (cfg.get("eval") or {}).get("cross") or []]
     cross = [evals[k] for k in cross_keys if k in evals]  # a dataset missing on this machine: logged, left out
     evals = {k: v for k, v in evals.items() if k not in cross_keys}
-    indexed = isinstance(cfg["data"].get("indices"), dict)
-    val_name = "val" if indexed else cfg["data"].get("val_split")
-    test_name = "test" if indexed else cfg["data"].get("test_split")
+    data_cfg = fill_split_defaults(copy.deepcopy(cfg))["data"]  # the split names the trainer used
+    indexed = isinstance(data_cfg.get("indices"), dict)
+    val_name = "val" if indexed else data_cfg.get("val_split")
+    test_name = "test" if indexed else data_cfg.get("test_split")
     val, test = evals.get(val_name or ""), evals.get(test_name or "")
-    cost = _cost(best, cfg["data"])
+    cost = _cost(best, data_cfg)
     machine = run_dir / "machine.json"
     return {
         "key": spec["key"], "study": spec["study"], "params": spec["params"], "config": cfg,
