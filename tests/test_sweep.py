@@ -298,6 +298,18 @@ def test_cli_dry_run_and_results_table(tiny_root: Path, tmp_path: Path) -> None:
     assert r.exit_code != 0 and "not found" in str(r.exception)
 
 
+def test_results_without_db_points_at_the_sweeps_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferbench.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["results"])
+    assert r.exit_code != 0 and str(r.exception) == "results database results.db not found"
+    ResultsStore(tmp_path / "runs" / "mystudy" / "results.db").close()
+    r = CliRunner().invoke(app, ["results"])
+    assert str(r.exception) == ("results database results.db not found; sweeps here wrote: "
+                                "runs/mystudy/results.db (pass --db)")
+
+
 def test_a_study_on_another_dataset_records_its_own_splits(tmp_path: Path) -> None:
     """A seed-000 study (FER2013 split names) on a folder dataset: the record's val/test are the folder's."""
     from conftest import write_folder

@@ -91,7 +91,9 @@ class ResultsStore:
     def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
-            raise FerbenchError(f"results database {self.path} not found")
+            near = sorted(str(q) for q in Path("runs").glob("*/results.db"))[:5]  # where sweeps write by default
+            hint = f"; sweeps here wrote: {', '.join(near)} (pass --db)" if near else ""
+            raise FerbenchError(f"results database {self.path} not found{hint}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
