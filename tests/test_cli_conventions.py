@@ -211,6 +211,13 @@ def test_quickstart_reports_ckplus_beside_privatetest(tiny_root: Path, tmp_path:
                     r"[01]\.\d{4}, balanced [01]\.\d{4}; report: ", last), last
     assert f"ckplus/test (cross-domain, 6 shared classes, n={ev['n']})" in r.output
     assert "ckplus/test" in (tmp_path / "qs" / "report" / "report.md").read_text()
+    # the same command on CK+48 itself: its train/val/test, its test split scored once, named in the summary
+    r = cli("quickstart", "--out", str(tmp_path / "qck"), "--data-root", str(tiny_root), "--set", "train.epochs=1",
+            "--set", "train.batch_size=16", "--set", "data.name=ckplus")
+    assert r.exit_code == 0, r.output
+    assert re.match(r"CK\+48 test accuracy [01]\.\d{4}, balanced [01]\.\d{4}; report: ",
+                    r.output.strip().splitlines()[-1]), r.output
+    assert r.output.count("ckplus/test (in-domain") == 1 and not (tmp_path / "qck" / "eval_ckplus_test.json").exists()
 
 
 # -- shipped names and cheap checks ----------------------------------------------------------------------
