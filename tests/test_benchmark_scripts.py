@@ -74,3 +74,30 @@ def test_tta_views_runs_fourteen_views_through_predict_view_logits() -> None:
     x = pre(images)
     assert torch.equal(views["shift+2,+0"](x), torch.roll(x, shifts=(0, 2), dims=(2, 3)))
     assert views["zoom0.9"](x).shape == x.shape and views["zoom1.1 flip"](x).shape == x.shape
+
+
+def test_calibration_refit_union_fit_weights_each_split_equally() -> None:
+    """``_fit_union``: the temperature minimising the mean of the parts' NLLs; with one part it is that part's
+    NLL fit (``fit_temperature``), and a restricted part is scored on its renormalised columns."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from calibration_refit import _fit_union
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from ferbench.evaluate.calibration import fit_temperature
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    z = rng.normal(size=(400, 4)) + 1.5 * np.eye(4)[y]  # informative logits
+    zero = np.zeros(4)
+    assert abs(_fit_union([(z[None], y, None)], zero) - fit_temperature(z, y)) < 0.01
+    sharp = 3.0 * z  # the same scores 3x sharper need a ~3x larger temperature
+    t_a, t_b = _fit_union([(z[None], y, None)], zero), _fit_union([(sharp[None], y, None)], zero)
+    both = _fit_union([(z[None], y, None), (sharp[None], y, None)], zero)
+    assert 2.5 < t_b / t_a < 3.5 and t_a < both < t_b
+    cols = [0, 1, 2]  # a part whose labels use only three of the four classes
+    keep = y < 3
+    t_r = _fit_union([(z[None][:, keep], y[keep], (cols, ["a", "b", "c"]))], zero)
+    assert abs(t_r - fit_temperature(z[keep][:, cols], y[keep])) < 0.01
