@@ -337,7 +337,8 @@ def test_results_shows_how_far_an_unfinished_trial_got(tmp_path: Path) -> None:
         s.mark_running("k1")  # the driver was then killed: the store still says running
         s.add_trial("k2", "st", {"model.name": "fer_vgg_s"}, {"train": {"epochs": 5}}, str(tmp_path / "runs" / "k2"))
     RunDir(run).path.mkdir(parents=True)
-    RunDir(run).write_metrics([{"epoch": 1, "val_accuracy": 0.41}, {"epoch": 2, "val_accuracy": 0.37}])
+    RunDir(run).write_metrics([{"epoch": 1, "val_accuracy": 0.41, "time_s": 90.0},
+                               {"epoch": 2, "val_accuracy": 0.37, "time_s": 110.0}])
 
     def rows() -> dict[str, dict]:
         r = CliRunner().invoke(app, ["results", "--db", str(db), "--json", str(tmp_path / "rows.json")],
@@ -349,6 +350,7 @@ def test_results_shows_how_far_an_unfinished_trial_got(tmp_path: Path) -> None:
     got = rows()
     assert got["k1"]["status"] == "interrupted" and got["k1"]["epochs"] == 2 and got["k1"]["epochs_max"] == 5
     assert got["k1"]["val_accuracy"] == 0.41 and got["k1"]["partial"] is True
+    assert got["k1"]["max_seconds_left"] == 3 * 110.0  # 3 epochs to its cap at the median (upper) epoch time
     assert got["k2"]["status"] == "pending" and got["k2"]["val_accuracy"] is None and "partial" not in got["k2"]
     with run_dir_lock(run):
         assert rows()["k1"]["status"] == "running"

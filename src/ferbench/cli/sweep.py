@@ -175,7 +175,9 @@ def results_cmd(
             n_partial += 1
             status = "running" if prog["busy"] else "interrupted"
             cap = (t["config"].get("train") or {}).get("epochs")
-            r = {"val_accuracy": prog["best_val_accuracy"], "epochs": f"{prog['epochs_done']}/{cap or '?'}"}
+            left_s = (cap - prog["epochs_done"]) * prog["epoch_s"] if cap and prog["epoch_s"] else None
+            left = f" (≤ {left_s / 3600:.1f} h left)" if left_s else ""
+            r = {"val_accuracy": prog["best_val_accuracy"], "epochs": f"{prog['epochs_done']}/{cap or '?'}{left}"}
         cells = [_fmt(r.get(k)) for k in ("val_accuracy", "test_accuracy", "test_f1_macro")]
         cells += [_fmt_int(r.get("params_count")), _fmt(r.get("latency_ms"), 2), str(r.get("epochs") or "–")]
         label = " ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
@@ -185,14 +187,15 @@ def results_cmd(
                                                                      "test_f1_macro", "params_count",
                                                                      "latency_ms", "epochs")}})
         if prog is not None:
-            out[-1].update(epochs=prog["epochs_done"], epochs_max=cap, partial=True)
+            out[-1].update(epochs=prog["epochs_done"], epochs_max=cap, partial=True, max_seconds_left=left_s)
     from ferbench.progress import console as make_console
 
     con = make_console()
     _trial_table(con, f"{db} ({len(rows)} trials)", rows,
                  ["val acc", "test acc", "test macro F1", "params", "latency ms", "epochs"])
     if n_partial:
-        con.print(f"{n_partial} unfinished trial(s) with committed epochs: val acc = best epoch so far, epochs = done/cap; "
+        con.print(f"{n_partial} unfinished trial(s) with committed epochs: val acc = best epoch so far, epochs = done/cap "
+                  "(time left at the median epoch time if it runs to its cap; early stopping may end it sooner); "
                   "'interrupted' resumes from its last epoch when the same `ferbench sweep` runs again")
     if json_out:
         from ferbench.persist.atomic import atomic_write_text

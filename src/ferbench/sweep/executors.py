@@ -79,10 +79,10 @@ def run_dir_busy(run_dir: str | Path) -> bool:
 
 
 def trial_progress(run_dir: str | Path | None) -> dict[str, Any] | None:
-    """How far an unfinished trial got: ``{"epochs_done", "best_val_accuracy", "busy"}``, or ``None``.
+    """How far an unfinished trial got: ``{"epochs_done", "best_val_accuracy", "epoch_s", "busy"}``, or ``None``.
 
     Read from the run folder's ``metrics.jsonl`` (committed epochs only, so a killed epoch is not counted);
-    ``busy`` says whether a live process trains it now (:func:`run_dir_busy`). ``None`` when the folder has
+    ``epoch_s`` is the median epoch time in seconds (``None`` when not logged); ``busy`` says whether a live process trains it now (:func:`run_dir_busy`). ``None`` when the folder has
     no committed epoch or its metrics cannot be read (the table then shows nothing rather than failing).
     """
     if not run_dir or not Path(run_dir).is_dir():
@@ -94,8 +94,11 @@ def trial_progress(run_dir: str | Path | None) -> dict[str, Any] | None:
     if not rows:
         return None
     vals = [r["val_accuracy"] for r in rows if isinstance(r.get("val_accuracy"), int | float)]
+    secs = [r["time_s"] for r in rows if isinstance(r.get("time_s"), int | float)]
     return {"epochs_done": max(int(r.get("epoch", 0)) for r in rows),
-            "best_val_accuracy": max(vals) if vals else None, "busy": run_dir_busy(run_dir)}
+            "best_val_accuracy": max(vals) if vals else None,
+            "epoch_s": sorted(secs)[len(secs) // 2] if secs else None,  # median: robust to one paused epoch
+            "busy": run_dir_busy(run_dir)}
 
 
 def skipped_line(t: Trial) -> str:
