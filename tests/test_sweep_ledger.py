@@ -127,4 +127,11 @@ def test_report_counts_a_killed_drivers_trial_as_interrupted(tiny_root: Path, tm
     assert (f"- `{keys['conservative']}` (train.class_weights=conservative): 1 of 2 epochs, best validation accuracy "
             "so far 0.4321, interrupted (resumes from its last epoch when the sweep runs again)") in md
     assert keys["simple"] not in md.split("Unfinished trials")[1].split("\n\n")[1]  # no committed epoch: not listed
+    from ferbench.cli.main import app
+
+    r = CliRunner().invoke(app, ["sweep", str(p), "--out", str(out), "--dry-run"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    status = {k: next(line for line in r.output.splitlines() if k in line) for k in keys.values()}
+    assert "finished" in status[keys["none"]] and "interrupted 1/2" in status[keys["conservative"]]
+    assert "running" in status[keys["simple"]]  # the store's word: no committed epoch to say more
     assert not run_dir_busy(live)  # the probe kept no lock

@@ -55,7 +55,9 @@ def sweep_cmd(
         status: dict[str, str] = {}
         if res["db"].exists():
             with ResultsStore(res["db"], create=False) as store:
-                status = {t["key"]: t["status"] for t in store.trials()}
+                for row in store.trials():
+                    st, prog = _live_status(row)
+                    status[row["key"]] = st + (f" {prog['epochs_done']}/{_epoch_cap(row) or '?'}" if prog else "")
         _trial_table(con, res["study"].name, [(t.key, status.get(t.key, "new"), t.label()) for t in res["trials"]])
         con.print(f"{len(res['trials'])} trials; store {res['db']}; nothing was run (--dry-run)")
         return
@@ -150,7 +152,6 @@ def results_cmd(
     import yaml
 
     from ferbench.errors import FerbenchError
-    from ferbench.sweep.executors import trial_progress
     from ferbench.sweep.store import ResultsStore
 
     wanted = []
@@ -168,13 +169,10 @@ def results_cmd(
     n_partial = 0
     for t in trials:
         r = recs.get(t["key"], {})
-        status, prog = t["status"], None
-        if status in ("pending", "running") and not r:
-            prog = trial_progress(t.get("run_dir"))
+        status, prog = _live_status(t) if not r else (t["status"], None)
         if prog is not None:  # an unfinished trial with committed epochs: how far it got, and whether it trains now
             n_partial += 1
-            status = "running" if prog["busy"] else "interrupted"
-            cap = (t["config"].get("train") or {}).get("epochs")
+            cap = _epoch_cap(t)
             left_s = (cap - prog["epochs_done"]) * prog["epoch_s"] if cap and prog["epoch_s"] else None
             left = f" (≤ {left_s / 3600:.1f} h left)" if left_s else ""
             r = {"val_accuracy": prog["best_val_accuracy"], "epochs": f"{prog['epochs_done']}/{cap or '?'}{left}"}
@@ -204,6 +202,23 @@ def results_cmd(
         con.print(f"wrote {json_out}")
     if n_exported is not None:
         con.print(f"exported {n_exported} finished trial records to {export}")
+
+
+def _live_status(trial: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """A store row's status as it is now, and its progress: an unfinished trial with committed epochs is
+    ``running`` while a process holds its run folder, else ``interrupted`` (a killed driver leaves ``running``)."""
+    from ferbench.sweep.executors import trial_progress
+
+    if trial["status"] not in ("pending", "running"):
+        return trial["status"], None
+    prog = trial_progress(trial.get("run_dir"))
+    if prog is None:
+        return trial["status"], None
+    return ("running" if prog["busy"] else "interrupted"), prog
+
+
+def _epoch_cap(trial: dict[str, Any]) -> int | None:
+    return ((trial.get("config") or {}).get("train") or {}).get("epochs")
 
 
 def _match(have: Any, want: Any) -> bool:
