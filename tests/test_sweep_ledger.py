@@ -119,13 +119,14 @@ def test_report_counts_a_killed_drivers_trial_as_interrupted(tiny_root: Path, tm
     assert not run_dir_busy(live)  # no .lock yet
     dead = RunDir(out / "runs" / keys["conservative"])  # the dead driver's trial had committed 1 of 2 epochs
     dead.path.mkdir(parents=True)
-    dead.write_metrics([{"epoch": 1, "val_accuracy": 0.4321}])
+    dead.write_metrics([{"epoch": 1, "val_accuracy": 0.4321, "time_s": 7200.0}])
     with run_dir_lock(live):  # a driver that is alive holds its run dir's lock
         assert run_dir_busy(live) and not run_dir_busy(out / "runs" / keys["conservative"])
         md = write_study_report(out / "results.db", tmp_path / "rep", measure_latency=False).read_text()
     assert "1 finished trials (finished 1, interrupted (resumable) 1, running 1)." in md
-    assert (f"- `{keys['conservative']}` (train.class_weights=conservative): 1 of 2 epochs, best validation accuracy "
-            "so far 0.4321, interrupted (resumes from its last epoch when the sweep runs again)") in md
+    assert (f"- `{keys['conservative']}` (train.class_weights=conservative): 1 of 2 epochs (at most 2.0 h more at "
+            "its median epoch time), best validation accuracy so far 0.4321, interrupted (resumes from its last "
+            "epoch when the sweep runs again)") in md
     assert keys["simple"] not in md.split("Unfinished trials")[1].split("\n\n")[1]  # no committed epoch: not listed
     from ferbench.cli.main import app
 

@@ -720,7 +720,9 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
             cap = ((t.get("config") or {}).get("train") or {}).get("epochs") or "?"
             best = "–" if prog["best_val_accuracy"] is None else f"{prog['best_val_accuracy']:.4f}"
             label = " ".join(f"{k}={v}" for k, v in (t.get("params") or {}).items())
-            partial.append(f"- `{t['key']}` ({label}): {prog['epochs_done']} of {cap} epochs, best validation "
+            left = (f" (at most {(cap - prog['epochs_done']) * prog['epoch_s'] / 3600:.1f} h more at its median "
+                    f"epoch time)" if isinstance(cap, int) and prog["epoch_s"] else "")
+            partial.append(f"- `{t['key']}` ({label}): {prog['epochs_done']} of {cap} epochs{left}, best validation "
                            f"accuracy so far {best}, " + ("training now" if prog["busy"] else "interrupted (resumes "
                                                           "from its last epoch when the sweep runs again)"))
     budgets = sorted({(rec["config"]["train"]["epochs"], rec["config"]["train"].get("time_limit_min"),
