@@ -134,5 +134,6 @@ def test_report_counts_a_killed_drivers_trial_as_interrupted(tiny_root: Path, tm
     assert r.exit_code == 0, r.output
     status = {k: next(line for line in r.output.splitlines() if k in line) for k in keys.values()}
     assert "finished" in status[keys["none"]] and "interrupted 1/2" in status[keys["conservative"]]
-    assert "running" in status[keys["simple"]]  # the store's word: no committed epoch to say more
+    assert "interrupted" in status[keys["simple"]] and "/" not in status[keys["simple"]]  # its lock is gone now;
+    # no committed epoch, so no epochs done/cap
     assert not run_dir_busy(live)  # the probe kept no lock

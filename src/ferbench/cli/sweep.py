@@ -36,7 +36,7 @@ def sweep_cmd(
 
     from ferbench.errors import FerbenchError
     from ferbench.progress import console as make_console
-    from ferbench.sweep.executors import run_study
+    from ferbench.sweep.executors import live_status, run_study
     from ferbench.sweep.store import ResultsStore
     from ferbench.sweep.study import load_study
 
@@ -56,7 +56,7 @@ def sweep_cmd(
         if res["db"].exists():
             with ResultsStore(res["db"], create=False) as store:
                 for row in store.trials():
-                    st, prog = _live_status(row)
+                    st, prog = live_status(row)
                     status[row["key"]] = st + (f" {prog['epochs_done']}/{_epoch_cap(row) or '?'}" if prog else "")
         _trial_table(con, res["study"].name, [(t.key, status.get(t.key, "new"), t.label()) for t in res["trials"]])
         con.print(f"{len(res['trials'])} trials; store {res['db']}; nothing was run (--dry-run)")
@@ -152,6 +152,7 @@ def results_cmd(
     import yaml
 
     from ferbench.errors import FerbenchError
+    from ferbench.sweep.executors import live_status
     from ferbench.sweep.store import ResultsStore
 
     wanted = []
@@ -169,7 +170,7 @@ def results_cmd(
     n_partial = 0
     for t in trials:
         r = recs.get(t["key"], {})
-        status, prog = _live_status(t) if not r else (t["status"], None)
+        status, prog = live_status(t) if not r else (t["status"], None)
         if prog is not None:  # an unfinished trial with committed epochs: how far it got, and whether it trains now
             n_partial += 1
             cap = _epoch_cap(t)
@@ -202,19 +203,6 @@ def results_cmd(
         con.print(f"wrote {json_out}")
     if n_exported is not None:
         con.print(f"exported {n_exported} finished trial records to {export}")
-
-
-def _live_status(trial: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """A store row's status as it is now, and its progress: an unfinished trial with committed epochs is
-    ``running`` while a process holds its run folder, else ``interrupted`` (a killed driver leaves ``running``)."""
-    from ferbench.sweep.executors import trial_progress
-
-    if trial["status"] not in ("pending", "running"):
-        return trial["status"], None
-    prog = trial_progress(trial.get("run_dir"))
-    if prog is None:
-        return trial["status"], None
-    return ("running" if prog["busy"] else "interrupted"), prog
 
 
 def _epoch_cap(trial: dict[str, Any]) -> int | None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ferbench.errors import FerbenchError
 from ferbench.persist.atomic import atomic_write_text
-from ferbench.sweep.executors import run_dir_busy, trial_progress
+from ferbench.sweep.executors import live_status
 
 # ferbench registry name → the names seed 000's tables use for it (first found wins)
 SEED000_NAMES: dict[str, tuple[str, ...]] = {
@@ -711,11 +711,8 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
     status: dict[str, int] = defaultdict(int)
     partial = []  # unfinished trials with committed epochs: how far each got
     for t in trials:  # a killed driver leaves its trial "running" in the store: say so only while one trains it
-        st = t["status"]
-        if st == "running" and not (t.get("run_dir") and run_dir_busy(t["run_dir"])):
-            st = "interrupted (resumable)"
-        status[st] += 1
-        prog = trial_progress(t.get("run_dir")) if t["status"] in ("pending", "running") else None
+        st, prog = live_status(t)
+        status["interrupted (resumable)" if st == "interrupted" else st] += 1
         if prog is not None:
             cap = ((t.get("config") or {}).get("train") or {}).get("epochs") or "?"
             best = "–" if prog["best_val_accuracy"] is None else f"{prog['best_val_accuracy']:.4f}"

@@ -101,6 +101,23 @@ def trial_progress(run_dir: str | Path | None) -> dict[str, Any] | None:
             "busy": run_dir_busy(run_dir)}
 
 
+def live_status(trial: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """A results-store trial row's status as it is now, and its :func:`trial_progress` (or ``None``).
+
+    A killed driver leaves its trial ``running`` in the store: such a trial reads ``running`` only while a
+    process holds its run folder, else ``interrupted``; a ``pending`` trial with committed epochs (trained
+    by another store's driver, say) reads the same way. Finished and failed trials read as stored.
+    """
+    status = trial["status"]
+    if status not in ("pending", "running"):
+        return status, None
+    prog = trial_progress(trial.get("run_dir"))
+    busy = prog["busy"] if prog is not None else bool(trial.get("run_dir")) and run_dir_busy(trial["run_dir"])
+    if status == "running" or prog is not None:
+        status = "running" if busy else "interrupted"
+    return status, prog
+
+
 def skipped_line(t: Trial) -> str:
     """The one line for a trial another driver holds (its run dir is locked): skipped, not failed."""
     return f"skipped {t.key} ({t.label()}): claimed by another driver"
