@@ -47,6 +47,16 @@ def _runs(out: Path) -> list[Path]:
 
 
 # -- study expansion ---------------------------------------------------------------------------------------
+def test_trial_label_joins_named_axes_and_keeps_other_mappings_keys() -> None:
+    from ferbench.sweep.study import trial_label
+
+    assert trial_label({"arch": {"model.name": "lenet5", "train.lr": 0.001}, "train.class_weights": "none"}) == \
+        "arch=lenet5/0.001 train.class_weights=none"
+    assert trial_label({"model.name": "efficientface", "model.kwargs": {"stem_pool": False}}) == \
+        "model.name=efficientface model.kwargs={stem_pool:False}"
+    assert trial_label({}) == "base"
+
+
 def test_grid_include_exclude_and_named_axes(tmp_path: Path) -> None:
     p = _study(tmp_path, """
 grid:

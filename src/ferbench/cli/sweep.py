@@ -154,6 +154,7 @@ def results_cmd(
     from ferbench.errors import FerbenchError
     from ferbench.sweep.executors import live_status
     from ferbench.sweep.store import ResultsStore
+    from ferbench.sweep.study import trial_label
 
     wanted = []
     for f in filter_:
@@ -179,7 +180,7 @@ def results_cmd(
             r = {"val_accuracy": prog["best_val_accuracy"], "epochs": f"{prog['epochs_done']}/{cap or '?'}{left}"}
         cells = [_fmt(r.get(k)) for k in ("val_accuracy", "test_accuracy", "test_f1_macro")]
         cells += [_fmt_int(r.get("params_count")), _fmt(r.get("latency_ms"), 2), str(r.get("epochs") or "–")]
-        label = " ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
+        label = trial_label(t["params"])
         rows.append((t["key"], status + (f" ({t['error'][:40]})" if t.get("error") else ""), label, *cells))
         out.append({"key": t["key"], "study": t["study"], "status": status, "params": t["params"],
                     "error": t.get("error"), **{k: r.get(k) for k in ("val_accuracy", "test_accuracy",
@@ -211,10 +212,6 @@ def _epoch_cap(trial: dict[str, Any]) -> int | None:
 
 def _match(have: Any, want: Any) -> bool:
     return have == want or str(have) == str(want)
-
-
-def _short(v: Any) -> str:
-    return "/".join(_short(x) for x in v.values()) if isinstance(v, dict) else str(v)
 
 
 def _fmt(v: Any, nd: int = 4) -> str:

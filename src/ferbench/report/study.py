@@ -35,6 +35,7 @@ import numpy as np
 from ferbench.errors import FerbenchError
 from ferbench.persist.atomic import atomic_write_text
 from ferbench.sweep.executors import live_status
+from ferbench.sweep.study import trial_label
 
 # ferbench registry name → the names seed 000's tables use for it (first found wins)
 SEED000_NAMES: dict[str, tuple[str, ...]] = {
@@ -716,7 +717,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
         if prog is not None:
             cap = ((t.get("config") or {}).get("train") or {}).get("epochs") or "?"
             best = "–" if prog["best_val_accuracy"] is None else f"{prog['best_val_accuracy']:.4f}"
-            label = " ".join(f"{k}={v}" for k, v in (t.get("params") or {}).items())
+            label = trial_label(t.get("params") or {})
             left = (f" (at most {(cap - prog['epochs_done']) * prog['epoch_s'] / 3600:.1f} h more at its median "
                     f"epoch time)" if isinstance(cap, int) and prog["epoch_s"] else "")
             partial.append(f"- `{t['key']}` ({label}): {prog['epochs_done']} of {cap} epochs{left}, best validation "

@@ -63,7 +63,7 @@ class Trial:
 
     def label(self) -> str:
         """Short human label, e.g. ``model.name=lenet5 train.class_weights=simple``."""
-        return " ".join(f"{k}={_short(v)}" for k, v in self.params.items()) or "base"
+        return trial_label(self.params)
 
 
 @dataclass
@@ -315,7 +315,17 @@ def _assign(cfg: dict[str, Any], key: str, value: Any) -> None:
     set_key(cfg, f"{key}={json.dumps(value)}")
 
 
+def trial_label(params: dict[str, Any]) -> str:
+    """``{"arch": {"model.name": "lenet5", "train.lr": 0.001}, "train.class_weights": "none"}`` →
+    ``arch=lenet5/0.001 train.class_weights=none`` (``base`` for no parameters)."""
+    return " ".join(f"{k}={_short(v)}" for k, v in params.items()) or "base"
+
+
 def _short(v: Any) -> str:
+    """A named axis's entry (dotted config keys) shows its values joined by ``/``; any other mapping (such as
+    ``model.kwargs``) keeps its keys: ``{stem_pool:False}``."""
     if isinstance(v, dict):
-        return "/".join(_short(x) for x in v.values())
+        if v and all("." in str(k) for k in v):
+            return "/".join(_short(x) for x in v.values())
+        return "{" + ",".join(f"{k}:{_short(x)}" for k, x in v.items()) + "}"
     return str(v)
