@@ -82,8 +82,9 @@ def trial_progress(run_dir: str | Path | None) -> dict[str, Any] | None:
     """How far an unfinished trial got: ``{"epochs_done", "best_val_accuracy", "epoch_s", "busy"}``, or ``None``.
 
     Read from the run folder's ``metrics.jsonl`` (committed epochs only, so a killed epoch is not counted);
-    ``epoch_s`` is the median epoch time in seconds (``None`` when not logged); ``busy`` says whether a live process trains it now (:func:`run_dir_busy`). ``None`` when the folder has
-    no committed epoch or its metrics cannot be read (the table then shows nothing rather than failing).
+    ``epoch_s`` is the median epoch time in seconds (``None`` when not logged); ``busy`` says whether a live
+    process trains it now (:func:`run_dir_busy`). ``None`` when the folder has no committed epoch or its
+    metrics cannot be read (the table then shows nothing rather than failing).
     """
     if not run_dir or not Path(run_dir).is_dir():
         return None
