@@ -32,6 +32,12 @@ def main() -> None:
     ap.add_argument("--temperatures", default="", help="comma-separated T to tabulate (kappa kept)")
     ap.add_argument("--bootstrap", type=int, default=0, help="resamples for the CK+48 test ECE interval")
     args = ap.parse_args()
+    try:  # checked before minutes of inference
+        temps = [float(v) for v in args.temperatures.split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"--temperatures {args.temperatures!r}: expected comma-separated numbers, e.g. 0.7,0.75")
+    if any(t <= 0 for t in temps):
+        ap.error(f"--temperatures {args.temperatures!r}: temperatures must be positive")
 
     from ferbench.data import load_dataset
     from ferbench.evaluate.calibration import calibrated_probs, fit_temperature
@@ -66,8 +72,7 @@ def main() -> None:
     if args.union_val:
         t2 = _fit_union([sets["fer2013 PublicTest"], sets["ckplus val"]], kappa * lp)
         variants[f"T fit on PublicTest + CK+48 val: T {t2:.3f}, tau {kappa / t2:.3f}"] = (t2, kappa / t2)
-    variants.update({f"T {t:.3f}, tau {kappa / t:.3f}": (t, kappa / t)
-                     for t in (float(v) for v in args.temperatures.split(",") if v.strip())})
+    variants.update({f"T {t:.3f}, tau {kappa / t:.3f}": (t, kappa / t) for t in temps})
     print(f"{args.model}: kappa = T0 * tau = {kappa:.4f}")
     print("| calibration | set | n | accuracy | balanced | ECE |\n|---|---|---:|---:|---:|---:|")
     for name, (t, ta) in variants.items():
