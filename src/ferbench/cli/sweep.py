@@ -57,7 +57,7 @@ def sweep_cmd(
             with ResultsStore(res["db"], create=False) as store:
                 for row in store.trials():
                     st, prog = live_status(row)
-                    status[row["key"]] = st + (f" {prog['epochs_done']}/{_epoch_cap(row) or '?'}" if prog else "")
+                    status[row["key"]] = st + (f" {prog['epochs_done']}/{prog['epochs_max'] or '?'}" if prog else "")
         _trial_table(con, res["study"].name, [(t.key, status.get(t.key, "new"), t.label()) for t in res["trials"]])
         con.print(f"{len(res['trials'])} trials; store {res['db']}; nothing was run (--dry-run)")
         return
@@ -174,8 +174,7 @@ def results_cmd(
         status, prog = live_status(t) if not r else (t["status"], None)
         if prog is not None:  # an unfinished trial with committed epochs: how far it got, and whether it trains now
             n_partial += 1
-            cap = _epoch_cap(t)
-            left_s = (cap - prog["epochs_done"]) * prog["epoch_s"] if cap and prog["epoch_s"] else None
+            cap, left_s = prog["epochs_max"], prog["seconds_left"]
             left = f" (≤ {left_s / 3600:.1f} h left)" if left_s else ""
             r = {"val_accuracy": prog["best_val_accuracy"], "epochs": f"{prog['epochs_done']}/{cap or '?'}{left}"}
         cells = [_fmt(r.get(k)) for k in ("val_accuracy", "test_accuracy", "test_f1_macro")]
@@ -204,10 +203,6 @@ def results_cmd(
         con.print(f"wrote {json_out}")
     if n_exported is not None:
         con.print(f"exported {n_exported} finished trial records to {export}")
-
-
-def _epoch_cap(trial: dict[str, Any]) -> int | None:
-    return ((trial.get("config") or {}).get("train") or {}).get("epochs")
 
 
 def _match(have: Any, want: Any) -> bool:

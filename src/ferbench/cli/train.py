@@ -195,9 +195,10 @@ def quickstart_cmd(
     import yaml
 
     from ferbench.data.registry import display_name
+    from ferbench.train.build import dataset_name
 
-    data_cfg = yaml.safe_load(RunDir(run).config.read_text())["data"]
-    test_split = data_cfg.get("test_split") or "PrivateTest"
+    run_cfg = yaml.safe_load(RunDir(run).config.read_text())
+    test_split = run_cfg["data"].get("test_split") or "PrivateTest"
     ev = json.loads(RunDir(run).eval_file(test_split).read_text())  # with --set data.name=…: that dataset's test
     print_metrics({**ev, "model": "quickstart"})
     off = RunDir(run).eval_file(RunDir.cross_key("ckplus", "test"))  # the config's eval.cross: never trained on
@@ -205,7 +206,7 @@ def quickstart_cmd(
     if off.exists():
         ck = json.loads(off.read_text())
         beside = f"; CK+48 test (never trained on) {ck['accuracy']:.4f}, balanced {ck['balanced_accuracy']:.4f}"
-    name = "+".join(data_cfg["name"]) if isinstance(data_cfg["name"], list) else str(data_cfg["name"])
+    name = dataset_name(run_cfg)
     where = test_split if name == "fer2013" else f"{display_name(name)} {test_split}"
     typer.echo(f"{where} accuracy {ev['accuracy']:.4f}, balanced {ev['balanced_accuracy']:.4f}{beside}; "
                f"report: {rep} (+ report.html)")

@@ -715,11 +715,11 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
         st, prog = live_status(t)
         status["interrupted (resumable)" if st == "interrupted" else st] += 1
         if prog is not None:
-            cap = ((t.get("config") or {}).get("train") or {}).get("epochs") or "?"
+            cap = prog["epochs_max"] or "?"
             best = "–" if prog["best_val_accuracy"] is None else f"{prog['best_val_accuracy']:.4f}"
             label = trial_label(t.get("params") or {})
-            left = (f" (at most {(cap - prog['epochs_done']) * prog['epoch_s'] / 3600:.1f} h more at its median "
-                    f"epoch time)" if isinstance(cap, int) and prog["epoch_s"] else "")
+            left = (f" (at most {prog['seconds_left'] / 3600:.1f} h more at its median epoch time)"
+                    if prog["seconds_left"] is not None else "")
             partial.append(f"- `{t['key']}` ({label}): {prog['epochs_done']} of {cap} epochs{left}, best validation "
                            f"accuracy so far {best}, " + ("training now" if prog["busy"] else "interrupted (resumes "
                                                           "from its last epoch when the sweep runs again)"))

@@ -107,12 +107,19 @@ def live_status(trial: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
 
     A killed driver leaves its trial ``running`` in the store: such a trial reads ``running`` only while a
     process holds its run folder, else ``interrupted``; a ``pending`` trial with committed epochs (trained
-    by another store's driver, say) reads the same way. Finished and failed trials read as stored.
+    by another store's driver, say) reads the same way. Finished and failed trials read as stored. The
+    progress gains ``epochs_max`` (the trial's ``train.epochs``) and ``seconds_left`` (the epochs left to that
+    cap at the median epoch time: an upper bound when early stopping may end it; ``None`` when unknown).
     """
     status = trial["status"]
     if status not in ("pending", "running"):
         return status, None
     prog = trial_progress(trial.get("run_dir"))
+    if prog is not None:
+        cap = ((trial.get("config") or {}).get("train") or {}).get("epochs")
+        prog["epochs_max"] = cap
+        prog["seconds_left"] = ((cap - prog["epochs_done"]) * prog["epoch_s"]
+                                if isinstance(cap, int) and prog["epoch_s"] else None)
     busy = prog["busy"] if prog is not None else bool(trial.get("run_dir")) and run_dir_busy(trial["run_dir"])
     if status == "running" or prog is not None:
         status = "running" if busy else "interrupted"

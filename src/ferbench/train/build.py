@@ -26,9 +26,10 @@ class Splits:
     full: FerDataset
 
 
-def dataset_name(cfg: RunConfig) -> str:
+def dataset_name(cfg: RunConfig | dict[str, Any]) -> str:
     """``data.name`` as one string (a union as ``"a+b"``)."""
-    return "+".join(cfg.data.name) if isinstance(cfg.data.name, list) else cfg.data.name
+    name = cfg.data.name if isinstance(cfg, RunConfig) else cfg["data"]["name"]
+    return "+".join(name) if isinstance(name, list) else name
 
 
 def is_union(cfg: RunConfig | dict[str, Any]) -> bool:
@@ -129,8 +130,7 @@ def fill_split_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     from ferbench.data.registry import ROLES, get_spec, list_datasets, parse_dataset_names
 
     d = cfg["data"]
-    name = "+".join(d["name"]) if isinstance(d["name"], list) else d["name"]
-    names = parse_dataset_names(name)
+    names = parse_dataset_names(dataset_name(cfg))
     if len(names) != 1:
         return cfg
     spec = get_spec(names[0])

@@ -46,6 +46,7 @@ from ferbench.train.build import (
     dataset_name,
     fill_model_defaults,
     fill_split_defaults,
+    is_union,
     make_optimizer,
     prepare_data,
     resolve_device,
@@ -492,8 +493,7 @@ def cross_evaluate(run_dir: Path, cfg: dict[str, Any], say: Any = print) -> dict
         name, split = canonical_dataset_name(ce["data"]), ce.get("split", "test")
         key = RunDir.cross_key(name, split)
         where = domain_relation(data["name"], name)
-        if isinstance(data["name"], str) and "+" not in data["name"] and where == "in-domain" \
-                and split == data.get("test_split"):
+        if not is_union(cfg) and where == "in-domain" and split == data.get("test_split"):
             continue  # the run's own test split (e.g. quickstart's CK+48 entry on a CK+48 run): scored already
         try:
             m = evaluate_checkpoint(rd.best, name, split, ce.get("root") or data.get("root"), ev["batch_size"],
