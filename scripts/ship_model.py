@@ -4,8 +4,9 @@
         --command "ferbench train configs/recipes/default.yaml --out runs/default" [--calibrate]
     python scripts/ship_model.py src/ferbench/weights/default.safetensors --name default --calibrate  # re-ship
 
-``--calibrate`` fits the temperature and prior correction (``ferbench calibrate``'s rule) on the validation
-split before the evaluation, so the stored figures are the calibrated model's.
+``--calibrate`` fits the temperature, the prior correction and, for a model run with h-flip TTA, the TTA gate
+(``ferbench calibrate --tta-gate auto``'s rules) on the validation split before the evaluation, so the stored
+figures are the calibrated model's.
 
 The sidecar keeps the run's architecture, classes and preprocessing (one definition for train, evaluate,
 predict, export and serve) and adds: the full test-split evaluation (``metrics.test``, as scored by
@@ -81,7 +82,7 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--command", default=None, help="the exact training command (stored in the sidecar; "
                     "default: the one the source sidecar already stores)")
-    ap.add_argument("--calibrate", action="store_true", help="fit temperature + prior correction first")
+    ap.add_argument("--calibrate", action="store_true", help="fit temperature, prior correction and TTA gate first")
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
 
@@ -100,8 +101,9 @@ def main() -> None:
     if args.calibrate:
         from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
 
-        cal = calibrate_checkpoint(dst, data_root=args.data_root)
-        print(f"calibrated on {cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g}")
+        cal = calibrate_checkpoint(dst, data_root=args.data_root, tta_gate="auto" if (side.get("inference") or {}).get("tta_hflip") else "off")
+        print(f"calibrated on {cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g}, "
+              f"TTA gate {cal.get('tta_gate')}")
         side = json.loads(dst.with_suffix(".json").read_text())
     data, split = side["protocol"]["data"]["name"], side["protocol"]["data"]["test_split"]
     tta = bool(side["protocol"]["eval"]["tta_hflip"])

@@ -101,3 +101,27 @@ def test_calibration_refit_union_fit_weights_each_split_equally() -> None:
     keep = y < 3
     t_r = _fit_union([(z[None][:, keep], y[keep], (cols, ["a", "b", "c"]))], zero)
     assert abs(t_r - fit_temperature(z[keep][:, cols], y[keep])) < 0.01
+
+
+def test_tta_gate_scores_the_gate_among_the_shared_classes() -> None:
+    """``tta_gate.score_rows``: the gate decides on all the model's classes, the score is among the shared ones."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from tta_gate import score_rows
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    # 3 model classes, the dataset has classes 0 and 2; face 0 sure of class 0, face 1 unsure and put right by the
+    # mirror, face 2 sure of class 1 (not in the dataset): among {0, 2} it is scored by its class-0 vs class-2 odds
+    z = np.array([[[4.0, 0, 0], [0.5, 0, 0], [0, 5.0, 1.0]],
+                  [[4.0, 0, 0], [0, 0, 4.0], [0, 5.0, 1.0]]])
+    y = np.array([0, 1, 1])  # indexes into the shared classes [0, 2]
+    rows = {g: r for g, *r in score_rows(z, y, [0, 2], 1.0, None, [None, 0.4, 0.9])}
+    assert rows[None][:3] == [1.0, 1.0, 1.0]  # mirrored, accuracy, balanced
+    mirrored, acc, _, ece = rows[0.9]
+    assert abs(mirrored - 1 / 3) < 1e-9 and acc == 1.0  # only face 1 (first view 0.45) gets the mirror
+    mirrored, acc, _, _ = rows[0.4]
+    assert mirrored == 0.0 and abs(acc - 2 / 3) < 1e-9  # face 1 keeps its wrong first view
+    assert 0.0 <= ece <= 1.0

@@ -143,7 +143,7 @@ def test_calibrate_stores_the_prior_correction_and_every_reader_applies_it(tmp_p
 
     root = _skewed_root(tmp_path / "data")
     out = tmp_path / "cal" / "model.safetensors"
-    cal = calibrate_checkpoint("default", data_root=root, prior_tau=0.7, out=out)
+    cal = calibrate_checkpoint("default", data_root=root, prior_tau=0.7, out=out, tta_gate="off")
     meta = read_sidecar(out)
     assert meta["calibration"] == cal and cal["prior_tau"] == 0.7 and cal["split"] == "fer2013:PublicTest"
     assert read_sidecar("default").get("calibration") != cal  # the shipped sidecar is untouched (--out)
@@ -232,3 +232,105 @@ def test_trainer_fits_the_prior_correction_when_the_config_asks(tmp_path: Path) 
     assert ev["prior_tau"] == 0.5
     again = evaluate_checkpoint(run, "fer2013", "PrivateTest", root)
     assert again["accuracy"] == ev["accuracy"] and abs(again["ece"] - ev["ece"]) < 1e-6
+
+
+# ---- gated h-flip TTA ---------------------------------------------------------------------------------------
+
+def _gate_scores() -> tuple[np.ndarray, np.ndarray]:
+    """(2, 300, 3) scores: 100 faces the first view gets right at confidence ~0.95; 100 it gets wrong at ~0.58
+    and 100 wrong at ~0.48, each put right by the mirror (pair average)."""
+    y = np.repeat([0, 1, 2], 100)
+    z = np.zeros((2, 300, 3))
+    z[:, :100, 0] = 3.7  # softmax([3.7, 0, 0])[0] ≈ 0.95, both views
+    wrong = (y[100:] + 1) % 3
+    for k, (lo, hi) in enumerate([(100, 200), (200, 300)]):
+        first = 1.0 if k == 0 else 0.6  # softmax([1.0, 0, 0]) ≈ 0.58, softmax([0.6, 0, 0]) ≈ 0.48
+        z[0, np.arange(lo, hi), wrong[lo - 100:hi - 100]] = first
+        z[1, np.arange(lo, hi), y[lo:hi]] = 4.0
+    return z, y
+
+
+def test_fit_tta_gate_picks_the_lowest_gate_that_costs_nothing() -> None:
+    from ferbench.evaluate.calibration import calibrated_probs, fit_tta_gate, gated_pair_probs, needs_mirror
+
+    z, y = _gate_scores()
+    first = calibrated_probs(z[0])
+    assert 0.57 < first[150].max() < 0.59 and 0.47 < first[250].max() < 0.49
+    gate, table = fit_tta_gate(z, y)
+    # 0.50 and 0.55 leave the ~0.58 faces wrong; from 0.60 every face the pair fixes gets the mirror
+    assert gate == 0.6
+    rows = {r["gate"]: r for r in table}
+    assert rows[None]["accuracy"] == 1.0 and rows[None]["mirrored"] == 1.0
+    assert rows[0.55]["accuracy"] < 1.0 and rows[0.6]["mirrored"] == 2 / 3
+    p = gated_pair_probs(z, gate=gate)
+    assert np.allclose(p[:100], first[:100]) and np.allclose(p[100:], calibrated_probs(z)[100:])
+    assert np.allclose(gated_pair_probs(z, gate=None), calibrated_probs(z))
+    assert needs_mirror(first, None).all() and needs_mirror(first, 0.5).sum() == 100
+    # no gate can match the pair (the first view is wrong at ~0.965, above every candidate): None
+    z2 = z.copy()
+    z2[0, 100:200] *= 4
+    z2[1, 100:200] *= 2.5
+    assert (calibrated_probs(z2).argmax(1) == y).all()
+    assert fit_tta_gate(z2, y)[0] is None
+
+
+def test_recognizer_mirrors_only_the_unsure_faces(tmp_path: Path) -> None:
+    import torch
+
+    from ferbench.deploy.recognizer import Recognizer
+    from ferbench.evaluate.calibration import calibrated_probs, gated_pair_probs
+    from ferbench.loader import load_checkpoint, save_checkpoint
+    from ferbench.persist import read_sidecar
+
+    model, _ = load_checkpoint("default")
+    meta = {k: v for k, v in read_sidecar("default").items() if k not in ("weights_id", "format")}
+    meta["calibration"] = {"temperature": 1.5}
+    save_checkpoint(tmp_path / "g.safetensors", model, meta)
+    faces = [np.random.default_rng(i).integers(0, 255, (48, 48, 1), dtype=np.uint8) for i in range(16)]
+    rec = Recognizer.load(tmp_path / "g.safetensors", detector="none", tta=True, backend="torch")
+    x = rec._inputs(faces)
+    with torch.no_grad():
+        z = np.stack([model(x).numpy(), model(x.flip(-1)).numpy()])
+    first = calibrated_probs(z[0], 1.5)
+    gate = float(np.median(first.max(1)))  # half the faces are at least this sure
+    rec = Recognizer.load(tmp_path / "g.safetensors", detector="none", tta=True, backend="torch", tta_gate=gate)
+    sizes: list[int] = []
+    handle = rec.classifier.model.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+    got = rec.classify_arrays(faces)
+    handle.remove()
+    assert np.allclose(got, gated_pair_probs(z, 1.5, None, gate), atol=1e-5)
+    assert sizes == [16, int((first.max(1) < gate).sum())] and 0 < sizes[1] < 16
+    # the sidecar's gate is the default; None runs the pair for every face in one forward
+    save_checkpoint(tmp_path / "s.safetensors", model, {**meta, "calibration": {"temperature": 1.5, "tta_gate": gate}})
+    assert Recognizer.load(tmp_path / "s.safetensors", detector="none", tta=True, backend="torch").classifier.tta_gate == gate
+    off = Recognizer.load(tmp_path / "s.safetensors", detector="none", tta=True, backend="torch", tta_gate=None)
+    assert np.allclose(off.classify_arrays(faces), calibrated_probs(z, 1.5), atol=1e-5)
+
+
+def test_calibrate_fits_the_tta_gate_and_refuses_a_bad_one(tiny_root: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ferbench.cli.main import app
+    from ferbench.errors import FerbenchError
+    from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
+    from ferbench.persist import read_sidecar
+
+    out = tmp_path / "m.safetensors"
+    cal = calibrate_checkpoint("default", data_root=tiny_root, out=out, tta_hflip=True, tta_gate="auto")
+    assert len(cal["tta_gate_search"]) == 11 and cal["tta_gate_search"][-1]["gate"] is None
+    chosen = cal.get("tta_gate")
+    if chosen is not None:  # the rule: no lower candidate matches the pair on the split
+        full = cal["tta_gate_search"][-1]
+        assert all(r["accuracy"] < full["accuracy"] or r["balanced_accuracy"] < full["balanced_accuracy"]
+                   for r in cal["tta_gate_search"][:-1] if r["gate"] < chosen)
+    assert read_sidecar(out)["calibration"].get("tta_gate") == chosen
+    fixed = calibrate_checkpoint("default", data_root=tiny_root, out=out, tta_hflip=True, tta_gate=0.8)
+    assert fixed["tta_gate"] == 0.8 and read_sidecar(out)["calibration"]["tta_gate"] == 0.8
+    assert "tta_gate" not in calibrate_checkpoint(out, data_root=tiny_root, tta_hflip=True, tta_gate="off")
+    for bad, msg in (("lots", "--tta-gate must be 'auto', 'off' or a number"), ("1.5", "--tta-gate must lie in (0, 1]")):
+        r = CliRunner().invoke(app, ["calibrate", "default", "--tta-gate", bad, "--data-root", str(tiny_root),
+                                     "--out", str(tmp_path / "x.safetensors")])
+        assert isinstance(r.exception, FerbenchError) and msg in str(r.exception)
+    r = CliRunner().invoke(app, ["calibrate", "default", "--no-tta", "--tta-gate", "0.7", "--data-root",
+                                 str(tiny_root), "--out", str(tmp_path / "y.safetensors")])
+    assert isinstance(r.exception, FerbenchError) and "a TTA gate needs h-flip TTA" in str(r.exception)

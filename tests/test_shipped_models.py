@@ -81,8 +81,13 @@ def test_recognizer_classify_uses_the_shipped_default(all_cores: None) -> None:
     # the mirror's view is averaged in; the int8 export moves a probability by at most 0.042 on the first 512
     # PrivateTest faces (2026-12-05), under the 0.05 that ``ferbench export``'s own check allows
     for backend, tol in (("torch", 1e-4), ("onnx-int8", 0.05)):
-        probs = Recognizer.load("default", detector="none", backend=backend).classify_arrays(crops[:64])
+        probs = Recognizer.load("default", detector="none", backend=backend, tta_gate=None).classify_arrays(crops[:64])
         assert np.abs(probs - ref).max() < tol, backend
+    # by default the sidecar's TTA gate: the mirror only for faces whose own view is less sure than the gate
+    gated = np.where(one.max(1, keepdims=True) >= cal["tta_gate"], one, ref)
+    assert 0 < (one.max(1) >= cal["tta_gate"]).sum() < 64
+    probs = Recognizer.load("default", detector="none", backend="torch").classify_arrays(crops[:64])
+    assert np.abs(probs - gated).max() < 1e-4
     single = Recognizer.load("default", detector="none", tta=False, backend="torch").classify_arrays(crops[:64])
     assert np.abs(single - one).max() < 1e-4  # tta=False: the image's own view only
     # what a user gets by default: the shipped int8 export, within 0.3 points of the recorded fp32 figure

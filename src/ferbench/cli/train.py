@@ -103,6 +103,10 @@ def calibrate_cmd(
                                     "the sidecar says the model runs)."),
     out: Path | None = typer.Option(None, "--out", help="Write a calibrated copy here (.safetensors + .json) "
                                     "instead of updating the checkpoint's sidecar in place."),
+    tta_gate: str | None = typer.Option(None, "--tta-gate", help="With h-flip TTA: auto (the lowest confidence "
+                                        "gate that loses no accuracy or balanced accuracy on --split), off, or a "
+                                        "number in (0, 1]; faces whose first view is at least this sure skip the "
+                                        "mirrored view (default: keep the sidecar's)."),
     data_root: Path | None = DataRoot,
 ) -> None:
     """Fit a temperature and a prior correction on a validation split; store them in the checkpoint's sidecar.
@@ -121,13 +125,17 @@ def calibrate_cmd(
     from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
 
     cal = calibrate_checkpoint(ref, data, split, None, data_root, tta, prior_tau,
-                               max_accuracy_drop / 100.0, out)
+                               max_accuracy_drop / 100.0, out, tta_gate=tta_gate)
     b, a = cal["val_uncalibrated"], cal["val_calibrated"]
     typer.echo(f"{cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g} "
                f"(prior from {cal['prior_split']})")
     typer.echo(f"  accuracy {100 * b['accuracy']:.2f} -> {100 * a['accuracy']:.2f} %, balanced "
                f"{100 * b['balanced_accuracy']:.2f} -> {100 * a['balanced_accuracy']:.2f} %, ECE {b['ece']:.4f} -> "
                f"{a['ece']:.4f}")
+    if cal.get("tta_gate") is not None:
+        mirrored = next((r["mirrored"] for r in cal.get("tta_gate_search", []) if r["gate"] == cal["tta_gate"]), None)
+        typer.echo(f"  TTA gate {cal['tta_gate']:g}: the mirrored view only below that confidence"
+                   + (f" ({100 * mirrored:.1f} % of {cal['split']})" if mirrored is not None else ""))
     typer.echo(f"wrote the calibration into {out.with_suffix('.json') if out else run}")
 
 

@@ -28,7 +28,7 @@ from ferbench.data.preprocess import Preprocessing
 from ferbench.deploy.formats import SHIPPED, SUFFIX, resolve_model_ref
 from ferbench.device import cpu_int8_dot, pin_torch_threads
 from ferbench.errors import FerbenchError
-from ferbench.evaluate.calibration import calibrated_probs
+from ferbench.evaluate.calibration import calibrated_probs, needs_mirror
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
 from ferbench.loader import load_checkpoint, preprocessing_of
 from ferbench.persist.checkpoint import (
@@ -37,6 +37,7 @@ from ferbench.persist.checkpoint import (
     logit_bias_of,
     resolve_checkpoint,
     temperature_of,
+    tta_gate_of,
 )
 from ferbench.progress import silenced_stderr
 
@@ -122,20 +123,30 @@ class _Classifier:
     temperature: float = 1.0
     logit_bias: np.ndarray | None = None  # the sidecar's prior correction, -tau * log(prior) (K,)
     tta_hflip: bool = False
+    tta_gate: float | None = None  # with tta_hflip: first-view confidence from which the mirror is skipped
     threads: int | None = None  # torch's pool size for this classifier's calls (None: leave it alone)
 
     def logits(self, x: torch.Tensor) -> np.ndarray:  # (N, C, S, S) float32 → (N, K) float32
         raise NotImplementedError
 
     def calibrate_from(self, meta: dict[str, Any]) -> None:
-        """Take the temperature and prior correction of a checkpoint sidecar."""
+        """Take the temperature, prior correction and TTA gate of a checkpoint sidecar."""
         self.temperature, self.logit_bias = temperature_of(meta), logit_bias_of(meta)
+        self.tta_gate = tta_gate_of(meta)
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
         if not self.tta_hflip:
             return calibrated_probs(self.logits(x), self.temperature, self.logit_bias)
-        z = self.logits(torch.cat([x, x.flip(-1)]))  # one forward for both views
-        return calibrated_probs(z.reshape(2, len(x), -1), self.temperature, self.logit_bias)
+        if self.tta_gate is None:
+            z = self.logits(torch.cat([x, x.flip(-1)]))  # one forward for both views
+            return calibrated_probs(z.reshape(2, len(x), -1), self.temperature, self.logit_bias)
+        z1 = self.logits(x)  # gated: the mirror only for the faces the first view leaves unsure
+        p = calibrated_probs(z1, self.temperature, self.logit_bias)
+        unsure = np.flatnonzero(needs_mirror(p, self.tta_gate))
+        if len(unsure):
+            z2 = self.logits(x[torch.from_numpy(unsure)].flip(-1))
+            p[unsure] = calibrated_probs(np.stack([z1[unsure], z2]), self.temperature, self.logit_bias)
+        return p
 
 
 class TorchClassifier(_Classifier):
@@ -305,7 +316,8 @@ class Recognizer:
     @classmethod
     def load(cls, ref: str | Path = "default", detector: str | Detector = DEFAULT_DETECTOR, align: bool = False,
              max_pixels: int = MAX_PIXELS, threads: int | None = None, crop_margin: float | None = None,
-             crop_shift: float | None = None, tta: bool | None = None, backend: str = "auto") -> Recognizer:
+             crop_shift: float | None = None, tta: bool | None = None, backend: str = "auto",
+             tta_gate: float | str | None = "sidecar") -> Recognizer:
         """Load ``"default"``, a run dir, a ``.safetensors`` checkpoint or a ``.onnx`` / ``.tflite`` export.
 
         Args:
@@ -316,6 +328,10 @@ class Recognizer:
             crop_margin, crop_shift: override the sidecar's crop framing.
             tta: average with the mirrored face (h-flip test-time augmentation; twice the classifier cost).
                 ``None``: the sidecar's ``inference.tta_hflip`` (off when absent).
+            tta_gate: with TTA, faces whose first view's calibrated confidence is at least this skip the mirrored
+                view (:func:`ferbench.evaluate.calibration.needs_mirror`); ``"sidecar"``: the sidecar's
+                ``calibration.tta_gate`` (``ferbench calibrate --tta-gate auto`` fits it; the shipped models
+                have one), ``None``: the pair for every face.
 
             backend: how a PyTorch checkpoint runs: ``"torch"``; ``"onnx"`` (onnxruntime on a copy exported
                 once into ``$FERBENCH_CACHE/onnx``, see :mod:`ferbench.deploy.onnx_cache`; same probabilities,
@@ -362,6 +378,14 @@ class Recognizer:
             else:
                 clf = TorchClassifier(model, th)
         clf.calibrate_from(calibration or meta)
+        if tta_gate != "sidecar":
+            try:
+                gate = None if tta_gate is None else float(tta_gate)
+            except (TypeError, ValueError):
+                gate = -1.0
+            if gate is not None and not 0.0 < gate <= 1.0:
+                raise FerbenchError(f"tta_gate must be 'sidecar', None or a number in (0, 1], got {tta_gate!r}")
+            clf.tta_gate = gate
         clf.tta_hflip = bool((meta.get("inference") or {}).get("tta_hflip", False)) if tta is None else bool(tta)
         rec = cls(clf, meta, str(ref), detector, align, max_pixels, threads, crop_margin, crop_shift)
         if isinstance(detector, str) and rec.detector_name != "none":
@@ -389,6 +413,7 @@ class Recognizer:
         old = self.classifier
         clf = TorchClassifier(model, old.threads)
         clf.temperature, clf.logit_bias, clf.tta_hflip = old.temperature, old.logit_bias, old.tta_hflip
+        clf.tta_gate = old.tta_gate
         self.classifier = clf
         return self
 

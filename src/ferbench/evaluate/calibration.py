@@ -137,3 +137,62 @@ def fit_calibration(logits: np.ndarray, y: np.ndarray, train_labels: np.ndarray,
             "rule": ("tau: highest balanced accuracy on the split with accuracy at most "
                      f"{100 * max_accuracy_drop:g} points below tau = 0") if prior_tau == "auto" else "tau: given",
             "tau_search": table}
+
+
+def needs_mirror(first_probs: np.ndarray, gate: float | None) -> np.ndarray:
+    """Which faces get the mirrored view under a TTA gate: ``(N, C)`` calibrated probabilities of the first
+    view → bool ``(N,)``, true where the top probability is below ``gate`` (every face when ``gate`` is ``None``).
+
+    A gated h-flip TTA keeps the first view's probabilities for a face the model is already sure of and
+    averages the pair (:func:`calibrated_probs` of both views) for the others: same decisions where the pair
+    would not change them, half the classifier work for the confident faces.
+    """
+    p = np.asarray(first_probs)
+    if gate is None:
+        return np.ones(len(p), dtype=bool)
+    return p.max(-1) < float(gate)
+
+
+def gated_pair_probs(logits: np.ndarray, temperature: float = 1.0, bias: np.ndarray | None = None,
+                     gate: float | None = None) -> np.ndarray:
+    """Scores of both views ``(2, N, C)`` (image, mirror) → float32 ``(N, C)`` probabilities of the gated TTA:
+    the pair's average where :func:`needs_mirror`, else the first view's (``gate=None``: the pair everywhere)."""
+    z = np.asarray(logits)
+    first = calibrated_probs(z[0], temperature, bias)
+    pair = calibrated_probs(z, temperature, bias)
+    return np.where(needs_mirror(first, gate)[:, None], pair, first).astype(np.float32)
+
+
+def fit_tta_gate(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0, bias: np.ndarray | None = None,
+                 gates: np.ndarray | None = None) -> tuple[float | None, list[dict[str, float]]]:
+    """Choose the h-flip TTA gate on a validation split.
+
+    Rule: the lowest ``gate`` in ``gates`` (default 0.50, 0.55, …, 0.95) whose accuracy and balanced accuracy
+    are both at least the full pair's (the mirror is skipped for as many faces as cost nothing on the split);
+    ``None`` (always the pair) when no gate qualifies.
+
+    Args:
+        logits: ``(2, N, C)`` validation scores of the image and its mirror; ``y``: ``(N,)`` labels.
+        temperature, bias: the calibration the gate is applied under (:func:`calibrated_probs`).
+    Returns:
+        ``(gate, table)``: the chosen value and one ``{"gate", "mirrored", "accuracy", "balanced_accuracy"}`` row
+        per candidate, ``mirrored`` being the fraction of faces that get the second view.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    z, y = np.asarray(logits), np.asarray(y)
+    if z.ndim != 3 or z.shape[0] != 2:
+        raise ValueError(f"fit_tta_gate needs (2, N, C) scores of the image and its mirror, got {z.shape}")
+    gates = np.round(np.arange(0.5, 0.9501, 0.05), 4) if gates is None else np.asarray(gates, np.float64)
+    first = calibrated_probs(z[0], temperature, bias)
+
+    def row(gate: float | None) -> dict[str, Any]:
+        pred = gated_pair_probs(z, temperature, bias, gate).argmax(1)
+        return {"gate": gate, "mirrored": float(needs_mirror(first, gate).mean()),
+                "accuracy": float((pred == y).mean()), "balanced_accuracy": float(balanced_accuracy_score(y, pred))}
+
+    full = row(None)
+    table = [row(float(g)) for g in gates]
+    ok = [r for r in table if r["accuracy"] >= full["accuracy"] - 1e-12
+          and r["balanced_accuracy"] >= full["balanced_accuracy"] - 1e-12]
+    return (min(r["gate"] for r in ok) if ok else None), [*table, full]

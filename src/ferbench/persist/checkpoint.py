@@ -219,3 +219,11 @@ def logit_bias_of(meta: dict[str, Any]) -> np.ndarray | None:
     if tau == 0.0 or not lp:
         return None
     return (-tau * np.asarray(lp, np.float64)).astype(np.float32)
+
+
+def tta_gate_of(meta: dict[str, Any]) -> float | None:
+    """The h-flip TTA gate stored in a sidecar (``calibration.tta_gate``, fitted by ``ferbench calibrate
+    --tta-gate auto``): the first view's calibrated confidence from which the mirrored view is skipped;
+    ``None`` (the pair for every face) when there is none."""
+    gate = (meta.get("calibration") or {}).get("tta_gate")
+    return None if gate is None else float(gate)
