@@ -334,3 +334,19 @@ def test_calibrate_fits_the_tta_gate_and_refuses_a_bad_one(tiny_root: Path, tmp_
     r = CliRunner().invoke(app, ["calibrate", "default", "--no-tta", "--tta-gate", "0.7", "--data-root",
                                  str(tiny_root), "--out", str(tmp_path / "y.safetensors")])
     assert isinstance(r.exception, FerbenchError) and "a TTA gate needs h-flip TTA" in str(r.exception)
+
+
+def test_recognizer_info_reports_the_tta_it_runs() -> None:
+    import pytest
+
+    from ferbench.deploy.recognizer import Recognizer
+    from ferbench.errors import FerbenchError
+    from ferbench.persist import read_sidecar
+
+    gate = read_sidecar("default")["calibration"]["tta_gate"]
+    info = Recognizer.load("default", detector="none").info()
+    assert (info["tta_hflip"], info["tta_gate"]) == (True, gate)
+    assert Recognizer.load("default", detector="none", tta_gate=None).info()["tta_gate"] is None
+    assert Recognizer.load("default", detector="none", tta=False).info()["tta_gate"] is None
+    with pytest.raises(FerbenchError, match=r"tta_gate must be 'sidecar', None or a number in \(0, 1\], got 'high'"):
+        Recognizer.load("default", detector="none", tta_gate="high")

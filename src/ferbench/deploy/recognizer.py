@@ -435,6 +435,8 @@ class Recognizer:
                 "classes": self.classes, "preprocessing": self.preprocessing.to_dict(),
                 "dataset": self.meta.get("dataset"), "detector": self.detector_name, "threads": self.threads,
                 "detector_threads": self.detector_threads,
+                "tta_hflip": self.classifier.tta_hflip,
+                "tta_gate": self.classifier.tta_gate if self.classifier.tta_hflip else None,
                 "metrics": {k: v for k, v in (self.meta.get("metrics") or {}).items()
                             if isinstance(v, (int, float))},
                 "export": self.meta.get("export")}
