@@ -326,7 +326,7 @@ class Recognizer:
             threads: threads for the detector and the classifier (``None``: the classifier
                 :func:`default_threads`, the detector :func:`default_detector_threads`).
             crop_margin, crop_shift: override the sidecar's crop framing.
-            tta: average with the mirrored face (h-flip test-time augmentation; twice the classifier cost).
+            tta: average with the mirrored face (h-flip test-time augmentation; up to twice the classifier cost).
                 ``None``: the sidecar's ``inference.tta_hflip`` (off when absent).
             tta_gate: with TTA, faces whose first view's calibrated confidence is at least this skip the mirrored
                 view (:func:`ferbench.evaluate.calibration.needs_mirror`); ``"sidecar"``: the sidecar's
