@@ -352,9 +352,11 @@ def main() -> None:  # noqa: C901 — one linear report
             continue
         recs[name] = rec
         det = rec.detector
-        n = max(5, args.reps // (5 if name in ("mtcnn", "haar") else 1))
-        t_det = _timeit(lambda d=det: d.detect(frame), n)
-        t_e2e = _timeit(lambda r=rec: r.predict(frame, color="rgb"), n)
+        # as many frames as the threads grid below (2 × --reps) and a longer warm-up: with 50 frames right after
+        # loading, this figure moved 8.9 → 13.5 ms between two runs whose grid held at 10.5 (deploy.md, 2026-12-06)
+        n = max(5, 2 * args.reps // (5 if name in ("mtcnn", "haar") else 1))
+        t_det = _timeit(lambda d=det: d.detect(frame), n, warmup=10)
+        t_e2e = _timeit(lambda r=rec: r.predict(frame, color="rgb"), n, warmup=10)
         found = det.detect(frame)
         iou = float(iou_matrix(found.boxes[:1], ref[None])[0, 0]) if len(found) else 0.0
         t0 = time.perf_counter()
