@@ -10,7 +10,10 @@
   dataset's, so a partial correction lifts balanced accuracy in-domain and off-domain
   (``docs/protocol.md §8`` defines balanced accuracy; measured in ``benchmarks/results/default_recipe.md``).
 
-Sidecar: ``calibration = {"temperature": T, "split": ..., "prior_tau": tau, "log_prior": [...], ...}``;
+* TTA gate (optional, for models run with h-flip TTA): the first view's calibrated confidence from which a
+  face keeps its own probabilities without the mirrored view (:func:`needs_mirror`, :func:`fit_tta_gate`).
+
+Sidecar: ``calibration = {"temperature": T, "split": ..., "prior_tau": tau, "log_prior": [...], "tta_gate": g, ...}``;
 :func:`calibrated_probs` is the one definition of the output, for one pass or averaged views (h-flip TTA);
 reading the block back from a sidecar: :func:`ferbench.persist.checkpoint.temperature_of` / ``logit_bias_of``.
 Fitting a checkpoint's calibration from its data (``ferbench calibrate``): :mod:`ferbench.evaluate.checkpoint_calibration`.
@@ -176,7 +179,8 @@ def fit_tta_gate(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0, bi
         temperature, bias: the calibration the gate is applied under (:func:`calibrated_probs`).
     Returns:
         ``(gate, table)``: the chosen value and one ``{"gate", "mirrored", "accuracy", "balanced_accuracy"}`` row
-        per candidate, ``mirrored`` being the fraction of faces that get the second view.
+        per candidate, then one for the full pair (``gate`` ``None``); ``mirrored`` is the fraction of faces
+        that get the second view.
     """
     from sklearn.metrics import balanced_accuracy_score
 
