@@ -96,7 +96,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     frame, _ = astronaut_frame()
     pool, labels, _ = face_pool(args.data_root, list(meta["classes"]), 4 * args.composites, rng)
-    comps = [c["image"] for c in composites(pool, labels, backgrounds(), args.composites, rng)]
+    bgs = backgrounds()
+    comps = [c["image"] for c in composites(pool, labels, bgs, args.composites, rng)]
     recs = {"pair": Recognizer.load(args.model, tta_gate=None), f"gate {stored:g}": Recognizer.load(args.model)}
     print(f"\nend to end, Recognizer.predict ({next(iter(recs.values())).backend}, default detector and threads); "
           "ms median, the two taking turns per frame\n")
@@ -116,7 +117,7 @@ def main() -> None:
         a, b = med.values()
         print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in med.values()) + f" | {a / b:.2f}× |", flush=True)
     # video: a tracker has state, so whole passes take turns (3 each); ms per frame, median of the passes
-    vframes, _, _ = video_scenes(pool, labels, backgrounds(), np.random.default_rng(args.seed))
+    vframes, _, _ = video_scenes(pool, labels, bgs, np.random.default_rng(args.seed))
     for k, c in ((1, 1), (5, 1), (5, 5)):
         per: dict[str, list[float]] = {name: [] for name in recs}
         for _ in range(3):

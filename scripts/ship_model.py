@@ -101,7 +101,8 @@ def main() -> None:
     if args.calibrate:
         from ferbench.evaluate.checkpoint_calibration import calibrate_checkpoint
 
-        cal = calibrate_checkpoint(dst, data_root=args.data_root, tta_gate="auto" if (side.get("inference") or {}).get("tta_hflip") else "off")
+        runs_tta = bool((side.get("inference") or {}).get("tta_hflip"))
+        cal = calibrate_checkpoint(dst, data_root=args.data_root, tta_gate="auto" if runs_tta else "off")
         print(f"calibrated on {cal['split']}: temperature {cal['temperature']:.3f}, prior tau {cal['prior_tau']:g}, "
               f"TTA gate {cal.get('tta_gate')}")
         side = json.loads(dst.with_suffix(".json").read_text())

@@ -69,13 +69,13 @@ def calibrate_checkpoint(ref: str | Path, data: str | None = None, val_split: st
     before = compute_metrics(y, calibrated_probs(z), meta["classes"])  # the model as trained (T = 1, no bias)
     cal = fit_calibration(z, y, ds.split(train_split).labels.numpy(), prior_tau, max_accuracy_drop)
     keep = ("accuracy", "balanced_accuracy", "f1_macro", "ece")
+    bias = logit_bias_of({"calibration": cal})
     if gate == "auto":
-        gate, cal["tta_gate_search"] = fit_tta_gate(z, y, cal["temperature"], logit_bias_of({"calibration": cal}))
+        gate, cal["tta_gate_search"] = fit_tta_gate(z, y, cal["temperature"], bias)
         cal["tta_gate_rule"] = ("lowest gate in 0.50, 0.55, ..., 0.95 whose accuracy and balanced accuracy on the "
                                 "split are at least the full pair's")
     if gate is not None:
         cal["tta_gate"] = float(gate)
-    bias = logit_bias_of({"calibration": cal})
     after = compute_metrics(y, gated_pair_probs(z, cal["temperature"], bias, gate) if gate is not None
                             else calibrated_probs(z, cal["temperature"], bias), meta["classes"])
     cal.update({"split": f"{data}:{val_split}", "tta_hflip": tta, "prior_split": f"{data}:{train_split}",
