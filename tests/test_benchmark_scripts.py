@@ -125,3 +125,36 @@ def test_tta_gate_scores_the_gate_among_the_shared_classes() -> None:
     mirrored, acc, _, _ = rows[0.4]
     assert mirrored == 0.0 and abs(acc - 2 / 3) < 1e-9  # face 1 keeps its wrong first view
     assert 0.0 <= ece <= 1.0
+
+
+def test_detector_int8_float32_graph_keeps_blazeface_outputs(tmp_path) -> None:
+    """``detector_int8.float32_graph`` folds the fp16 weights and adds a signature; the outputs stay identical."""
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from detector_int8 import FLOAT, float32_graph
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    out = tmp_path / "f32.tflite"
+    float32_graph(FLOAT, out)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    got = []
+    for path in (FLOAT, out):
+        it = Interpreter(model_path=str(path))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        got.append({d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()})
+        if path == out:
+            assert list(it.get_signature_list()) == ["serving_default"]
+            ops = [o["op_name"] for o in it._get_ops_details()]
+            assert "DEQUANTIZE" not in ops
+    assert set(got[0]) == set(got[1]) == {"regressors", "classificators"}
+    for name in got[0]:
+        np.testing.assert_array_equal(got[0][name], got[1][name])
