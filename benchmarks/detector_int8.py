@@ -13,9 +13,9 @@ The float graph is first made plain float32 (its float16 weights folded, see :fu
 the ``serving_default`` signature the quantizer needs (MediaPipe's converter wrote none).
 
 Then both models are timed interleaved, at the detector's two input shapes (128×128 whole frame, 208×272 scan),
-with the detector's thread count, and the ratio printed. Measured 2026-12-06 on the AVX2 Zen 3 EPYC (2 threads,
-training paused, this command with ai-edge-quantizer 0.10.0 on ai-edge-litert 2.3.0): int8 6.62 vs 1.28 ms at
-128 px, 21.3 vs 4.27 ms at 208×272 (0.19-0.20x): LiteRT splits the int8 graph into 18 XNNPACK partitions and runs
+with the detector's thread count, and the ratio printed. Measured 2026-12-07 on the AVX2 Zen 3 EPYC (2 threads,
+training paused, this command with ai-edge-quantizer 0.10.0 on ai-edge-litert 2.3.0): int8 6.34 vs 1.13 ms at
+128 px, 22.7 vs 3.74 ms at 208×272 (0.16-0.18x): LiteRT splits the int8 graph into 18 XNNPACK partitions and runs
 the rest in its own kernels. The detector stays float.
 """
 
@@ -114,30 +114,27 @@ def calibration_inputs(data_root: str | None, frames: int, seed: int) -> list[np
 
 
 def timed_pair(float_path: Path, int8_path: Path, x: np.ndarray, threads: int, reps: int) -> tuple[float, float]:
-    """Median ms of one ``invoke`` of each model on the float input ``x`` ``(1, H, W, 3)`` in [-1, 1], interleaved."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Median ms of one call of each model on the float input ``x`` ``(1, H, W, 3)`` in [-1, 1], interleaved.
 
-    from ferbench.progress import silenced_stderr
+    Each model runs in the detector's own runner (``_LitertRunner``: one interpreter per input shape), so a call
+    is what a detector pass pays for the model: set the input, invoke, read both outputs.
+    """
+    from ferbench.faces.blazeface import _LitertRunner
 
     runs = []
     for path in (float_path, int8_path):
-        it = Interpreter(model_path=str(path), num_threads=threads)
-        inp = it.get_input_details()[0]
-        if tuple(inp["shape"]) != x.shape:
-            it.resize_tensor_input(inp["index"], list(x.shape), strict=False)
-        with silenced_stderr():
-            it.allocate_tensors()
+        runner = _LitertRunner(path, threads)
+        inp = runner._get(tuple(x.shape))[0].get_input_details()[0]
         v = x
         if inp["dtype"] == np.int8:  # the quantized graph takes int8 input: x / scale + zero point
             scale, zero = inp["quantization"]
             v = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        runs.append((it, inp["index"], v))
+        runs.append((runner, v))
     times: list[list[float]] = [[], []]
     for r in range(reps + 10):
-        for k, (it, idx, v) in enumerate(runs):
+        for k, (runner, v) in enumerate(runs):
             t = time.perf_counter()
-            it.set_tensor(idx, v)
-            it.invoke()
+            runner(v)
             if r >= 10:
                 times[k].append(time.perf_counter() - t)
     return float(np.median(times[0]) * 1e3), float(np.median(times[1]) * 1e3)
@@ -148,7 +145,7 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--frames", type=int, default=300, help="composite frames for calibration")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--reps", type=int, default=300, help="timed invokes per model and input shape")
+    ap.add_argument("--reps", type=int, default=300, help="timed calls per model and input shape")
     ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the detector's own)")
     ap.add_argument("--keep", type=Path, default=None, help="also save the int8 model here")
     args = ap.parse_args()
@@ -176,7 +173,7 @@ def main() -> None:
             atomic_write_bytes(args.keep, int8.read_bytes())
         frame, _ = astronaut_frame()
         small = fit_stride(frame, 272, 16)[0]
-        print(f"BlazeFace short-range, {threads} threads, median of {args.reps} invokes on the astronaut frame's inputs")
+        print(f"BlazeFace short-range, {threads} threads, median of {args.reps} calls on the astronaut frame's inputs")
         print("| input | float ms | int8 ms | float / int8 |\n|---|---|---|---|")
         for name, x in (("128x128 letterbox", letterbox(frame, 128)[0]), (f"{small.shape[1]}x{small.shape[2]} scan", small)):
             f, i = timed_pair(FLOAT, int8, np.ascontiguousarray(x), threads, args.reps)
