@@ -107,6 +107,20 @@ def test_classify_uses_the_sidecar_preprocessing(rec: Recognizer) -> None:
     assert [p.label for p in p2] == [p.label for p in preds] + [preds[0].label]
 
 
+
+@pytest.mark.parametrize("chans_in,chans_model,interp", [(3, 1, "bilinear"), (1, 1, "bilinear"), (3, 3, "nearest"),
+                                                         (1, 3, "bilinear"), (3, 1, "nearest")])
+def test_from_uint8_matches_the_batched_definition(chans_in: int, chans_model: int, interp: str) -> None:
+    """The deploy path's one-crop preprocessing (OpenCV grey) gives the batched definition's tensor."""
+    pre = Preprocessing(size=48, channels=chans_model, interpolation=interp)
+    for side in (48, 114, 31):
+        img = rand_images(1, side, seed=side, chans=chans_in)[0]
+        ref = pre(torch.from_numpy(img[None]))
+        got = pre.from_uint8(img)
+        assert got.shape == ref.shape == (1, chans_model, 48, 48)
+        torch.testing.assert_close(got, ref, atol=2e-6, rtol=0)
+    assert pre.from_uint8(img[..., 0] if chans_in == 1 else img).shape == (1, chans_model, 48, 48)
+
 def test_colour_order_bgr_vs_rgb(rec: Recognizer) -> None:
     rgb = rand_images(1, 64)[0]
     a = rec.predict(rgb, color="rgb", detect=False)[0]

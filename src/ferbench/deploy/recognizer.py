@@ -445,11 +445,7 @@ class Recognizer:
     def _inputs(self, crops: list[np.ndarray]) -> torch.Tensor:
         """uint8 crops ``(h_i, w_i, 3|1)`` → ``(N, C, S, S)`` model input via the sidecar's Preprocessing."""
         pre = self.preprocessing
-        xs = []
-        for c in crops:
-            t = torch.from_numpy(np.require(c, np.uint8, ["C", "W"])).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-            xs.append(pre.from_float(t))
-        return torch.cat(xs).contiguous()
+        return torch.cat([pre.from_uint8(np.require(c, np.uint8)) for c in crops]).contiguous()
 
     def classify_arrays(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
         """uint8 RGB/grey crops ``(h, w, 3|1)`` → probabilities float32 ``(N, K)``."""
