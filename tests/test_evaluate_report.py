@@ -89,3 +89,17 @@ def test_study_recall_matrix_keeps_records_whose_class_keys_were_sorted_on_expor
                                     rec("other", ["a", "b"])])
     assert cls == classes and m.shape == (2, 7) and len(labels) == 2  # the JSONL-sorted record is a row too
     assert np.allclose(m[0], m[1]) and np.allclose(m[0], 0.1 * np.arange(1, 8))
+
+
+def test_late_gain_tells_a_levelled_curve_from_a_rising_one() -> None:
+    from ferbench.report.study import late_gain
+
+    def hist(vals: list[float]) -> list[dict]:
+        return [{"epoch": i + 1, "val_accuracy": v} for i, v in enumerate(vals)]
+
+    levelled = hist([0.3, 0.5, 0.6, 0.62, 0.63, 0.63, 0.629, 0.63, 0.628, 0.63])
+    rising = hist([0.2, 0.25, 0.3, 0.35, 0.4, 0.42, 0.44, 0.45, 0.47, 0.49])
+    assert late_gain(levelled) == pytest.approx(0.0)
+    assert late_gain(rising) == pytest.approx(0.04)  # best 0.49 vs 0.45 before the last 2 of 10 epochs
+    assert late_gain(hist([0.1, 0.2])) is None and late_gain(None) is None
+    assert late_gain(hist([0.3, 0.4, 0.5, 0.6, None])) is None  # type: ignore[list-item]

@@ -208,6 +208,20 @@ def _hours_cell(r: dict[str, Any]) -> str:
     return _f(r.get("cpu_hours"), 2) if r.get("gpu_hours") is None else f"{r['gpu_hours']:.2f} GPU"
 
 
+def late_gain(history: list[dict[str, Any]] | None, fraction: float = 0.2) -> float | None:
+    """How much the best validation accuracy rose during the last ``fraction`` of a run's epochs.
+
+    ``history``: the record's per-epoch dicts (``val_accuracy`` each). Returns ``best(all) − best(before the
+    last ⌈fraction·n⌉ epochs)`` in accuracy units (≥ 0): about 0 for a curve that had levelled off when the
+    schedule ended, ≥ 0.01 (one point) for one still rising; ``None`` without a history of ≥ 5 epochs.
+    """
+    va = [h.get("val_accuracy") for h in history or []]
+    if len(va) < 5 or any(v is None for v in va):
+        return None
+    k = max(1, math.ceil(fraction * len(va)))
+    return float(max(va) - max(va[:-k]))
+
+
 def results_rows(records: list[dict[str, Any]], paper: PaperNumbers) -> list[dict[str, Any]]:
     """One flat row per trial (what ``results.csv`` holds)."""
     rows = []
@@ -223,6 +237,7 @@ def results_rows(records: list[dict[str, Any]], paper: PaperNumbers) -> list[dic
             "dataset": cfg["data"]["name"], "size": cfg["preprocessing"]["size"],
             "channels": cfg["preprocessing"]["channels"], "balancing": cfg["train"]["class_weights"],
             "seed": cfg.get("seed"), "fold": _fold(rec), "group": replicate_group(rec), "epochs": rec.get("epochs"), "best_epoch": rec.get("best_epoch"),
+            "val_late_gain": late_gain(rec.get("history")),
             "train_time_s": rec.get("train_time_s"), "params": rec.get("params_count"), "gflops": rec.get("gflops"),
             "threads": threads,
             "train_device": device,
@@ -743,8 +758,10 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
            "(model, dataset, resolution, balancing) and the split it is measured on; *ours (val)* is our number on "
            "that split (seed 000 reports validation accuracy) and Δ = ours − paper. *test* = the study's test split "
            "(FER2013 PrivateTest), the cross-dataset columns are the same checkpoint on other datasets (shared "
-           "classes only). CPU h = training wall time × threads; a trial trained on a GPU shows its wall hours "
-           "there, marked GPU (which GPU: `train_device` in `results.csv`).", ""]
+           "classes only). *late gain* = how many points the best validation accuracy rose over the last fifth of the "
+           "epochs: ≈ 0 where the curve had levelled off when the schedule ended, ≥ 1 where it was still rising "
+           "(a longer schedule would likely pay). CPU h = training wall time × threads; a trial trained on a GPU "
+           "shows its wall hours there, marked GPU (which GPU: `train_device` in `results.csv`).", ""]
     cross_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("cross_") and k.endswith("_accuracy")))
     body = []
     for i, r in enumerate(rows, 1):
@@ -753,11 +770,18 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
         body.append([str(i), r["architecture"], r["dataset"], f"{r['size']}", r["balancing"], pv,
                      _f(r["val_accuracy"]), diff, _f(r["test_accuracy"]), _f(r["test_balanced_accuracy"]),
                      _f(r["test_f1_macro"]), *[_f(r.get(c)) for c in cross_cols], _params(r["params"]),
-                     _f(r.get("gflops"), 3), _f(r["latency_ms"], 2), str(r["epochs"]), _hours_cell(r)])
+                     _f(r.get("gflops"), 3), _f(r["latency_ms"], 2), str(r["epochs"]),
+                     "–" if r.get("val_late_gain") is None else f"{100 * r['val_late_gain']:+.1f}", _hours_cell(r)])
     md += _md_table(["#", "architecture", "data", "px", "balancing", "paper", "ours (val)", "Δ", "test acc",
                      "test bal. acc", "test macro F1",
                      *[c[len("cross_"):-len("_accuracy")].replace("_", " ") + " acc" for c in cross_cols],
-                     "params", "GFLOPs", "ms", "epochs", "CPU h"], body)
+                     "params", "GFLOPs", "ms", "epochs", "late gain", "CPU h"], body)
+    gains = [r["val_late_gain"] for r in rows if r.get("val_late_gain") is not None]
+    if gains:
+        md += ["", f"Levelled off when the schedule ended (late gain < 1 point): {sum(g < 0.01 for g in gains)} of "
+               f"{len(gains)} trials; still rising: " + (", ".join(
+                   f"{r['architecture']} ({r['balancing']}, {100 * r['val_late_gain']:+.1f})" for r in rows
+                   if r.get("val_late_gain") is not None and r["val_late_gain"] >= 0.01) or "none") + "."]
 
     md += _low_rows_section(rows, records_by_key, sources)
     md += ["", "## Seed-000 tables", "",
