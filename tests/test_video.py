@@ -180,6 +180,45 @@ def test_weak_candidates_below_look_from_are_dropped_without_a_look(astronaut: n
         BlazeFaceDetector("short", look_from=1.5)
 
 
+
+def test_known_boxes_keep_a_tracked_face_without_a_second_look(astronaut: np.ndarray,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    looks: list[float] = []
+
+    def failing(self: BlazeFaceDetector, rgb: np.ndarray, box: np.ndarray, first: float) -> float:
+        looks.append(first)
+        return 0.0  # every second look fails
+
+    monkeypatch.setattr(BlazeFaceDetector, "_verified", failing)
+    d = BlazeFaceDetector("short", scan=272, min_confidence=0.3, verify=0.65, trust=1.0, look_from=0.45)
+    assert len(d.detect(astronaut)) == 0 and looks  # no face survives a failed second look...
+    looks.clear()
+    box = np.array([ASTRONAUT_FACE], np.float32) + 3.0  # a tracker's box, a few pixels off
+    kept = d.detect(astronaut, known=box)
+    assert len(kept) == 1 and all(abs(f - float(kept.scores[0])) > 1e-6 for f in looks)  # ...unless it is known
+    assert kept.boxes[0] == pytest.approx(np.array(ASTRONAUT_FACE), abs=6)
+    far = np.array([[0, 0, 60, 60]], np.float32)  # a known box elsewhere changes nothing
+    assert len(d.detect(astronaut, known=far)) == 0
+    assert len(d.detect(astronaut, known=np.zeros((0, 4), np.float32))) == 0
+
+
+def test_video_loop_gives_the_detector_its_tracks(rec: Recognizer, astronaut: np.ndarray,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[np.ndarray | None] = []
+    real = BlazeFaceDetector.detect
+
+    def spy(self: BlazeFaceDetector, image: np.ndarray, known: np.ndarray | None = None) -> object:
+        seen.append(None if known is None else np.asarray(known).copy())
+        return real(self, image, known)
+
+    monkeypatch.setattr(BlazeFaceDetector, "detect", spy)
+    fr = FrameRecognizer(rec, detect_every=2)
+    frame = cover(astronaut)
+    for _ in range(5):
+        fr(frame, "rgb")
+    assert len(seen) == 3 and seen[0] is None  # frames 0, 2, 4; nothing is tracked before the first
+    assert all(k is not None and k.shape == (1, 4) for k in seen[1:])
+
 @pytest.mark.parametrize("background", ["hubble_deep_field", "coffee"])
 def test_accurate_detector_finds_a_head_too_small_for_the_default(background: str) -> None:
     # a 48-px head in a 640x480 frame is 20 px in the default's 272-px scan, 36 px in blazeface-accurate's 480-px one

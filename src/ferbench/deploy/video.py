@@ -72,7 +72,13 @@ class FrameRecognizer:
             return rec.predict_batch([rgb], "rgb", detect=False)[0]
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if n % self.detect_every == 0:
-            det = rec.detector.detect(rgb)
+            if self.tracker.tracks and getattr(rec.detector, "takes_known_boxes", False):
+                # the tracks moved to this frame first: the detector keeps their faces without a second look
+                confirmed = self.tracker.propagate(grey, n)
+                known = np.stack([t.box for t in confirmed]) if confirmed else None
+                det = rec.detector.detect(rgb, known=known)
+            else:
+                det = rec.detector.detect(rgb)
             tracks = self.tracker.update(det.boxes, det.scores, det.landmarks, grey, n)
         else:
             tracks = self.tracker.propagate(grey, n)

@@ -393,7 +393,16 @@ class BlazeFaceDetector:
         mirror = self._look_score(np.ascontiguousarray(x[:, :, ::-1]), mref)
         return (first + (crop + mirror) / 2) / 2
 
-    def detect(self, image: np.ndarray) -> Any:
+    #: :meth:`detect` takes ``known`` boxes (the video loop passes its tracks)
+    takes_known_boxes = True
+
+    def detect(self, image: np.ndarray, known: np.ndarray | None = None) -> Any:
+        """Faces in a uint8 RGB (or grey/RGBA) image → :class:`Detections`, largest first.
+
+        ``known``: float ``(K, 4)`` boxes of faces confirmed on earlier frames and moved to this one (a video
+        tracker's). A candidate overlapping one (IoU ≥ 0.5) skips the second look and is kept (from ``look_from``
+        up), with its first-look score: the face was verified when its track began. Still images pass none.
+        """
         from ferbench.faces.detections import Detections, _as_rgb
 
         rgb = _as_rgb(image)
@@ -437,16 +446,21 @@ class BlazeFaceDetector:
         if self.verify is not None:
             trust = self.trust if self.trust is not None else np.inf
             floor = self.look_from if self.look_from is not None else -np.inf
+            seen = np.zeros(len(boxes), bool)
+            if known is not None and len(known):
+                seen = (iou_matrix(boxes, np.asarray(known, np.float32).reshape(-1, 4)) >= 0.5).any(1)
+                seen &= scores >= floor
 
-            def two_look(box: np.ndarray, first: float) -> float:
-                if first >= trust:  # kept on its first look
+            def two_look(box: np.ndarray, first: float, tracked: bool) -> float:
+                if first >= trust or tracked:  # kept on its first look
                     return first
                 if first < floor:  # dropped: it would need a second look near 1.0 to reach `verify`
                     return 0.0
                 return self._verified(rgb, box, first)
 
-            scores = np.array([two_look(b, float(sc)) for b, sc in zip(boxes, scores, strict=True)], np.float32)
-            keep = scores >= self.verify
+            scores = np.array([two_look(b, float(sc), bool(k)) for b, sc, k in zip(boxes, scores, seen, strict=True)],
+                              np.float32)
+            keep = (scores >= self.verify) | seen
             if not keep.any():
                 return Detections.empty()
             boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
