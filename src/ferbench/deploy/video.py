@@ -32,6 +32,9 @@ DEFAULT_SMOOTH = 0.6
 class FrameRecognizer:
     """Per-frame face recognition with tracking and temporal smoothing (one video stream).
 
+    On a detection frame the tracks are first moved to it by the flow and given to a detector that takes
+    known boxes (the BlazeFace ones): their faces keep their tracks without the detector's second look.
+
     Args:
         recognizer: detector + classifier.
         detect_every: run the detector on every k-th frame (1 = every frame); the tracker moves the
