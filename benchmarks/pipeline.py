@@ -273,6 +273,24 @@ def video_scenes(pool: np.ndarray, labels: np.ndarray, bgs: dict[str, np.ndarray
     return frames, truth, labels[idx]
 
 
+def video_scores(outs: list[list[Any]], truth: list[np.ndarray], labels: np.ndarray, classes: list[str],
+                 margin: float, shift: float) -> tuple[float, float, float]:
+    """A video's per-frame faces against its true squares → (face-frames found, emotion accuracy, track ids per
+    face), each face's box framed with ``margin`` / ``shift`` and matched at IoU ≥ 0.3; both rates count every true
+    face of every frame."""
+    ids: dict[int, set[int]] = {j: set() for j in range(len(labels))}
+    hit = correct = 0
+    for faces, boxes_true in zip(outs, truth, strict=True):
+        boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
+        for i, j in match(framed(boxes, margin, shift), boxes_true, 0.3):
+            hit += 1
+            correct += classes.index(faces[i].label) == labels[j]
+            if faces[i].track_id is not None:
+                ids[j].add(faces[i].track_id)
+    n = len(outs) * len(labels)
+    return hit / n, correct / n, float(np.mean([len(v) for v in ids.values()]))
+
+
 def run_fer_peer(venv: Path, arrays: dict[str, np.ndarray], reps: int) -> dict[str, Any] | None:
     """``FER().detect_emotions`` on the same frames, in fer's own venv (benchmarks/peers/fer_pipeline_peer.py)."""
     py = venv / "bin" / "python"
@@ -462,21 +480,11 @@ def main() -> None:  # noqa: C901 — one linear report
         for f in vframes:
             outs.append(fr(f, "rgb"))
         dt = time.perf_counter() - t0
-        ids_per_face: dict[int, set[int]] = {j: set() for j in range(len(vlabels))}
-        hit = correct = 0
-        for faces, truth in zip(outs, vtruth, strict=True):
-            boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
-            for i, j in match(framed(boxes, drow["margin"] if drow else 0.1, drow["shift"] if drow else 0.0),
-                              truth, 0.3):
-                hit += 1
-                correct += classes.index(faces[i].label) == vlabels[j]
-                if faces[i].track_id is not None:
-                    ids_per_face[j].add(faces[i].track_id)
-        n_true = len(vframes) * len(vlabels)
+        found, acc, ids = video_scores(outs, vtruth, vlabels, classes, drow["margin"] if drow else 0.1,
+                                       drow["shift"] if drow else 0.0)
         row = {"detect_every": k, "classify_every": c, "tracking": k > 1, "smooth": fr.smooth, "frames": len(vframes),
-               "ms_per_frame": 1000 * dt / len(vframes), "fps": len(vframes) / dt, "face_frames_found": hit / n_true,
-               "emotion_acc": correct / n_true,
-               "track_ids_per_face": float(np.mean([len(v) for v in ids_per_face.values()])) if k > 1 else None}
+               "ms_per_frame": 1000 * dt / len(vframes), "fps": len(vframes) / dt, "face_frames_found": found,
+               "emotion_acc": acc, "track_ids_per_face": ids if k > 1 else None}
         video_rows.append(row)
         print(f"video detect every {k}{' + tracking' if k > 1 else ''}, classify every {c}: "
               f"{row['ms_per_frame']:.2f} ms/frame "

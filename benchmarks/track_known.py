@@ -19,14 +19,7 @@ from typing import Any
 
 import numpy as np
 from _script import run
-from pipeline import (  # benchmarks/ on sys.path
-    backgrounds,
-    composites,
-    face_pool,
-    framed,
-    match,
-    video_scenes,
-)
+from pipeline import backgrounds, composites, face_pool, video_scenes, video_scores  # benchmarks/ on sys.path
 
 
 def _pass(fr_cls: type, rec: Any, frames: list[np.ndarray], truth: list[np.ndarray], labels: np.ndarray,
@@ -38,18 +31,8 @@ def _pass(fr_cls: type, rec: Any, frames: list[np.ndarray], truth: list[np.ndarr
     for f in frames:
         outs.append(fr(f, "rgb"))
     ms = 1000 * (time.perf_counter() - t0) / len(frames)
-    ids: dict[int, set[int]] = {j: set() for j in range(len(labels))}
-    hit = correct = 0
-    for faces, boxes_true in zip(outs, truth, strict=True):
-        boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
-        pre = rec.preprocessing
-        for i, j in match(framed(boxes, pre.crop_margin, pre.crop_shift), boxes_true, 0.3):
-            hit += 1
-            correct += rec.classes.index(faces[i].label) == labels[j]
-            if faces[i].track_id is not None:
-                ids[j].add(faces[i].track_id)
-    n = len(frames) * len(labels)
-    return ms, hit / n, correct / n, float(np.mean([len(v) for v in ids.values()]))
+    pre = rec.preprocessing
+    return ms, *video_scores(outs, truth, labels, rec.classes, pre.crop_margin, pre.crop_shift)
 
 
 def main() -> None:

@@ -107,7 +107,6 @@ def test_classify_uses_the_sidecar_preprocessing(rec: Recognizer) -> None:
     assert [p.label for p in p2] == [p.label for p in preds] + [preds[0].label]
 
 
-
 @pytest.mark.parametrize("chans_in,chans_model,interp", [(3, 1, "bilinear"), (1, 1, "bilinear"), (3, 3, "nearest"),
                                                          (1, 3, "bilinear"), (3, 1, "nearest")])
 def test_from_uint8_matches_the_batched_definition(chans_in: int, chans_model: int, interp: str) -> None:
@@ -120,6 +119,7 @@ def test_from_uint8_matches_the_batched_definition(chans_in: int, chans_model: i
         assert got.shape == ref.shape == (1, chans_model, 48, 48)
         torch.testing.assert_close(got, ref, atol=2e-6, rtol=0)
     assert pre.from_uint8(img[..., 0] if chans_in == 1 else img).shape == (1, chans_model, 48, 48)
+
 
 def test_colour_order_bgr_vs_rgb(rec: Recognizer) -> None:
     rgb = rand_images(1, 64)[0]

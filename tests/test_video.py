@@ -180,7 +180,6 @@ def test_weak_candidates_below_look_from_are_dropped_without_a_look(astronaut: n
         BlazeFaceDetector("short", look_from=1.5)
 
 
-
 def test_known_boxes_keep_a_tracked_face_without_a_second_look(astronaut: np.ndarray,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     looks: list[float] = []
@@ -218,6 +217,7 @@ def test_video_loop_gives_the_detector_its_tracks(rec: Recognizer, astronaut: np
         fr(frame, "rgb")
     assert len(seen) == 3 and seen[0] is None  # frames 0, 2, 4; nothing is tracked before the first
     assert all(k is not None and k.shape == (1, 4) for k in seen[1:])
+
 
 @pytest.mark.parametrize("background", ["hubble_deep_field", "coffee"])
 def test_accurate_detector_finds_a_head_too_small_for_the_default(background: str) -> None:

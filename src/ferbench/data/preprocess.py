@@ -72,7 +72,7 @@ class Preprocessing:
         if a.shape[2] == 3 and self.channels == 1:
             grey = cv2.cvtColor(np.ascontiguousarray(a).astype(np.float32) / np.float32(255.0), cv2.COLOR_RGB2GRAY)
             return self.from_float(torch.from_numpy(grey)[None, None])
-        return self.from_float(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
+        return self(torch.from_numpy(np.ascontiguousarray(a))[None])
 
     def from_float(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` float in [0, 1] → normalised model input (resize + channel match)."""
