@@ -19,7 +19,13 @@ from typer.testing import CliRunner
 from ferbench.config import PACKAGE_CONFIGS
 from ferbench.errors import ConfigError, FerbenchError
 from ferbench.persist import RunDir
-from ferbench.report.study import PaperNumbers, pareto_front, seed_results_path, write_study_report
+from ferbench.report.study import (
+    PaperNumbers,
+    pareto_front,
+    seed000_cell_rows,
+    seed_results_path,
+    write_study_report,
+)
 from ferbench.sweep.executors import run_study
 from ferbench.sweep.store import ResultsStore
 from ferbench.sweep.study import load_study, materialize, trial_key
@@ -400,6 +406,35 @@ def test_paper_numbers_match_the_seed_cells() -> None:
     assert paper.for_record(rec("shallow_cnn_s002", bal="none"))[:2] == (0.6839, "test")
     assert paper.for_record(rec("resnet18_s003", bal="none"))[:2] == (0.65, "test")
     assert paper.for_record(rec("fer_vgg_s"))[0] is None
+    # the conservative "AlexNet" / "Sequential 4Conv" cells came from Modular / 3Conv notebooks (protocol §2.6, §2.11)
+    assert paper.for_record(rec("alexnet", bal="conservative"))[0] is None
+    assert paper.for_record(rec("alexnet"))[:2] == (0.47, "val")  # its simple cell is the real AlexNet's
+    assert paper.for_record(rec("seq4conv", bal="conservative"))[0] is None
+    assert paper.for_record(rec("modular", bal="conservative"))[:2] == (0.65, "val")
+    assert paper.seed000_cells("modular", "FER2013", 48, "conservative") == [("Modular", 0.65), ("AlexNet *", 0.59)]
+    assert paper.seed000_cells("seq3conv", "FER2013", 48, "conservative") == [
+        ("Sequential 3Conv", 0.66), ("Sequential 4Conv *", 0.66)]
+
+
+def test_seed000_cells_are_matched_with_the_network_that_produced_them() -> None:
+    path = seed_results_path()
+    assert path is not None
+
+    def row(model: str, bal: str, val: float, fold: int | None = None) -> dict:
+        return {"model": model, "dataset": "fer2013", "size": 48, "balancing": bal, "fold": fold, "method": None,
+                "val_accuracy": val}
+
+    rows = [row("modular", "conservative", 0.58), row("alexnet", "conservative", 0.50),
+            row("alexnet", "simple", 0.45), row("alexnet", "simple", 0.47), row("lenet5", "none", 0.49),
+            row("lenet5", "conservative", 0.40, fold=0)]
+    cells = seed000_cell_rows(rows, PaperNumbers(path))
+    got = {(c["cell"], c["balancing"]): (c["network"], round(c["ours"], 4), round(c["diff"], 4), c["trials"],
+                                         c["ran_instead"]) for c in cells}
+    # seed 000 FER2013 48 px: Modular cons 0.65, AlexNet * cons 0.59 (its notebooks ran Modular), AlexNet * simple
+    # 0.47 (the real AlexNet); lenet5 unweighted has no cell, its fold trial is left out
+    assert got == {("Modular", "conservative"): ("modular", 0.58, -0.07, 1, False),
+                   ("AlexNet *", "conservative"): ("modular", 0.58, -0.01, 1, True),
+                   ("AlexNet *", "simple"): ("alexnet", 0.46, -0.01, 2, False)}
 
 
 def test_report_of_an_empty_store_is_one_line(tmp_path: Path) -> None:

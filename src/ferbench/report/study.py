@@ -52,6 +52,12 @@ SEED000_NAMES: dict[str, tuple[str, ...]] = {
     "mediapipe_vggnet": ("MediaPipe + VGGNet", "Mediapipe Feature Extraction + VGGNet"), "mnist_net": ("MNIST_NET",),
     "zf_net": ("ZF_NET",), "googlenet_repo": ("GoogLeNet",),
 }
+# Seed-000 cells whose notebooks trained another network than the one the table names (docs/protocol.md §2.6,
+# §2.11: every conservative "AlexNet" notebook holds the Modular network, every conservative "Conv4" notebook the
+# 3Conv one): (name in seed 000's tables, balancing) → the ferbench network that produced the number. Such a cell
+# is compared with a trial of that network, never with one of the network it names.
+SEED000_RAN_INSTEAD: dict[tuple[str, str], str] = {("AlexNet *", "conservative"): "modular",
+                                                   ("Sequential 4Conv *", "conservative"): "seq3conv"}
 SEED002_NAMES = {"shallow_cnn_s002": "Shallow CNN", "resnet18_s002": "ResNet-18", "resnet50_s002": "ResNet-50",
                  "inceptionv3_s002": "InceptionV3"}
 SEED003_NAMES = {"resnet18_s003": "resnet18", "resnet34_s003": "resnet34", "resnet50_s003": "resnet50"}
@@ -109,8 +115,36 @@ class PaperNumbers:
                 return None
         return None
 
+    def seed000_cells(self, model: str, dataset: str, size: int, balancing: str, metric: str = "val_accuracy"
+                      ) -> list[tuple[str, float]]:
+        """Seed 000's ``(table name, value)`` cells that network ``model`` produced at these settings.
+
+        The cell named after ``model`` comes first, unless its notebooks ran another network
+        (:data:`SEED000_RAN_INSTEAD`); then every cell named after another network that ``model``'s notebooks
+        produced. ``dataset`` is seed 000's name (``"FER2013"``), ``balancing`` ``"simple"`` or ``"conservative"``.
+        """
+        res, tabs = f"{size}x{size}", ("2", "3")
+        out: list[tuple[str, float]] = []
+        for name in SEED000_NAMES.get(model, ()):
+            if (name, balancing) in SEED000_RAN_INSTEAD:
+                continue
+            v = self.get("000", name, metric, dataset, res, balancing, tables=tabs)
+            if v is not None:
+                out.append((name, v))
+                break
+        for (name, bal), net in SEED000_RAN_INSTEAD.items():
+            if net == model and bal == balancing:
+                v = self.get("000", name, metric, dataset, res, balancing, tables=tabs)
+                if v is not None:
+                    out.append((name, v))
+        return out
+
     def for_record(self, rec: dict[str, Any]) -> tuple[float | None, str, str]:
-        """``(paper value, which of our numbers it compares to: "val"|"test", source label)`` for a trial."""
+        """``(paper value, which of our numbers it compares to: "val"|"test", source label)`` for a trial.
+
+        Seed 000: the first of :meth:`seed000_cells` (the other cells a network produced are in the report's
+        cell table); a trial whose named cell came from another network's notebooks gets none.
+        """
         cfg = rec["config"]
         model, size = cfg["model"]["name"], int(cfg["preprocessing"]["size"])
         ds = PAPER_DATASETS.get(cfg["data"]["name"].lower())
@@ -118,10 +152,9 @@ class PaperNumbers:
             return None, "", ""
         bal = cfg["train"]["class_weights"]
         if model in SEED000_NAMES and bal in ("simple", "conservative"):
-            for name in SEED000_NAMES[model]:
-                v = self.get("000", name, "val_accuracy", ds, f"{size}x{size}", bal, tables=("2", "3"))
-                if v is not None:
-                    return v, "val", f"S0 T{2 if size == 48 else 3} {name}"
+            cells = self.seed000_cells(model, ds, size, bal)
+            if cells:
+                return cells[0][1], "val", f"S0 T{2 if size == 48 else 3} {cells[0][0]}"
         if ds == "FER2013":
             name = SEED002_NAMES.get(model)
             if model == "vgg16_s002":
@@ -424,8 +457,8 @@ def _seed000_tables(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[str
                     pmetric = {"val_accuracy": "val_accuracy"}.get(metric, "btfer_accuracy" if metric.startswith(
                         "cross_") else None)
                     if pmetric and model in SEED000_NAMES and pds:
-                        pv = next((v for n in SEED000_NAMES[model] if (v := paper.get(
-                            "000", n, pmetric, pds, f"{size}x{size}", bal, tables=("2", "3"))) is not None), None)
+                        found = paper.seed000_cells(model, pds, size, bal, pmetric)
+                        pv = found[0][1] if found else None
                     cells.append(_with_paper(ours, pv))
                 if any(c != "–" for c in cells):
                     body.append([a, *cells])
@@ -435,6 +468,53 @@ def _seed000_tables(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[str
                 md += ["", f"**{ds}: {title}**{note}", ""]
                 md += _md_table(["architecture", *[f"{s}px, {b}" for s, b in cols]], body)
     return md
+
+
+def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[dict[str, Any]]:
+    """Seed 000's validation-accuracy cells that this study reproduces, one dict per cell.
+
+    A cell is matched with the trials of the network that produced it (:meth:`PaperNumbers.seed000_cells`,
+    so a cell whose notebooks ran another network is matched with that network) at the same dataset,
+    resolution and balancing, outside k-fold and FER methods; ``ours`` is their mean validation accuracy.
+    Keys: ``cell``, ``balancing``, ``dataset``, ``size``, ``paper``, ``network``, ``ours``, ``diff``
+    (ours − paper), ``trials``, ``ran_instead`` (the cell is named after another network).
+    """
+    groups: dict[tuple[str, str, int, str], list[float]] = defaultdict(list)
+    for r in rows:
+        if r["fold"] is not None or r.get("method") or r["balancing"] not in ("simple", "conservative"):
+            continue
+        if r.get("val_accuracy") is not None:
+            groups[(r["model"], r["dataset"], int(r["size"]), r["balancing"])].append(float(r["val_accuracy"]))
+    out = []
+    for (model, ds, size, bal), vals in sorted(groups.items()):
+        pds = PAPER_DATASETS.get(ds.lower())
+        if pds is None:
+            continue
+        ours = float(np.mean(vals))
+        for name, pv in paper.seed000_cells(model, pds, size, bal):
+            out.append({"cell": name, "balancing": bal, "dataset": ds, "size": size, "paper": pv, "network": model,
+                        "ours": ours, "diff": ours - pv, "trials": len(vals),
+                        "ran_instead": (name, bal) in SEED000_RAN_INSTEAD})
+    return sorted(out, key=lambda c: abs(c["diff"]))
+
+
+def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[str]:
+    cells = seed000_cell_rows(rows, paper)
+    if not cells:
+        return []
+    body = [[f"{c['cell']}" + (f" (its notebooks ran {c['network']})" if c["ran_instead"] else ""),
+             f"{c['dataset']}, {c['size']} px, {c['balancing']}", f"{c['paper']:.3f}", c["network"],
+             _f(c["ours"]) + (f" (mean of {c['trials']})" if c["trials"] > 1 else ""), _signed(c["diff"])]
+            for c in cells]
+    med = float(np.median([abs(c["diff"]) for c in cells]))
+    within = sum(abs(c["diff"]) <= 0.02 for c in cells)
+    return (["", "## Seed 000's cells", "",
+             "Every seed-000 validation-accuracy cell this study has a trial for, matched with the network its "
+             "notebooks trained (docs/protocol.md §2.6, §2.11: the conservative \"AlexNet\" and \"Sequential 4Conv\" "
+             "cells came from the Modular and Sequential 3Conv networks), closest first.", ""]
+            + _md_table(["seed 000 cell", "setting", "paper", "network trained here", "ours (val)", "Δ"], body)
+            + ["", f"Median |Δ| over these {len(cells)} cells: **{100 * med:.2f} points**; {within} of {len(cells)} "
+               "within 2 points."])
 
 
 def _mean_std_tables(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[str]:
@@ -783,6 +863,7 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
                    f"{r['architecture']} ({r['balancing']}, {100 * r['val_late_gain']:+.1f})" for r in rows
                    if r.get("val_late_gain") is not None and r["val_late_gain"] >= 0.01) or "none") + "."]
 
+    md += _seed000_cells_section(rows, paper)
     md += _low_rows_section(rows, records_by_key, sources)
     md += ["", "## Seed-000 tables", "",
            "Architecture × (resolution, balancing). Cells: ours (paper's value, ours − paper) where seed 000 "
