@@ -52,12 +52,27 @@ SEED000_NAMES: dict[str, tuple[str, ...]] = {
     "mediapipe_vggnet": ("MediaPipe + VGGNet", "Mediapipe Feature Extraction + VGGNet"), "mnist_net": ("MNIST_NET",),
     "zf_net": ("ZF_NET",), "googlenet_repo": ("GoogLeNet",),
 }
-# Seed-000 cells whose notebooks trained another network than the one the table names (docs/protocol.md §2.6,
-# §2.11: every conservative "AlexNet" notebook holds the Modular network, every conservative "Conv4" notebook the
-# 3Conv one): (name in seed 000's tables, balancing) → the ferbench network that produced the number. Such a cell
-# is compared with a trial of that network, never with one of the network it names.
-SEED000_RAN_INSTEAD: dict[tuple[str, str], str] = {("AlexNet *", "conservative"): "modular",
-                                                   ("Sequential 4Conv *", "conservative"): "seq3conv"}
+# Seed-000 cells whose notebooks trained something other than what the table names (docs/protocol.md §2.6, §2.11,
+# §2.18): (name in seed 000's tables, balancing, dataset or None for all) → the ferbench network that produced the
+# number, or None where the notebook trained on another dataset (no cell to compare). Every conservative "AlexNet"
+# notebook holds the Modular network, every conservative "Conv4" one the 3Conv network, the conservative "VGG19"
+# ones VGGFace's VGG16; the 48-px simple FER2013 SMMB notebook loads RAF-DB. Such a cell is compared with a trial
+# of the network that produced it, never with one of the network it names.
+SEED000_RAN_INSTEAD: dict[tuple[str, str, str | None], str | None] = {
+    ("AlexNet *", "conservative", None): "modular", ("Sequential 4Conv *", "conservative", None): "seq3conv",
+    ("VGG19", "conservative", None): "vgg16_vf", ("VGG-19", "conservative", None): "vgg16_vf",
+    ("SMMB", "simple", "FER2013"): None}
+
+
+def seed000_ran(name: str, balancing: str, dataset: str) -> tuple[bool, str | None]:
+    """``(True, network)`` when seed 000's cell ``name`` (at ``balancing``, ``dataset``) came from a notebook that
+    trained ``network`` instead (None: another dataset), else ``(False, None)``."""
+    for key in ((name, balancing, dataset), (name, balancing, None)):
+        if key in SEED000_RAN_INSTEAD:
+            return True, SEED000_RAN_INSTEAD[key]
+    return False, None
+
+
 SEED002_NAMES = {"shallow_cnn_s002": "Shallow CNN", "resnet18_s002": "ResNet-18", "resnet50_s002": "ResNet-50",
                  "inceptionv3_s002": "InceptionV3"}
 SEED003_NAMES = {"resnet18_s003": "resnet18", "resnet34_s003": "resnet34", "resnet50_s003": "resnet50"}
@@ -126,14 +141,14 @@ class PaperNumbers:
         res, tabs = f"{size}x{size}", ("2", "3")
         out: list[tuple[str, float]] = []
         for name in SEED000_NAMES.get(model, ()):
-            if (name, balancing) in SEED000_RAN_INSTEAD:
+            if seed000_ran(name, balancing, dataset)[0]:
                 continue
             v = self.get("000", name, metric, dataset, res, balancing, tables=tabs)
             if v is not None:
                 out.append((name, v))
                 break
-        for (name, bal), net in SEED000_RAN_INSTEAD.items():
-            if net == model and bal == balancing:
+        for (name, bal, ds), net in SEED000_RAN_INSTEAD.items():
+            if net == model and bal == balancing and ds in (None, dataset):
                 v = self.get("000", name, metric, dataset, res, balancing, tables=tabs)
                 if v is not None:
                     out.append((name, v))
@@ -494,7 +509,7 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
         for name, pv in paper.seed000_cells(model, pds, size, bal):
             out.append({"cell": name, "balancing": bal, "dataset": ds, "size": size, "paper": pv, "network": model,
                         "ours": ours, "diff": ours - pv, "trials": len(vals),
-                        "ran_instead": (name, bal) in SEED000_RAN_INSTEAD})
+                        "ran_instead": seed000_ran(name, bal, pds)[0]})
     return sorted(out, key=lambda c: abs(c["diff"]))
 
 
@@ -510,8 +525,8 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
     within = sum(abs(c["diff"]) <= 0.02 for c in cells)
     return (["", "## Seed 000's cells", "",
              "Every seed-000 validation-accuracy cell this study has a trial for, matched with the network its "
-             "notebooks trained (docs/protocol.md §2.6, §2.11: the conservative \"AlexNet\" and \"Sequential 4Conv\" "
-             "cells came from the Modular and Sequential 3Conv networks), closest first.", ""]
+             "notebooks trained (docs/protocol.md §2.6, §2.11, §2.18: e.g. the conservative \"AlexNet\" and "
+             "\"Sequential 4Conv\" cells came from the Modular and Sequential 3Conv networks), closest first.", ""]
             + _md_table(["seed 000 cell", "setting", "paper", "network trained here", "ours (val)", "Δ"], body)
             + ["", f"Median |Δ| over these {len(cells)} cells: **{100 * med:.2f} points**; {within} of {len(cells)} "
                "within 2 points."])
