@@ -406,7 +406,7 @@ def test_paper_numbers_match_the_seed_cells() -> None:
     assert paper.for_record(rec("shallow_cnn_s002", bal="none"))[:2] == (0.6839, "test")
     assert paper.for_record(rec("resnet18_s003", bal="none"))[:2] == (0.65, "test")
     assert paper.for_record(rec("fer_vgg_s"))[0] is None
-    # the conservative "AlexNet" / "Sequential 4Conv" cells came from Modular / 3Conv notebooks (protocol §2.6, §2.11)
+    # the conservative "AlexNet" / "Sequential 4Conv" cells came from Modular / 3Conv notebooks (docs/protocol.md §2.6, docs/protocol.md §2.11)
     assert paper.for_record(rec("alexnet", bal="conservative"))[0] is None
     assert paper.for_record(rec("alexnet"))[:2] == (0.47, "val")  # its simple cell is the real AlexNet's
     assert paper.for_record(rec("seq4conv", bal="conservative"))[0] is None

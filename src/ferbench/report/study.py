@@ -52,8 +52,8 @@ SEED000_NAMES: dict[str, tuple[str, ...]] = {
     "mediapipe_vggnet": ("MediaPipe + VGGNet", "Mediapipe Feature Extraction + VGGNet"), "mnist_net": ("MNIST_NET",),
     "zf_net": ("ZF_NET",), "googlenet_repo": ("GoogLeNet",),
 }
-# Seed-000 cells whose notebooks trained something other than what the table names (docs/protocol.md §2.6, §2.11,
-# §2.18): (name in seed 000's tables, balancing, dataset or None for all) → the ferbench network that produced the
+# Seed-000 cells whose notebooks trained something other than what the table names (docs/protocol.md §2.6, docs/protocol.md §2.11,
+# docs/protocol.md §2.18): (name in seed 000's tables, balancing, dataset or None for all) → the ferbench network that produced the
 # number, or None where the notebook trained on another dataset (no cell to compare). Every conservative "AlexNet"
 # notebook holds the Modular network, every conservative "Conv4" one the 3Conv network, the conservative "VGG19"
 # ones VGGFace's VGG16; the 48-px simple FER2013 SMMB notebook loads RAF-DB. Such a cell is compared with a trial
@@ -525,7 +525,7 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
     within = sum(abs(c["diff"]) <= 0.02 for c in cells)
     return (["", "## Seed 000's cells", "",
              "Every seed-000 validation-accuracy cell this study has a trial for, matched with the network its "
-             "notebooks trained (docs/protocol.md §2.6, §2.11, §2.18: e.g. the conservative \"AlexNet\" and "
+             "notebooks trained (docs/protocol.md §2.6, docs/protocol.md §2.11, docs/protocol.md §2.18: e.g. the conservative \"AlexNet\" and "
              "\"Sequential 4Conv\" cells came from the Modular and Sequential 3Conv networks), closest first.", ""]
             + _md_table(["seed 000 cell", "setting", "paper", "network trained here", "ours (val)", "Δ"], body)
             + ["", f"Median |Δ| over these {len(cells)} cells: **{100 * med:.2f} points**; {within} of {len(cells)} "
