@@ -22,6 +22,7 @@ from ferbench.persist import RunDir
 from ferbench.report.study import (
     PaperNumbers,
     pareto_front,
+    pooled_accuracy,
     seed000_cell_rows,
     seed_results_path,
     write_study_report,
@@ -427,7 +428,7 @@ def test_seed000_cells_are_matched_with_the_network_that_produced_them() -> None
 
     def row(model: str, bal: str, val: float, fold: int | None = None) -> dict:
         return {"model": model, "dataset": "fer2013", "size": 48, "balancing": bal, "fold": fold, "method": None,
-                "val_accuracy": val}
+                "val_accuracy": val, "val_test_accuracy": val + 0.01}
 
     rows = [row("modular", "conservative", 0.58), row("alexnet", "conservative", 0.50),
             row("alexnet", "simple", 0.45), row("alexnet", "simple", 0.47), row("lenet5", "none", 0.49),
@@ -440,6 +441,15 @@ def test_seed000_cells_are_matched_with_the_network_that_produced_them() -> None
     assert got == {("Modular", "conservative"): ("modular", 0.58, -0.07, 1, False),
                    ("AlexNet *", "conservative"): ("modular", 0.58, -0.01, 1, True),
                    ("AlexNet *", "simple"): ("alexnet", 0.46, -0.01, 2, False)}
+    assert [round(c["diff_pooled"], 4) for c in cells] == [0.0, 0.0, -0.06]  # closest first, on val + test
+
+
+def test_pooled_accuracy_scores_validation_and_test_together() -> None:
+    rec = {"val_split": "PublicTest", "test_split": "PrivateTest",
+           "evals": {"PublicTest": {"n": 100, "accuracy": 0.5}, "PrivateTest": {"n": 300, "accuracy": 0.7}}}
+    assert pooled_accuracy(rec) == pytest.approx(0.65)  # (50 + 210) / 400
+    del rec["evals"]["PrivateTest"]
+    assert pooled_accuracy(rec) is None
 
 
 def test_report_of_an_empty_store_is_one_line(tmp_path: Path) -> None:
