@@ -428,7 +428,7 @@ def test_seed000_cells_are_matched_with_the_network_that_produced_them() -> None
 
     def row(model: str, bal: str, val: float, fold: int | None = None) -> dict:
         return {"model": model, "dataset": "fer2013", "size": 48, "balancing": bal, "fold": fold, "method": None,
-                "val_accuracy": val, "val_test_accuracy": val + 0.01}
+                "val_accuracy": val, "val_test_accuracy": val + 0.01, "val_late_gain": 0.05 if fold else 0.0}
 
     rows = [row("modular", "conservative", 0.58), row("alexnet", "conservative", 0.50),
             row("alexnet", "simple", 0.45), row("alexnet", "simple", 0.47), row("lenet5", "none", 0.49),
@@ -442,6 +442,7 @@ def test_seed000_cells_are_matched_with_the_network_that_produced_them() -> None
                    ("AlexNet *", "conservative"): ("modular", 0.58, -0.01, 1, True),
                    ("AlexNet *", "simple"): ("alexnet", 0.46, -0.01, 2, False)}
     assert [round(c["diff_pooled"], 4) for c in cells] == [0.0, 0.0, -0.06]  # closest first, on val + test
+    assert {c["late_gain"] for c in cells} == {0.0}  # the fold trial's rising curve is not one of them
 
 
 def test_pooled_accuracy_scores_validation_and_test_together() -> None:

@@ -508,8 +508,9 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
     resolution and balancing, outside k-fold and FER methods; ``ours`` is their mean validation accuracy.
     Keys: ``cell``, ``balancing``, ``dataset``, ``size``, ``paper``, ``network``, ``ours``, ``diff``
     (ours − paper), ``ours_pooled`` / ``diff_pooled`` (the same on the validation + test splits together, seed
-    000's own evaluation split for FER2013; None unless every matched trial has it), ``trials``, ``ran_instead``
-    (the cell is named after another network).
+    000's own evaluation split for FER2013; None unless every matched trial has it), ``trials``, ``late_gain``
+    (the largest of the trials' :func:`late_gain`, or None), ``ran_instead`` (the cell is named after another
+    network).
     """
     groups: dict[tuple[str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -529,6 +530,8 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
             out.append({"cell": name, "balancing": bal, "dataset": ds, "size": size, "paper": pv, "network": model,
                         "ours": ours, "diff": ours - pv, "ours_pooled": pooled,
                         "diff_pooled": None if pooled is None else pooled - pv, "trials": len(members),
+                        "late_gain": max((r["val_late_gain"] for r in members if r.get("val_late_gain") is not None),
+                                         default=None),
                         "ran_instead": seed000_ran(name, bal, pds)[0]})
     return sorted(out, key=lambda c: abs(c["diff_pooled"] if c["diff_pooled"] is not None else c["diff"]))
 
@@ -545,7 +548,8 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
                f"{c['dataset']}, {c['size']} px, {c['balancing']}", f"{c['paper']:.3f}", c["network"]]
         if pooled:
             row += [_f(c["ours_pooled"]) + mean, _signed(c["diff_pooled"])]
-        body.append(row + [_f(c["ours"]) + mean, _signed(c["diff"])])
+        body.append(row + [_f(c["ours"]) + mean, _signed(c["diff"]),
+                           "–" if c["late_gain"] is None else f"{100 * c['late_gain']:+.1f}"])
 
     def summary(key: str) -> str:
         d = [abs(c[key]) for c in cells]
@@ -563,12 +567,16 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
               "(docs/protocol.md §1.1) = our validation + test splits together (PublicTest + PrivateTest): *ours (val "
               "+ test)* is the checkpoint chosen on PublicTest scored on both; *ours (val)* is PublicTest alone, the "
               "split that chose the checkpoint (as the ranking's Δ).", ""]
-             + _md_table(head + ["ours (val)", "Δ (val)"], body) + [""])
+             + _md_table(head + ["ours (val)", "Δ (val)", "late gain"], body) + [""])
     if pooled:
         lines.append(f"Over these {len(cells)} cells, on seed 000's split (val + test): {summary('diff_pooled')}; "
                      f"on PublicTest alone: {summary('diff')}.")
     else:
         lines.append(f"Over these {len(cells)} cells (PublicTest): {summary('diff')}.")
+    gains = [c["late_gain"] for c in cells if c["late_gain"] is not None]
+    if gains:
+        lines += ["", f"Trials whose curve had levelled off (late gain < 1 point, the ranking's column; the largest "
+                     f"of a cell's trials): {sum(g < 0.01 for g in gains)} of {len(gains)} cells."]
     return lines
 
 
