@@ -508,7 +508,7 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
     resolution and balancing, outside k-fold and FER methods; ``ours`` is their mean validation accuracy.
     Keys: ``cell``, ``balancing``, ``dataset``, ``size``, ``paper``, ``network``, ``ours``, ``diff``
     (ours − paper), ``ours_pooled`` / ``diff_pooled`` (the same on the validation + test splits together, seed
-    000's own evaluation split for FER2013; None unless every matched trial has it), ``trials``, ``late_gain``
+    000's own evaluation split for FER2013; None for other datasets or unless every matched trial has it), ``trials``, ``late_gain``
     (the largest of the trials' :func:`late_gain`, or None), ``ran_instead`` (the cell is named after another
     network).
     """
@@ -524,8 +524,9 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
         if pds is None:
             continue
         ours = float(np.mean([float(r["val_accuracy"]) for r in members]))
-        pooled_vals = [r.get("val_test_accuracy") for r in members]
-        pooled = float(np.mean(pooled_vals)) if all(v is not None for v in pooled_vals) else None
+        pooled_vals = [r.get("val_test_accuracy") for r in members]  # seed 000's split on FER2013 only
+        pooled = (float(np.mean(pooled_vals)) if pds == "FER2013" and all(v is not None for v in pooled_vals)
+                  else None)
         for name, pv in paper.seed000_cells(model, pds, size, bal):
             out.append({"cell": name, "balancing": bal, "dataset": ds, "size": size, "paper": pv, "network": model,
                         "ours": ours, "diff": ours - pv, "ours_pooled": pooled,
@@ -563,7 +564,7 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
               "Every seed-000 validation-accuracy cell this study has a trial for, matched with the network its "
               "notebooks trained (docs/protocol.md §2.6, docs/protocol.md §2.11, docs/protocol.md §2.18: e.g. the "
               "conservative \"AlexNet\" and \"Sequential 4Conv\" cells came from the Modular and Sequential 3Conv "
-              "networks), closest first. Seed 000's \"validation\" split is FER2013's 7 178-image Kaggle test folder "
+              "networks), closest first. On FER2013, seed 000's \"validation\" split is the 7 178-image Kaggle test folder "
               "(docs/protocol.md §1.1) = our validation + test splits together (PublicTest + PrivateTest): *ours (val "
               "+ test)* is the checkpoint chosen on PublicTest scored on both; *ours (val)* is PublicTest alone, the "
               "split that chose the checkpoint (as the ranking's Δ).", ""]
