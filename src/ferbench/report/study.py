@@ -505,7 +505,9 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
 
     A cell is matched with the trials of the network that produced it (:meth:`PaperNumbers.seed000_cells`,
     so a cell whose notebooks ran another network is matched with that network) at the same dataset,
-    resolution and balancing, outside k-fold and FER methods; ``ours`` is their mean validation accuracy.
+    resolution and balancing, outside k-fold and FER methods; where those trials differ in more than their seed
+    (say, two epoch budgets), the configuration that trained the most epochs is taken, the one nearest
+    convergence. ``ours`` is the mean validation accuracy of its trials (replicates).
     Keys: ``cell``, ``balancing``, ``dataset``, ``size``, ``paper``, ``network``, ``ours``, ``diff``
     (ours − paper), ``ours_pooled`` / ``diff_pooled`` (the same on the validation + test splits together, seed
     000's own evaluation split for FER2013; None for other datasets or unless every matched trial has it), ``trials``, ``late_gain``
@@ -519,10 +521,14 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
         if r.get("val_accuracy") is not None:
             groups[(r["model"], r["dataset"], int(r["size"]), r["balancing"])].append(r)
     out = []
-    for (model, ds, size, bal), members in sorted(groups.items()):
+    for (model, ds, size, bal), found in sorted(groups.items()):
         pds = PAPER_DATASETS.get(ds.lower())
         if pds is None:
             continue
+        configs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in found:
+            configs[str(r.get("group"))].append(r)
+        members = max(configs.values(), key=lambda g: max(int(r.get("epochs") or 0) for r in g))
         ours = float(np.mean([float(r["val_accuracy"]) for r in members]))
         pooled_vals = [r.get("val_test_accuracy") for r in members]  # seed 000's split on FER2013 only
         pooled = (float(np.mean(pooled_vals)) if pds == "FER2013" and all(v is not None for v in pooled_vals)
@@ -567,7 +573,8 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
               "networks), closest first. On FER2013, seed 000's \"validation\" split is the 7 178-image Kaggle test folder "
               "(docs/protocol.md §1.1) = our validation + test splits together (PublicTest + PrivateTest): *ours (val "
               "+ test)* is the checkpoint chosen on PublicTest scored on both; *ours (val)* is PublicTest alone, the "
-              "split that chose the checkpoint (as the ranking's Δ).", ""]
+              "split that chose the checkpoint (as the ranking's Δ). Where a network has trials at several budgets, its "
+              "cell takes the one that trained the most epochs.", ""]
              + _md_table(head + ["ours (val)", "Δ (val)", "late gain"], body) + [""])
     if pooled:
         lines.append(f"Over these {len(cells)} cells, on seed 000's split (val + test): {summary('diff_pooled')}; "
