@@ -101,5 +101,6 @@ def test_late_gain_tells_a_levelled_curve_from_a_rising_one() -> None:
     rising = hist([0.2, 0.25, 0.3, 0.35, 0.4, 0.42, 0.44, 0.45, 0.47, 0.49])
     assert late_gain(levelled) == pytest.approx(0.0)
     assert late_gain(rising) == pytest.approx(0.04)  # best 0.49 vs 0.45 before the last 2 of 10 epochs
+    assert late_gain(hist([0.5, 0.6, 0.61, 0.6, 0.61, 0.6, 0.6, 0.6, 0.61, 0.61995])) == 0.01  # printed +1.0: rising
     assert late_gain(hist([0.1, 0.2])) is None and late_gain(None) is None
     assert late_gain(hist([0.3, 0.4, 0.5, 0.6, None])) is None  # type: ignore[list-item]

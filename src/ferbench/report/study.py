@@ -261,13 +261,14 @@ def late_gain(history: list[dict[str, Any]] | None, fraction: float = 0.2) -> fl
 
     ``history``: the record's per-epoch dicts (``val_accuracy`` each). Returns ``best(all) − best(before the
     last ⌈fraction·n⌉ epochs)`` in accuracy units (≥ 0): about 0 for a curve that had levelled off when the
-    schedule ended, ≥ 0.01 (one point) for one still rising; ``None`` without a history of ≥ 5 epochs.
+    schedule ended, ≥ 0.01 (one point) for one still rising; ``None`` without a history of ≥ 5 epochs. Rounded
+    to 0.001 (a tenth of a point, as the report prints it), so a printed "+1.0" is never counted as levelled.
     """
     va = [h.get("val_accuracy") for h in history or []]
     if len(va) < 5 or any(v is None for v in va):
         return None
     k = max(1, math.ceil(fraction * len(va)))
-    return float(max(va) - max(va[:-k]))
+    return round(float(max(va) - max(va[:-k])), 3)
 
 
 def pooled_accuracy(rec: dict[str, Any]) -> float | None:
