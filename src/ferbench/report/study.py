@@ -64,13 +64,10 @@ SEED000_RAN_INSTEAD: dict[tuple[str, str, str | None], str | None] = {
     ("SMMB", "simple", "FER2013"): None}
 
 
-def seed000_ran(name: str, balancing: str, dataset: str) -> tuple[bool, str | None]:
-    """``(True, network)`` when seed 000's cell ``name`` (at ``balancing``, ``dataset``) came from a notebook that
-    trained ``network`` instead (None: another dataset), else ``(False, None)``."""
-    for key in ((name, balancing, dataset), (name, balancing, None)):
-        if key in SEED000_RAN_INSTEAD:
-            return True, SEED000_RAN_INSTEAD[key]
-    return False, None
+def seed000_ran_instead(name: str, balancing: str, dataset: str) -> bool:
+    """Whether seed 000's cell ``name`` (at ``balancing``, ``dataset``) came from a notebook that trained another
+    network or dataset (:data:`SEED000_RAN_INSTEAD`)."""
+    return (name, balancing, dataset) in SEED000_RAN_INSTEAD or (name, balancing, None) in SEED000_RAN_INSTEAD
 
 
 SEED002_NAMES = {"shallow_cnn_s002": "Shallow CNN", "resnet18_s002": "ResNet-18", "resnet50_s002": "ResNet-50",
@@ -141,7 +138,7 @@ class PaperNumbers:
         res, tabs = f"{size}x{size}", ("2", "3")
         out: list[tuple[str, float]] = []
         for name in SEED000_NAMES.get(model, ()):
-            if seed000_ran(name, balancing, dataset)[0]:
+            if seed000_ran_instead(name, balancing, dataset):
                 continue
             v = self.get("000", name, metric, dataset, res, balancing, tables=tabs)
             if v is not None:
@@ -254,6 +251,10 @@ def _train_device(rec: dict[str, Any]) -> str:
 def _hours_cell(r: dict[str, Any]) -> str:
     """The ranking's training-time cell: CPU hours, or wall hours on a GPU marked as such."""
     return _f(r.get("cpu_hours"), 2) if r.get("gpu_hours") is None else f"{r['gpu_hours']:.2f} GPU"
+
+
+#: late gain (accuracy units) from which a curve counts as still rising when its schedule ended: one point
+RISING_FROM = 0.01
 
 
 def late_gain(history: list[dict[str, Any]] | None, fraction: float = 0.2) -> float | None:
@@ -540,7 +541,7 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
                         "diff_pooled": None if pooled is None else pooled - pv, "trials": len(members),
                         "late_gain": max((r["val_late_gain"] for r in members if r.get("val_late_gain") is not None),
                                          default=None),
-                        "ran_instead": seed000_ran(name, bal, pds)[0]})
+                        "ran_instead": seed000_ran_instead(name, bal, pds)})
     return sorted(out, key=lambda c: abs(c["diff_pooled"] if c["diff_pooled"] is not None else c["diff"]))
 
 
@@ -585,7 +586,7 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
     gains = [c["late_gain"] for c in cells if c["late_gain"] is not None]
     if gains:
         lines += ["", f"Trials whose curve had levelled off (late gain < 1 point, the ranking's column; the largest "
-                     f"of a cell's trials): {sum(g < 0.01 for g in gains)} of {len(gains)} cells."]
+                     f"of a cell's trials): {sum(g < RISING_FROM for g in gains)} of {len(gains)} cells."]
     return lines
 
 
@@ -930,10 +931,10 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
                      "params", "GFLOPs", "ms", "epochs", "late gain", "CPU h"], body)
     gains = [r["val_late_gain"] for r in rows if r.get("val_late_gain") is not None]
     if gains:
-        md += ["", f"Levelled off when the schedule ended (late gain < 1 point): {sum(g < 0.01 for g in gains)} of "
+        md += ["", f"Levelled off when the schedule ended (late gain < 1 point): {sum(g < RISING_FROM for g in gains)} of "
                f"{len(gains)} trials; still rising: " + (", ".join(
                    f"{r['architecture']} ({r['balancing']}, {100 * r['val_late_gain']:+.1f})" for r in rows
-                   if r.get("val_late_gain") is not None and r["val_late_gain"] >= 0.01) or "none") + "."]
+                   if r.get("val_late_gain") is not None and r["val_late_gain"] >= RISING_FROM) or "none") + "."]
 
     md += _seed000_cells_section(rows, paper)
     md += _low_rows_section(rows, records_by_key, sources)
