@@ -5,7 +5,7 @@
 The shipped ``default`` model with the default detector (2 threads where there are 2 cores) and, per backend,
 the classifier at 1 and at 2 threads; the configurations take turns frame by frame, so a busy machine slows
 them alike. Prints the median per configuration, the ratio to the first, and the CPU's int8 instructions
-(``ferbench.device.cpu_int8_dot``, which decides the default: 1 classifier thread where int8 is cheap).
+(``ferbench.device.cpu_int8_matrix`` decides the default: 1 classifier thread with AMX-INT8 or off x86, else 2).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from ferbench.deploy.recognizer import Recognizer, default_detector_threads, default_threads
-    from ferbench.device import INT8_DOT_FLAGS, cpu_flags, cpu_int8_dot
+    from ferbench.device import INT8_DOT_FLAGS, cpu_flags, cpu_int8_matrix
     from ferbench.faces import DEFAULT_DETECTOR, get_detector
 
     frame, _ = astronaut_frame()
@@ -47,7 +47,7 @@ def main() -> None:
     int8 = [f for f in INT8_DOT_FLAGS if f in cpu_flags()]
     print(f"astronaut 640x480, default detector ({default_detector_threads()} threads), {args.reps} interleaved "
           f"frames; {os.cpu_count()} cpus, int8 instructions: {', '.join(int8) or 'none'} "
-          f"(cheap int8: {cpu_int8_dot()}, default classifier threads: {default_threads()}); "
+          f"(int8 matrix units: {cpu_int8_matrix()}, default classifier threads: {default_threads()}); "
           f"load {os.getloadavg()[0]:.2f}")
     base = statistics.median(next(iter(times.values())))
     print("| configuration | end-to-end ms | vs first |\n|---|---:|---:|")

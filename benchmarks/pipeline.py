@@ -338,13 +338,21 @@ def main() -> None:  # noqa: C901 — one linear report
 
     rng = np.random.default_rng(args.seed)
     t_start = time.time()
-    from ferbench.device import BF16_FLAGS, INT8_DOT_FLAGS, cpu_flags, cpu_int8_dot, machine_info
+    from ferbench.device import (
+        BF16_FLAGS,
+        INT8_DOT_FLAGS,
+        cpu_flags,
+        cpu_int8_dot,
+        cpu_int8_matrix,
+        machine_info,
+    )
 
     # the machine class decides the figures (int8 and bf16 instructions: 151 vs 43 FPS, deploy.md)
     simd = [f for f in ("avx2", "avx512f", *INT8_DOT_FLAGS, *BF16_FLAGS) if f in cpu_flags()]
     res: dict[str, Any] = {"model": args.model, "load_avg_start": os.getloadavg(), "cpu_count": os.cpu_count(),
                            "platform": platform.platform(), "python": sys.version.split()[0],
-                           "cpu": machine_info()["cpu"], "cpu_simd": simd, "cpu_int8_dot": cpu_int8_dot()}
+                           "cpu": machine_info()["cpu"], "cpu_simd": simd, "cpu_int8_dot": cpu_int8_dot(),
+                           "cpu_int8_matrix": cpu_int8_matrix()}
     base = Recognizer.load(args.model, threads=args.threads)
     classes = base.classes
     res["threads"] = base.threads

@@ -13,7 +13,7 @@ import torch
 
 from ferbench.deploy.recognizer import FacePrediction, Prediction, Recognizer
 from ferbench.deploy.video import FrameRecognizer, annotated_name, process_video
-from ferbench.device import cpu_int8_dot
+from ferbench.device import cpu_int8_matrix
 from ferbench.errors import FerbenchError
 from ferbench.faces import DEFAULT_DETECTOR, IouTracker, get_detector, iou_matrix
 from ferbench.faces.blazeface import BlazeFaceDetector, litert_available, ssd_anchors
@@ -393,20 +393,24 @@ def test_classifier_threads_default_follows_the_cpus_int8_instructions(monkeypat
     from ferbench.deploy import recognizer
 
     monkeypatch.setattr(device.platform, "machine", lambda: "x86_64")
-    for flags, cheap in ((frozenset({"avx", "avx2", "fma"}), False), (frozenset({"avx2", "avx512_vnni"}), True),
-                         (frozenset({"avx2", "avx_vnni"}), True), (frozenset({"amx_int8", "avx2"}), True),
-                         (frozenset(), True)):  # no /proc/cpuinfo: as before, one thread
+    # (flags, int8 dot products, int8 matrix units)
+    for flags, dot, matrix in ((frozenset({"avx", "avx2", "fma"}), False, False),
+                               (frozenset({"avx2", "avx512_vnni"}), True, False),
+                               (frozenset({"avx2", "avx_vnni"}), True, False),
+                               (frozenset({"amx_int8", "avx512_vnni", "avx2"}), True, True),
+                               (frozenset(), True, True)):  # no /proc/cpuinfo: as before, one thread
         monkeypatch.setattr(device, "cpu_flags", lambda f=flags: f)
-        assert device.cpu_int8_dot() is cheap, flags
+        assert device.cpu_int8_dot() is dot, flags
+        assert device.cpu_int8_matrix() is matrix, flags
     monkeypatch.setattr(device.platform, "machine", lambda: "aarch64")
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"fp", "asimd"}))
-    assert device.cpu_int8_dot()
-    monkeypatch.setattr(recognizer, "cpu_int8_dot", lambda: False)
+    assert device.cpu_int8_dot() and device.cpu_int8_matrix()
+    monkeypatch.setattr(recognizer, "cpu_int8_matrix", lambda: False)
     monkeypatch.setattr(recognizer.os, "cpu_count", lambda: 2)
     assert recognizer.default_threads() == 2
     monkeypatch.setattr(recognizer.os, "cpu_count", lambda: 1)
     assert recognizer.default_threads() == 1
-    monkeypatch.setattr(recognizer, "cpu_int8_dot", lambda: True)
+    monkeypatch.setattr(recognizer, "cpu_int8_matrix", lambda: True)
     monkeypatch.setattr(recognizer.os, "cpu_count", lambda: 2)
     assert recognizer.default_threads() == 1
 
@@ -419,10 +423,10 @@ def test_threads_setting_is_honoured(astronaut: np.ndarray) -> None:
             assert r.threads == n and r.detector.threads == n and f"threads={n}" in repr(r)
             r.predict(astronaut, color="rgb")
             assert torch.get_num_threads() == n
-        # unset: the classifier one thread where int8 is cheap (else two), the detector two where the machine
-        # has them (measured faster)
+        # unset: the classifier one thread where int8 has matrix units (else two), the detector two where the
+        # machine has them (measured faster)
         r = Recognizer.load("default")
-        assert r.threads == r.classifier.threads == (1 if cpu_int8_dot() else min(2, os.cpu_count() or 1))
+        assert r.threads == r.classifier.threads == (1 if cpu_int8_matrix() else min(2, os.cpu_count() or 1))
         assert r.detector.threads == r.detector_threads == min(2, os.cpu_count() or 1)
         # onnxruntime does not spin after a run (it took the cores from the next frame's detector)
         opts = r.classifier.session.get_session_options()

@@ -13,6 +13,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # /proc/cpuinfo flags of x86 instructions that multiply-accumulate u8 x s8 in 32 bits (onnxruntime's fast,
 # exact int8 kernels), and of native bf16 arithmetic (train.precision: auto)
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+INT8_MATRIX_FLAGS = ("amx_int8",)  # int8 tile multiply: the classifier's forward well under a millisecond
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -39,6 +40,21 @@ def cpu_int8_dot() -> bool:
         return True
     flags = cpu_flags()
     return not flags or any(f in flags for f in INT8_DOT_FLAGS)
+
+
+def cpu_int8_matrix() -> bool:
+    """Whether one thread runs the shipped int8 classifier fast enough that a second one does not pay.
+
+    True on an x86 CPU with AMX-INT8 tiles, on a CPU that is not x86, and on x86 without a readable
+    ``/proc/cpuinfo``. VNNI alone still multiplies in vector registers: on a 2-core AMD EPYC with
+    ``avx512_vnni`` (2026-12-07) the int8 forward took 1.7 ms at batch 1 on one thread, and a second classifier
+    thread made the astronaut frame 7-9 % faster end to end (``benchmarks/classifier_threads.py``); on an Intel
+    Xeon with AMX it made it slower (2026-12-03, ``benchmarks/results/deploy.md``).
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    flags = cpu_flags()
+    return not flags or any(f in flags for f in INT8_MATRIX_FLAGS)
 
 
 def check_device_name(name: str) -> str:

@@ -26,7 +26,7 @@ import torch
 from ferbench.data.images import MAX_PIXELS, swap_rb, to_rgb
 from ferbench.data.preprocess import Preprocessing
 from ferbench.deploy.formats import SHIPPED, SUFFIX, resolve_model_ref
-from ferbench.device import cpu_int8_dot, pin_torch_threads
+from ferbench.device import cpu_int8_matrix, pin_torch_threads
 from ferbench.errors import FerbenchError
 from ferbench.evaluate.calibration import calibrated_probs, needs_mirror
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
@@ -242,25 +242,25 @@ class TfliteClassifier(_Classifier):
 
 
 def default_threads() -> int:
-    """Threads for the classifier when ``threads=None``: 1 where int8 is cheap, else 2 where there are 2 cores.
+    """Threads for the classifier when ``threads=None``: 1 where int8 has matrix units, else 2 where there are 2 cores.
 
-    Where the CPU multiplies int8 natively (x86 with VNNI / AMX-INT8, or not x86:
-    :func:`ferbench.device.cpu_int8_dot`), the shipped int8 classifier's forward is about a millisecond and a
-    second thread costs more to wake than it saves: on a quiet Intel Xeon with AMX (2026-12-03) the astronaut
-    frame took 5.9-6.1 ms end to end with one classifier thread and 7.2-7.5 ms with two. On an AVX2-only x86 CPU
-    the forward is compute-bound (13-14 ms for the TTA pair) and two threads win: 22.6 vs 28.5 ms end to end on a
-    2-core AVX2 EPYC (2026-12-05, 60 interleaved frames; ``benchmarks/results/deploy.md``). When other work
-    holds the cores, pass ``threads=1``: PyTorch's OpenMP team and OpenCV's pool wait on descheduled threads
-    (a 5 ms classify took hundreds of ms right after a parallel Haar pass on a busy box).
+    With AMX-INT8 (or not x86: :func:`ferbench.device.cpu_int8_matrix`) the shipped int8 classifier's forward is
+    well under a millisecond and a second thread costs more to wake than it saves: on a quiet Intel Xeon with AMX
+    (2026-12-03) the astronaut frame took 5.9-6.1 ms end to end with one classifier thread and 7.2-7.5 ms with
+    two. Elsewhere the forward is compute-bound and two threads win: on a 2-core AVX2 EPYC 22.6 vs 28.5 ms
+    (2026-12-05, 60 interleaved frames), on a 2-core EPYC with AVX-512 VNNI 6.44 vs 6.94 and 7.00 vs 7.66 ms
+    (2026-12-07, 150 / 200 interleaved frames, ``benchmarks/classifier_threads.py``; ``benchmarks/results/deploy.md``).
+    When other work holds the cores, pass ``threads=1``: PyTorch's OpenMP team and OpenCV's pool wait on
+    descheduled threads (a 5 ms classify took hundreds of ms right after a parallel Haar pass on a busy box).
     """
-    return 1 if cpu_int8_dot() else min(2, os.cpu_count() or 1)
+    return 1 if cpu_int8_matrix() else min(2, os.cpu_count() or 1)
 
 
 def default_detector_threads() -> int:
     """Threads for the detector when ``threads=None``: 2 where the machine has them, else 1.
 
     BlazeFace's XNNPACK pool and the classifier run one after the other, the classifier with
-    :func:`default_threads` (one where int8 is cheap): in one ``benchmarks/pipeline.py`` run on an idle 2-core AMD EPYC
+    :func:`default_threads` (one with AMX-INT8): in one ``benchmarks/pipeline.py`` run on an idle 2-core AMD EPYC
     (2026-12-04, ``benchmarks/results/deploy.md``), the astronaut frame end to end took 6.61 ms with two
     detector threads and 10.22 ms with one (int8 onnxruntime classifier, one thread). With a 2-thread
     training job beside it, two threads were slower (15 vs 11 ms): pass ``threads=1`` there.
