@@ -21,6 +21,7 @@ from ferbench.errors import ConfigError, FerbenchError
 from ferbench.persist import RunDir
 from ferbench.report.study import (
     PaperNumbers,
+    levelled_networks,
     pareto_front,
     pooled_accuracy,
     seed000_cell_rows,
@@ -445,6 +446,12 @@ def test_seed000_cells_are_matched_with_the_network_that_produced_them() -> None
                    ("AlexNet *", "simple"): ("alexnet", 0.46, -0.01, 2, False)}
     assert [round(c["diff_pooled"], 4) for c in cells] == [0.0, 0.0, -0.06]  # closest first, on val + test
     assert {c["late_gain"] for c in cells} == {0.0}  # the fold trial's rising curve is not one of them
+    # networks behind the cells: alexnet and modular (lenet5 has no cell); a network counts as levelled when one
+    # of its trials at any class weighting levelled off (here alexnet's unweighted one)
+    assert levelled_networks(cells, rows) == (["alexnet", "modular"], [])
+    rising = [dict(r, val_late_gain=0.02) if r["model"] in ("alexnet", "modular") else r for r in rows]
+    assert levelled_networks(cells, rising) == (["alexnet", "modular"], ["alexnet", "modular"])
+    assert levelled_networks(cells, rising + [row("alexnet", "none", 0.5)]) == (["alexnet", "modular"], ["modular"])
 
 
 def test_pooled_accuracy_scores_validation_and_test_together() -> None:

@@ -545,6 +545,18 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
     return sorted(out, key=lambda c: abs(c["diff_pooled"] if c["diff_pooled"] is not None else c["diff"]))
 
 
+def levelled_networks(cells: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """``(networks, still_rising)``: the networks behind ``cells`` (:func:`seed000_cell_rows`), sorted, and those
+    of them without one trial whose curve had levelled off (:func:`late_gain` < :data:`RISING_FROM`) at any class
+    weighting, on the cells' datasets and resolutions, outside k-fold and FER methods."""
+    settings = {(c["network"], c["dataset"], c["size"]) for c in cells}
+    levelled = {r["model"] for r in rows
+                if (r["model"], r["dataset"], int(r["size"])) in settings and r["fold"] is None and not r.get("method")
+                and r.get("val_late_gain") is not None and r["val_late_gain"] < RISING_FROM}
+    nets = sorted({n for n, _, _ in settings})
+    return nets, [n for n in nets if n not in levelled]
+
+
 def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[str]:
     cells = seed000_cell_rows(rows, paper)
     if not cells:
@@ -587,6 +599,10 @@ def _seed000_cells_section(rows: list[dict[str, Any]], paper: PaperNumbers) -> l
     if gains:
         lines += ["", f"Trials whose curve had levelled off (late gain < 1 point, the ranking's column; the largest "
                      f"of a cell's trials): {sum(g < RISING_FROM for g in gains)} of {len(gains)} cells."]
+    nets, rising = levelled_networks(cells, rows)
+    lines += ["", f"Networks behind these cells: {len(nets)}; with at least one trial, at any class weighting, whose "
+                  f"curve had levelled off: {len(nets) - len(rising)}"
+                  + (f" (rising in every trial: {', '.join(rising)})" if rising else "") + "."]
     return lines
 
 
