@@ -36,10 +36,7 @@ def cpu_int8_dot() -> bool:
     than fp32 (measured on a 2-core AVX2 EPYC, 2026-12-05: the shipped classifier's TTA pair 13.5 ms int8 vs
     12.8 ms fp32, ``benchmarks/int8_kernels.py``). x86 without a readable ``/proc/cpuinfo`` counts as cheap.
     """
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return True
-    flags = cpu_flags()
-    return not flags or any(f in flags for f in INT8_DOT_FLAGS)
+    return _unless_x86_without(INT8_DOT_FLAGS)
 
 
 def cpu_int8_matrix() -> bool:
@@ -51,10 +48,15 @@ def cpu_int8_matrix() -> bool:
     thread made the astronaut frame 7-9 % faster end to end (``benchmarks/classifier_threads.py``); on an Intel
     Xeon with AMX it made it slower (2026-12-03, ``benchmarks/results/deploy.md``).
     """
+    return _unless_x86_without(INT8_MATRIX_FLAGS)
+
+
+def _unless_x86_without(names: tuple[str, ...]) -> bool:
+    """False only on an x86 CPU whose readable ``/proc/cpuinfo`` flags hold none of ``names``."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return True
     flags = cpu_flags()
-    return not flags or any(f in flags for f in INT8_MATRIX_FLAGS)
+    return not flags or any(f in flags for f in names)
 
 
 def check_device_name(name: str) -> str:
