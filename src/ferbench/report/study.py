@@ -502,6 +502,11 @@ def _seed000_tables(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[str
     return md
 
 
+def _plain_trial(r: dict[str, Any]) -> bool:
+    """A report row trained outside k-fold and FER methods: the kind of trial a seed-000 cell is compared with."""
+    return r["fold"] is None and not r.get("method")
+
+
 def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[dict[str, Any]]:
     """Seed 000's validation-accuracy cells that this study reproduces, one dict per cell.
 
@@ -518,7 +523,7 @@ def seed000_cell_rows(rows: list[dict[str, Any]], paper: PaperNumbers) -> list[d
     """
     groups: dict[tuple[str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        if r["fold"] is not None or r.get("method") or r["balancing"] not in ("simple", "conservative"):
+        if not _plain_trial(r) or r["balancing"] not in ("simple", "conservative"):
             continue
         if r.get("val_accuracy") is not None:
             groups[(r["model"], r["dataset"], int(r["size"]), r["balancing"])].append(r)
@@ -551,7 +556,7 @@ def levelled_networks(cells: list[dict[str, Any]], rows: list[dict[str, Any]]) -
     weighting, on the cells' datasets and resolutions, outside k-fold and FER methods."""
     settings = {(c["network"], c["dataset"], c["size"]) for c in cells}
     levelled = {r["model"] for r in rows
-                if (r["model"], r["dataset"], int(r["size"])) in settings and r["fold"] is None and not r.get("method")
+                if (r["model"], r["dataset"], int(r["size"])) in settings and _plain_trial(r)
                 and r.get("val_late_gain") is not None and r["val_late_gain"] < RISING_FROM}
     nets = sorted({n for n, _, _ in settings})
     return nets, [n for n in nets if n not in levelled]
