@@ -42,7 +42,7 @@ SEED000_NAMES: dict[str, tuple[str, ...]] = {
     "vgg16_in": ("VGG16 - IN", "VGG-16 - IN"), "vgg16_vf": ("VGG16 - VF", "VGG-16 - VF"),
     "vgg16_sc": ("VGG16 - SC", "VGG-16 - SC"), "vgg19": ("VGG19", "VGG-19"), "mobilenet": ("MobileNet",),
     "mobilenetv2": ("MobileNetV2",), "efficientnetv2_b0": ("EfficientNetV2B0", "EfficientNetV2_BO"),
-    "nasnet_mobile": ("NasNet",), "resnet50_in": ("ResNet50 - IN", "ResNet50"), "resnet50_vf": ("ResNet50 - VF",),
+    "nasnet_mobile": ("NasNet",), "resnet50": ("ResNet50",), "resnet50_in": ("ResNet50 - IN", "ResNet50"), "resnet50_vf": ("ResNet50 - VF",),
     "senet50_vf": ("SeNet50 - VF", "SeNet50"), "densenet121": ("DenseNet121",), "xception": ("Xception",),
     "inceptionv3": ("InceptionV3",), "alexnet": ("AlexNet *",), "ensemble3": ("Ensemble",),
     "seq3conv": ("Sequential 3Conv",), "seq4conv": ("Sequential 4Conv *", "Sequential 4 Conv"),
