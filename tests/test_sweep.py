@@ -407,6 +407,8 @@ def test_paper_numbers_match_the_seed_cells() -> None:
     # seed 002: shallow CNN test accuracy; seed 003: ResNet-18 accuracy
     assert paper.for_record(rec("shallow_cnn_s002", bal="none"))[:2] == (0.6839, "test")
     assert paper.for_record(rec("resnet18_s003", bal="none"))[:2] == (0.65, "test")
+    # a from-scratch `resnet50` is compared with Table 2's 48-px "ResNet50" cell, as MobileNet with "MobileNet"
+    assert paper.seed000_cells("resnet50", "FER2013", 48, "conservative") == [("ResNet50", 0.64)]
     assert paper.for_record(rec("fer_vgg_s"))[0] is None
     # the conservative "AlexNet" / "Sequential 4Conv" cells came from Modular / 3Conv notebooks (docs/protocol.md §2.6, docs/protocol.md §2.11)
     assert paper.for_record(rec("alexnet", bal="conservative"))[0] is None
