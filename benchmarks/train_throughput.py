@@ -1,4 +1,4 @@
-"""Training throughput (images/s) at 48×48, batch 64, 2 threads — three pipelines measured in one run.
+"""Training throughput (images/s) at 48×48 (precision table: `--size`), batch 64, 2 threads — three pipelines measured in one run.
 
 (a) naive baseline: per-sample decode to a PIL image + torchvision transforms in a DataLoader;
 (b) ferbench: uint8 tensor in memory → batched torch augmentation → preprocessing → model step;
@@ -145,14 +145,15 @@ def precision_step(model: torch.nn.Module, opt: torch.optim.Optimizer, plan: Pre
 
 
 def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.Tensor, plans: list[PrecisionPlan],
-                    batch: int = 128, warmup: int = 2, compile_last: bool = False) -> dict[str, float]:
+                    batch: int = 128, warmup: int = 2, compile_last: bool = False, size: int = 48) -> dict[str, float]:
     """Training images/s of ``name`` under each plan: real FER2013 rows → ``train_batch`` (Keras augmentation)
     → forward under the plan's autocast → fp32 cross-entropy → fused AdamW step. Same batches for every plan.
     ``compile_last``: also the last plan with the model under ``torch.compile`` (as ``train.compile: true``;
-    the compilation happens in the warm-up steps, which are not timed)."""
+    the compilation happens in the warm-up steps, which are not timed). ``size``: the input side (FER2013's
+    48-px faces resized to it in the batch, as ``preprocessing.size`` does in training)."""
     torch.manual_seed(0)
-    base = create_model(name, num_classes=7, in_chans=1, input_size=48)
-    pre = Preprocessing(size=48, channels=1, mean=[0.5], std=[0.5])
+    base = create_model(name, num_classes=7, in_chans=1, input_size=size)
+    pre = Preprocessing(size=size, channels=1, mean=[0.5], std=[0.5])
     aug = AugmentConfig.preset("keras")
     out = {}
     runs = [(plan, False) for plan in plans] + ([(plans[-1], True)] if compile_last else [])
@@ -175,19 +176,19 @@ def bench_precision(name: str, steps: int, images: torch.Tensor, labels: torch.T
 
 
 def precision_table(models: list[str], steps: int, bf16: str, images: torch.Tensor, labels: torch.Tensor,
-                    warmup: int = 2, compile_last: bool = False) -> None:
+                    warmup: int = 2, compile_last: bool = False, size: int = 48) -> None:
     supported, why = cpu_bf16_support()
     plans = [PrecisionPlan("fp32", False), PrecisionPlan("fp32", True)]
     if bf16 == "always" or (bf16 == "auto" and supported):
         plans.append(PrecisionPlan("bf16", True))
-    print(f"CPU bf16: {'native' if supported else 'not native'} ({why}); batch 128, 48 px, AdamW, "
+    print(f"CPU bf16: {'native' if supported else 'not native'} ({why}); batch 128, {size} px, AdamW, "
           f"{torch.get_num_threads()} threads, {steps} timed steps after {warmup} warm-up; load {os.getloadavg()[0]:.1f}")
     cols = [p.describe() for p in plans] + ([plans[-1].describe() + " + compile"] if compile_last else [])
     print("| model | " + " | ".join(f"{c} img/s" for c in cols) + " | " +
           " | ".join(f"{c} / fp32" for c in cols[1:]) + " |")
     print("|---|" + "---|" * (2 * len(cols) - 1))
     for name in models:
-        r = bench_precision(name, steps, images, labels, plans, warmup=warmup, compile_last=compile_last)
+        r = bench_precision(name, steps, images, labels, plans, warmup=warmup, compile_last=compile_last, size=size)
         base = r[cols[0]]
         print(f"| {name} | " + " | ".join(f"{r[c]:.0f}" for c in cols) + " | " +
               " | ".join(f"{r[c] / base:.2f}x" for c in cols[1:]) + " |", flush=True)
@@ -202,6 +203,7 @@ def main() -> None:
     ap.add_argument("--table", choices=["pipeline", "precision"], default="pipeline")
     ap.add_argument("--bf16", choices=["auto", "always", "never"], default="auto")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per plan (precision table)")
+    ap.add_argument("--size", type=int, default=48, help="precision table: input side in px (faces resized to it)")
     ap.add_argument("--compile", action="store_true",
                     help="precision table: also the last plan under torch.compile (give --warmup 3+: compiling is untimed)")
     args = ap.parse_args()
@@ -210,7 +212,7 @@ def main() -> None:
         tr = load_dataset("fer2013").split("Training")
         n = min(len(tr), 128 * (args.steps + args.warmup + 1) + 128)
         precision_table((args.models or STUDY_MODELS).split(","), args.steps, args.bf16, tr.images[:n], tr.labels[:n],
-                        args.warmup, args.compile)
+                        args.warmup, args.compile, args.size)
         return
     args.models = args.models or "shallow_cnn_s002,resnet18,fer_vgg_s"
     ds = load_dataset("fer2013").split("Training")
