@@ -70,15 +70,16 @@ def depthwise_share(model: nn.Module) -> float:
     return sum(1 for m in convs if m.groups > 1 and m.groups == m.in_channels) / len(convs)
 
 
-DEPTHWISE_FP32_SHARE = 0.25
+DEPTHWISE_FP32_SHARE = 0.15
 
 
 def resolve_precision(value: str, device: torch.device | None = None, model: nn.Module | None = None) -> str:
     """``auto | fp32 | bf16`` → ``fp32`` or ``bf16``. ``auto``: bf16 on a CUDA ``device`` that supports it, and
     on CPUs where :func:`cpu_bf16_support`; fp32 elsewhere. On the CPU, ``auto`` also stays fp32 for a
-    ``model`` whose convolutions are at least a quarter depthwise (MobileNet, MobileNetV2, EfficientFace):
-    oneDNN's bf16 depthwise kernels lose to fp32 channels_last there (measured 0.75-0.8x,
-    benchmarks/results/bf16_cpu.md), while dense convolutions gain 1.4-2.9x."""
+    ``model`` whose convolutions are at least 15 % depthwise (MobileNet, MobileNetV2, EfficientFace, and also
+    EfficientNet-B0 / V2-B0, MobileNetV3, MobileViT at 17-24 %): oneDNN's bf16 depthwise kernels lose to fp32
+    channels_last there (measured 0.38-0.83x, benchmarks/results/bf16_cpu.md), while dense convolutions gain
+    1.4-2.9x."""
     v = str(value).lower()
     if v not in PRECISIONS:
         raise ConfigError(f"train.precision={value!r}: choose auto, fp32 or bf16")
