@@ -92,7 +92,8 @@ def test_page_shows_the_label_post_predict_returns() -> None:
             except OSError:
                 pass
             if server.poll() is not None or time.time() > deadline:
-                err = server.stderr.read().decode() if server.stderr else ""
+                server.terminate()  # a server still starting after the deadline would block the stderr read
+                err = server.communicate(timeout=20)[1].decode() if server.stderr else ""
                 pytest.fail(f"ferbench serve did not come up: {err[-800:]}")
             time.sleep(0.2)
         expected = _post_predict(url, photo.name, photo.read_bytes())
