@@ -374,6 +374,38 @@ def test_results_shows_how_far_an_unfinished_trial_got(tmp_path: Path) -> None:
         assert rows()["k1"]["status"] == "running"
 
 
+def test_a_changed_study_retires_its_old_unfinished_trials(tmp_path: Path) -> None:
+    """Editing a grid point (a new key) retires the old point's unfinished trial: kept, listed, never resumed;
+    finished trials stay finished; reverting the edit brings the retired trial back to pending."""
+    from ferbench.cli.main import app
+    from ferbench.sweep.executors import plan
+
+    def study(weights: str) -> object:
+        return load_study(_study(tmp_path, f"grid:\n  train.class_weights: [{weights}]\n"))
+
+    old, new = study("none, simple"), study("none, conservative")
+    k_none, k_simple = (t.key for t in old.trials())
+    k_cons = new.trials()[1].key
+    db = tmp_path / "results.db"
+    with ResultsStore(db) as s:
+        plan(old, s, tmp_path)
+        s.record_result(k_none, {"key": k_none, "study": "tiny", "config": old.trials()[0].config,
+                                 "val_accuracy": 0.5, "test_accuracy": 0.5})
+        s.mark_running(k_simple)  # killed mid-trial
+        todo = plan(new, s, tmp_path)
+        assert [t.key for t in todo] == [k_cons]
+        assert (s.status(k_none), s.status(k_simple), s.status(k_cons)) == ("finished", "retired", "pending")
+        assert s.counts()["retired"] == 1
+    r = CliRunner().invoke(app, ["results", "--db", str(db), "--json", str(tmp_path / "rows.json")],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "'retired': unfinished trials of an earlier version of the study file" in " ".join(r.output.split())
+    assert {x["key"]: x["status"] for x in json.loads((tmp_path / "rows.json").read_text())}[k_simple] == "retired"
+    with ResultsStore(db) as s:
+        assert [t.key for t in plan(old, s, tmp_path)] == [k_simple]
+        assert (s.status(k_simple), s.status(k_cons), s.status(k_none)) == ("pending", "retired", "finished")
+
+
 def test_a_run_dir_in_use_is_not_trained_twice(tmp_path: Path) -> None:
     from ferbench.sweep.executors import TrialBusy, run_dir_lock
 

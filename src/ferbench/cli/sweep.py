@@ -196,6 +196,9 @@ def results_cmd(
         con.print(f"{n_partial} unfinished trial(s) with committed epochs: val acc = best epoch so far, epochs = done/cap "
                   "(time left at the median epoch time if it runs to its cap; early stopping may end it sooner); "
                   "'interrupted' resumes from its last epoch when the same `ferbench sweep` runs again")
+    if any(o["status"] == "retired" for o in out):
+        con.print("'retired': unfinished trials of an earlier version of the study file (a changed or removed grid "
+                  "point); kept in the store, never resumed")
     if json_out:
         from ferbench.persist.atomic import atomic_write_text
 

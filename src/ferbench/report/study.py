@@ -902,7 +902,8 @@ def write_study_report(db: str | Path, out: str | Path, measure_latency: bool = 
     partial = []  # unfinished trials with committed epochs: how far each got
     for t in trials:  # a killed driver leaves its trial "running" in the store: say so only while one trains it
         st, prog = live_status(t)
-        status["interrupted (resumable)" if st == "interrupted" else st] += 1
+        status[{"interrupted": "interrupted (resumable)",
+                "retired": "retired (no longer in the study file; not resumed)"}.get(st, st)] += 1
         if prog is not None:
             cap = prog["epochs_max"] or "?"
             best = "–" if prog["best_val_accuracy"] is None else f"{prog['best_val_accuracy']:.4f}"

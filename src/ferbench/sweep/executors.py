@@ -254,9 +254,14 @@ def _error_line(e: BaseException) -> str:
 
 # -- drivers ------------------------------------------------------------------------------------------------
 def plan(study: Study, store: ResultsStore, out: Path, data_root: str | Path | None = None) -> list[Trial]:
-    """Register the study and its trials in the store; return the trials not finished yet."""
+    """Register the study and its trials in the store; return the trials not finished yet.
+
+    Unfinished trials of an earlier version of the study file (a changed or removed grid point) become
+    ``retired``: kept in the store, never resumed (:meth:`ResultsStore.retire_absent`).
+    """
     trials = study.trials(data_root)
     store.register_study(study.name, study.source)
+    store.retire_absent(study.name, {t.key for t in trials})
     todo = []
     for t in trials:
         store.add_trial(t.key, study.name, t.params, t.config, str(out / "runs" / t.key))

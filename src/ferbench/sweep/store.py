@@ -3,7 +3,8 @@
 Two tables:
 
 * ``trials``: every trial of every study run against this file, keyed by the trial's config hash, with its
-  status (``pending`` → ``running`` → ``finished`` | ``failed``), assignments, resolved config and run dir.
+  status (``pending`` → ``running`` → ``finished`` | ``failed``; ``retired`` once an unfinished trial's point
+  leaves the study file), assignments, resolved config and run dir.
 * ``results``: one row per *finished* trial (primary key = trial key): headline numbers as columns, plus the
   whole record (metrics of every evaluated split, history, cost) as JSON.
 
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS trials_study ON trials(study);
 """
 
-STATUSES = ("pending", "running", "finished", "failed")
+STATUSES = ("pending", "running", "finished", "failed", "retired")
 
 
 def portable_record(rec: Any, base: Path) -> Any:
@@ -138,6 +139,28 @@ class ResultsStore:
         self._tx("INSERT OR IGNORE INTO trials(key, study, params, config, status, run_dir, created) "
                  "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                  (key, study, json.dumps(params, default=str), json.dumps(config, default=str), run_dir, time.time()))
+
+    def retire_absent(self, study: str, keys: set[str]) -> int:
+        """Mark ``study``'s unfinished trials whose key is not in ``keys`` (the study file's trials now) ``retired``,
+        and bring a retired trial whose key is back in ``keys`` to ``pending``; returns how many were retired.
+
+        A retired trial keeps its row and run folder (its committed epochs stay readable) but no sweep resumes
+        it. Finished trials are never touched: their results stay in the store and its exports.
+        """
+        rows = self.db.execute("SELECT key, status FROM trials WHERE study=?", (study,)).fetchall()
+        gone = [r["key"] for r in rows if r["key"] not in keys and r["status"] in ("pending", "running", "failed")]
+        back = [r["key"] for r in rows if r["key"] in keys and r["status"] == "retired"]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for k in gone:
+                self.db.execute("UPDATE trials SET status='retired' WHERE key=? AND status!='finished'", (k,))
+            for k in back:
+                self.db.execute("UPDATE trials SET status='pending' WHERE key=? AND status='retired'", (k,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return len(gone)
 
     def mark_running(self, key: str) -> None:
         self._tx("UPDATE trials SET status='running', attempts=attempts+1, started=?, error=NULL, host=? "
