@@ -30,7 +30,7 @@ from ferbench.report.study import (
 )
 from ferbench.sweep.executors import run_study
 from ferbench.sweep.store import ResultsStore
-from ferbench.sweep.study import load_study, materialize, trial_key
+from ferbench.sweep.study import Study, load_study, materialize, trial_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -380,7 +380,7 @@ def test_a_changed_study_retires_its_old_unfinished_trials(tmp_path: Path) -> No
     from ferbench.cli.main import app
     from ferbench.sweep.executors import plan
 
-    def study(weights: str) -> object:
+    def study(weights: str) -> Study:
         return load_study(_study(tmp_path, f"grid:\n  train.class_weights: [{weights}]\n"))
 
     old, new = study("none, simple"), study("none, conservative")
