@@ -158,3 +158,23 @@ def test_detector_int8_float32_graph_keeps_blazeface_outputs(tmp_path) -> None:
     assert set(got[0]) == set(got[1]) == {"regressors", "classificators"}
     for name in got[0]:
         np.testing.assert_array_equal(got[0][name], got[1][name])
+
+
+def test_paired_bootstrap_resamples_whole_subjects() -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from paired_bootstrap import paired_bootstrap
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    y = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    a = np.array([0, 1, 1, 0, 2, 0, 0, 1])  # 5 of 8 right
+    same = paired_bootstrap(y, a, a.copy(), n=200)
+    assert same["accuracy"]["diff"] == 0 and same["accuracy"]["lo"] == same["accuracy"]["hi"] == 0
+    assert same["accuracy"]["p_not_better"] == 1.0
+    b = y.copy()  # B right everywhere: never worse on any resample
+    r = paired_bootstrap(y, a, b, groups=np.array(["s1", "s1", "s2", "s2", "s3", "s3", "s4", "s4"]), n=300)
+    assert r["accuracy"]["a"] == 5 / 8 and r["accuracy"]["b"] == 1.0 and r["accuracy"]["lo"] >= 0
+    assert 0 <= r["accuracy"]["p_not_better"] < 0.02  # a tie needs all four draws to be s4 (A right there): 1/256
+    assert r["balanced_accuracy"]["hi"] <= 1.0 and r["balanced_accuracy"]["diff"] > 0
