@@ -19,6 +19,8 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +117,20 @@ class ResultsStore:
         self.close()
 
     # -- writing (driver only) ------------------------------------------------------------------
-    def _tx(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: every statement in the block commits together, or none does."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute(sql, args)
+            yield self.db
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def _tx(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        with self._transaction() as db:
+            db.execute(sql, args)
 
     def register_study(self, name: str, source: str) -> None:
         now = time.time()
@@ -150,16 +158,9 @@ class ResultsStore:
         rows = self.db.execute("SELECT key, status FROM trials WHERE study=?", (study,)).fetchall()
         gone = [r["key"] for r in rows if r["key"] not in keys and r["status"] in ("pending", "running", "failed")]
         back = [r["key"] for r in rows if r["key"] in keys and r["status"] == "retired"]
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for k in gone:
-                self.db.execute("UPDATE trials SET status='retired' WHERE key=? AND status!='finished'", (k,))
-            for k in back:
-                self.db.execute("UPDATE trials SET status='pending' WHERE key=? AND status='retired'", (k,))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        with self._transaction() as db:
+            db.executemany("UPDATE trials SET status='retired' WHERE key=? AND status!='finished'", [(k,) for k in gone])
+            db.executemany("UPDATE trials SET status='pending' WHERE key=? AND status='retired'", [(k,) for k in back])
         return len(gone)
 
     def mark_running(self, key: str) -> None:
@@ -181,17 +182,11 @@ class ResultsStore:
                record.get("test_balanced_accuracy"), record.get("test_f1_macro"), record.get("params_count"),
                record.get("latency_ms"), record.get("epochs"), record.get("train_time_s"),
                json.dumps(record, default=str), time.time())
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            exists = self.db.execute("SELECT 1 FROM results WHERE key=?", (key,)).fetchone()
+        with self._transaction() as db:
+            exists = db.execute("SELECT 1 FROM results WHERE key=?", (key,)).fetchone()
             if exists is None:
-                self.db.execute(f"INSERT INTO results VALUES ({', '.join('?' * len(row))})", row)
-            self.db.execute("UPDATE trials SET status='finished', error=NULL, finished=? WHERE key=?",
-                            (time.time(), key))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+                db.execute(f"INSERT INTO results VALUES ({', '.join('?' * len(row))})", row)
+            db.execute("UPDATE trials SET status='finished', error=NULL, finished=? WHERE key=?", (time.time(), key))
         return exists is None
 
     def import_records(self, records: list[dict[str, Any]], keys: set[str] | None = None) -> int:
