@@ -65,22 +65,18 @@ def main() -> None:
         ap.error(f"--n {args.n}: use at least 100 resamples")
 
     from ferbench.data import load_dataset
-    from ferbench.evaluate.crossdata import restrict, shared_classes
-    from ferbench.evaluate.predict import predict_probs
-    from ferbench.loader import load_checkpoint, preprocessing_of
-    from ferbench.persist.checkpoint import logit_bias_of, temperature_of
+    from ferbench.evaluate.crossdata import checkpoint_probs
+    from ferbench.loader import load_checkpoint
 
     ds = load_dataset(args.data, args.data_root).split(args.split)
     preds, y, groups = [], None, None
     for ref in (args.a, args.b):
         model, meta = load_checkpoint(ref)
-        sub, y_ref, cols, _ = shared_classes(ds, meta["classes"], args.data)
+        p, y_ref, sub, _ = checkpoint_probs(model, meta, ds, args.data, tta_hflip=args.tta)
         if y is not None and not np.array_equal(y, y_ref):
             raise SystemExit(f"error: {args.a} and {args.b} share different classes with {args.data}")
         y, groups = y_ref, sub.subjects
-        p = predict_probs(model, sub.images, preprocessing_of(meta), 512, args.tta, temperature_of(meta),
-                          logit_bias_of(meta))
-        preds.append(restrict(p, cols).argmax(1))
+        preds.append(p.argmax(1))
     res = paired_bootstrap(y, preds[0], preds[1], groups, args.n)
     unit = "subjects" if groups is not None else "faces"
     n_units = len(np.unique(groups)) if groups is not None else len(y)

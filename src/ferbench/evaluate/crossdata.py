@@ -37,6 +37,22 @@ def restrict(probs: np.ndarray, cols: list[int]) -> np.ndarray:
     return p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
 
 
+def checkpoint_probs(model: Any, meta: dict[str, Any], ds: FerDataset, name: str = "dataset",
+                     batch_size: int = 512, tta_hflip: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray, FerDataset, list[str]]:
+    """Calibrated probabilities of a loaded checkpoint on the faces of ``ds`` whose class it predicts.
+
+    The sidecar's temperature and prior correction apply; the probabilities are restricted to the shared classes
+    and renormalised. Returns ``(probs (n, S), y (n,), subset, shared)`` as :func:`shared_classes` defines them.
+    """
+    from ferbench.loader import preprocessing_of
+
+    sub, y, cols, shared = shared_classes(ds, list(meta["classes"]), name)
+    probs = predict_probs(model, sub.images, preprocessing_of(meta), batch_size, tta_hflip, temperature_of(meta),
+                          logit_bias_of(meta))
+    return restrict(probs, cols), y, sub, shared
+
+
 def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str | Path | None = None,
                         batch_size: int = 512, tta_hflip: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Metrics of checkpoint ``ref`` on ``data``/``split``.
@@ -47,16 +63,13 @@ def evaluate_checkpoint(ref: str | Path, data: str, split: str, data_root: str |
     ``ignored_model_classes``. ``device``: ``auto`` | ``cpu`` | ``cuda`` (see :mod:`ferbench.device`).
     """
     from ferbench.device import resolve_device
-    from ferbench.loader import load_checkpoint, preprocessing_of
+    from ferbench.loader import load_checkpoint
 
     model, meta = load_checkpoint(ref)
     model = model.to(resolve_device(device))
     ds = load_dataset(data, data_root).split(split)
     model_classes: list[str] = meta["classes"]
-    sub, y, cols, shared = shared_classes(ds, model_classes, data)
-    probs = predict_probs(model, sub.images, preprocessing_of(meta), batch_size, tta_hflip, temperature_of(meta),
-                          logit_bias_of(meta))
-    p = restrict(probs, cols)
+    p, y, sub, shared = checkpoint_probs(model, meta, ds, data, batch_size, tta_hflip)
     out = compute_metrics(y, p, shared)
     out.update({
         "dataset": data, "split": split, "checkpoint": str(ref), "model": meta["architecture"]["name"],
