@@ -155,12 +155,12 @@ class ResultsStore:
         A retired trial keeps its row and run folder (its committed epochs stay readable) but no sweep resumes
         it. Finished trials are never touched: their results stay in the store and its exports.
         """
-        rows = self.db.execute("SELECT key, status FROM trials WHERE study=?", (study,)).fetchall()
-        gone = [r["key"] for r in rows if r["key"] not in keys and r["status"] in ("pending", "running", "failed")]
-        back = [r["key"] for r in rows if r["key"] in keys and r["status"] == "retired"]
-        with self._transaction() as db:
-            db.executemany("UPDATE trials SET status='retired' WHERE key=? AND status!='finished'", [(k,) for k in gone])
-            db.executemany("UPDATE trials SET status='pending' WHERE key=? AND status='retired'", [(k,) for k in back])
+        with self._transaction() as db:  # read and write in one transaction: no trial finishes in between
+            rows = db.execute("SELECT key, status FROM trials WHERE study=?", (study,)).fetchall()
+            gone = [r["key"] for r in rows if r["key"] not in keys and r["status"] in ("pending", "running", "failed")]
+            back = [r["key"] for r in rows if r["key"] in keys and r["status"] == "retired"]
+            db.executemany("UPDATE trials SET status='retired' WHERE key=?", [(k,) for k in gone])
+            db.executemany("UPDATE trials SET status='pending' WHERE key=?", [(k,) for k in back])
         return len(gone)
 
     def mark_running(self, key: str) -> None:
