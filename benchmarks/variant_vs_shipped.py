@@ -15,6 +15,7 @@ computes it (N resamples, seed 0).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def main() -> None:
 
     refs = [args.baseline, *args.also, args.b]
     splits = {cell: load_dataset(cell[0], args.data_root).split(cell[1]) for cell in CELLS}
-    metrics: dict[str, dict] = {}
+    metrics: dict[tuple[str, str, str], dict[str, Any]] = {}  # (model, dataset, split) -> compute_metrics
     scored: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {}
     for ref in refs:
         model, meta = load_checkpoint(ref)
