@@ -106,6 +106,31 @@ def test_crossdomain_matrix_files_and_resume(tiny_root: Path, tmp_path: Path, mo
     assert [d for _, d in calls] == ["fer2013"] and calls[0][0].endswith("ckplus")
     assert third["cells"] == res["cells"]
 
+    # another split as a column: every CK+48 image, scored in the row that never trained on CK+48, refused in
+    # the rows that did (the split holds their training images); its own test split spelt out is the plain column
+    calls.clear()
+    fourth = cd.run_crossdomain("quickstart.yaml", out, ["fer2013+ckplus"], ["CK+@all", "ckplus@test"],
+                                leave_one_out=["fer2013", "ckplus"], overrides=sets, data_root=root,
+                                log=lambda s: None, train_fn=no_training)
+    assert fourth["test_sets"] == ["ckplus@all", "ckplus", "fer2013"]
+    assert calls == [(str(out / "runs" / "fer2013"), "ckplus")]
+    every = {(c["train"], c["test"]): c for c in fourth["cells"]}[("fer2013", "ckplus@all")]
+    from ferbench.data import load_dataset
+
+    assert every["split"] == "all" and every["kind"] == "cross-domain" and every["dropped_classes"] == ["contempt"]
+    assert every["n"] + every["dropped_samples"] == len(load_dataset("ckplus", root))  # FER2013 has no contempt
+    assert every["n"] > cells[("fer2013", "ckplus")]["n"]
+    assert (out / "cells" / "fer2013__ckplus@all.json").exists()
+    assert [(c["train"], c["test"]) for c in fourth["refused"]] == [("fer2013+ckplus", "ckplus@all"),
+                                                                    ("ckplus", "ckplus@all")]
+    md = render_markdown(fourth)
+    assert "| train \\ test | CK+48 (all) | CK+48 (test) | FER2013 (PrivateTest) |" in md
+    assert "Not scored (–): FER2013+CK+48 → CK+48 (all); CK+48 → CK+48 (all): a split other than" in md
+    assert cd.normalise_test("FER2013@PrivateTest") == "fer2013" and cd.normalise_test("ck+@val") == "ckplus@val"
+    with pytest.raises(FerbenchError, match=r"^--test ckplus@nope: CK\+48 has no split 'nope'; choose one of train, val, "
+                       r"test, all$"):
+        cd.normalise_test("ckplus@nope")
+
 
 def test_cli_crossdomain_bad_input_one_line(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "ferbench.cli.main", "crossdomain", "--train", "fer2013",
@@ -116,3 +141,9 @@ def test_cli_crossdomain_bad_input_one_line(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "ferbench.cli.main", "crossdomain", "--train", "fer2013+rafdb",
                         "--config", "quickstart.yaml", "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().startswith("error: unknown dataset 'rafdb'; choose one of")
+    r = subprocess.run([sys.executable, "-m", "ferbench.cli.main", "crossdomain", "--train", "fer2013",
+                        "--test", "ckplus@Training", "--config", "quickstart.yaml", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("error: --test ckplus@Training: CK+48 has no split 'Training'; choose one of train, "
+                                "val, test, all")

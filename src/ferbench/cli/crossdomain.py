@@ -16,8 +16,10 @@ def _split_list(text: str | None) -> list[str]:
 def crossdomain_cmd(
     train: str | None = typer.Option(None, "--train", help="Training set: one dataset or a union, A[+B...] "
                                      "(e.g. fer2013 or fer2013+ckplus); commas give several rows."),
-    test: str | None = typer.Option(None, "--test", help="Test datasets, comma-separated (e.g. ckplus,ferplus); "
-                                    "every training member is tested too (the in-domain cell)."),
+    test: str | None = typer.Option(None, "--test", help="Test datasets, comma-separated (e.g. ckplus,ferplus), "
+                                    "each on its test split; DATASET@SPLIT scores another split (ckplus@all: every "
+                                    "CK+48 image, in the rows that never trained on it). Every training member is "
+                                    "tested too (the in-domain cell)."),
     config: Path = typer.Option(..., "--config", help="Training config YAML (e.g. configs/quickstart.yaml)."),
     out: Path = typer.Option(..., "--out", help="Results folder: crossdomain.md/.json/.png, cells/, runs/."),
     leave_one_out: bool = typer.Option(False, "--leave-one-out/--no-leave-one-out", help="Leave-one-dataset-out over --datasets "
@@ -35,19 +37,20 @@ def crossdomain_cmd(
     from ferbench.config import load_config
     from ferbench.errors import FerbenchError
     from ferbench.models.table import check_model_name
-    from ferbench.sweep.crossdomain import DEFAULT_LOO, run_crossdomain
+    from ferbench.sweep.crossdomain import DEFAULT_LOO, normalise_test, parse_test, run_crossdomain
 
     check_model_name(load_config(str(config), set_)["model"]["name"])  # a misspelt model: before any training
 
-    tests = _split_list(test)
+    tests = [normalise_test(t) for t in _split_list(test)]
+    test_datasets = list(dict.fromkeys(parse_test(t)[0] for t in tests))
     loo = None
     if leave_one_out:
-        loo = _split_list(datasets) or [*DEFAULT_LOO, *(t for t in tests if t.startswith("folder:"))]
+        loo = _split_list(datasets) or [*DEFAULT_LOO, *(d for d in test_datasets if d.startswith("folder:"))]
     elif datasets:
         raise FerbenchError("--datasets goes with --leave-one-out")
     from ferbench.data.registry import check_dataset_files
 
-    for name in dict.fromkeys([*_split_list(train), *tests, *(loo or [])]):  # absent data: before any training
+    for name in dict.fromkeys([*_split_list(train), *test_datasets, *(loo or [])]):  # absent data: before any training
         check_dataset_files(name, data_root)
     command = "ferbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     res = run_crossdomain(config, out, _split_list(train), tests, leave_one_out=loo, overrides=set_,

@@ -69,6 +69,11 @@ def render_markdown(results: dict[str, Any], title: str = "Cross-domain matrix",
                     vals.append(f"{m}{100 * c[metric]:.1f} %{m}")
             lines.append(f"| {rname[r]} | " + " | ".join(vals) + " |")
         lines.append("")
+    refused = results.get("refused") or []
+    if refused:
+        lines += ["Not scored (–): " + "; ".join(f"{rname.get(c['train'], c['train'])} → {cname.get(c['test'], c['test'])}"
+                                                 for c in refused)
+                  + ": a split other than the test split of a dataset whose images the row trained on.", ""]
     if results.get("held_out"):
         lines += ["## Leave-one-dataset-out", "", "| held out | trained on | n | balanced accuracy | accuracy |",
                   "|---|---|---:|---:|---:|"]

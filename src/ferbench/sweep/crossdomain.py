@@ -16,6 +16,11 @@ Markdown and a heat-map PNG.
 Cell kinds: ``in-domain`` (the test dataset is a training member; its test split is disjoint from the
 training split, subject-disjoint for CK+48), ``same-images`` (the test dataset relabels a training member's
 pixels, e.g. FER+ after FER2013: a label-set shift, not a domain shift) and ``cross-domain``.
+
+A test column is a dataset (scored on its test split) or ``DATASET@SPLIT``, another split of it: ``ckplus@all``
+scores every CK+48 image, the larger sample for a dataset a row never trained on. Such a column is scored only in
+cross-domain rows; in a row that trained on the dataset's images the split holds training images, so the cell is
+left empty and listed under ``refused``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,34 @@ def slug(name: str) -> str:
         else:
             out.append(n)
     return "+".join(out)
+
+
+def parse_test(spec: str) -> tuple[str, str | None]:
+    """A test column → ``(dataset in registry spelling, split or None)``: ``"CK+@all"`` → ``("ckplus", "all")``,
+    ``"ferplus"`` → ``("ferplus", None)`` (None: the dataset's test split)."""
+    name, sep, split = spec.rpartition("@")
+    if not sep or not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", split):
+        return normalise_set(spec), None
+    return normalise_set(name), split
+
+
+def normalise_test(spec: str) -> str:
+    """A test column in registry spelling; ``DATASET@SPLIT`` naming the dataset's own test split → ``DATASET``.
+
+    Raises:
+        FerbenchError: a union (not a domain), or a split the dataset does not have (``all`` = every image).
+    """
+    name, split = parse_test(spec)
+    if len(parse_dataset_names(name)) > 1:
+        raise FerbenchError(f"--test {spec}: test on single datasets (a union is not a domain)")
+    if split is None or split == split_name(name, "test"):
+        return name
+    ds_spec = get_spec(name)
+    known = [*dict.fromkeys(ds_spec.splits.values()), "all"]
+    if not ds_spec.argument and split not in known:
+        raise FerbenchError(f"--test {spec}: {display_name(name)} has no split {split!r}; choose one of "
+                            f"{', '.join(known)}")
+    return f"{name}@{split}"
 
 
 def leave_one_out_sets(datasets: Sequence[str]) -> list[tuple[str, str]]:
@@ -127,9 +160,10 @@ def _finished(run_dir: Path, cfg: dict[str, Any]) -> bool:
 
 
 def _cell_summary(m: dict[str, Any], train_set: str, test: str, split: str, digest: str) -> dict[str, Any]:
+    dataset = parse_test(test)[0]
     return {
-        "train": train_set, "test": test, "split": split, "kind": cell_kind(train_set, test),
-        "train_display": display_name(train_set), "test_display": display_name(test),
+        "train": train_set, "test": test, "split": split, "kind": cell_kind(train_set, dataset),
+        "train_display": display_name(train_set), "test_display": display_name(dataset),
         "n": m["n"], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
         "f1_macro": m.get("f1_macro"), "ece": m.get("ece"),
         "classes": m["classes"],
@@ -163,7 +197,9 @@ def run_crossdomain(
         config: training config (YAML path or dict), as for ``ferbench train``.
         out_dir: results folder: ``runs/<train slug>/``, ``cells/``, ``crossdomain.json``.
         train_sets: training sets (``"fer2013"``, ``"fer2013+ckplus"``, ``["fer2013", "ckplus"]``).
-        test_sets: test datasets; every training member is also tested (the in-domain cell).
+        test_sets: test datasets, or ``DATASET@SPLIT`` for another split (``ckplus@all``: every image; scored
+            only in rows that never trained on the dataset's images); every training member is also tested (the
+            in-domain cell).
         leave_one_out: datasets for leave-one-dataset-out (adds its training sets; all of them are tested).
         overrides: ``key=value`` config overrides for every run.
         data_root: datasets folder.
@@ -174,13 +210,13 @@ def run_crossdomain(
         command: the command line to record in the results.
 
     Returns:
-        ``{"train_sets", "test_sets", "mode", "held_out", "cells": [...], "runs": {...}, ...}`` (also written to
-        ``OUT/crossdomain.json``).
+        ``{"train_sets", "test_sets", "mode", "held_out", "cells": [...], "refused": [...], "runs": {...}, ...}``
+        (also written to ``OUT/crossdomain.json``).
     """
     say = log or print
     out = Path(out_dir)
     rows = [normalise_set(t) for t in train_sets]
-    tests = [normalise_set(t) for t in test_sets]
+    tests = [normalise_test(t) for t in test_sets]
     held_out: dict[str, str] = {}
     if leave_one_out is not None:
         for held, tr in leave_one_out_sets(leave_one_out):
@@ -190,9 +226,6 @@ def run_crossdomain(
     rows = list(dict.fromkeys(rows))
     if not rows:
         raise FerbenchError("crossdomain: give --train (one dataset or a union) or --leave-one-out")
-    for t in tests:
-        if len(parse_dataset_names(t)) > 1:
-            raise FerbenchError(f"--test {t}: test on single datasets (a union is not a domain)")
     if leave_one_out is None:  # the in-domain columns first, then the other test datasets
         tests = [canonical_dataset_name(m) for r in rows for m in parse_dataset_names(r)] + tests
     else:
@@ -211,7 +244,7 @@ def run_crossdomain(
         "train_sets": rows, "test_sets": tests, "held_out": held_out, "tta_hflip": tta,
         "config": str(config) if not isinstance(config, dict) else "(dict)", "overrides": list(overrides),
         "command": command, "model": base["model"]["name"], "epochs": base["train"]["epochs"],
-        "runs": {}, "cells": [],
+        "runs": {}, "cells": [], "refused": [],
     }
     for r in rows:
         run_dir = out / "runs" / slug(r)
@@ -230,14 +263,19 @@ def run_crossdomain(
                               "epochs_run": len(RunDir(run_dir).read_metrics()), "wall_s_this_call": trained_s,
                               "train_wall_s": _elapsed(run_dir), "metrics": best.get("metrics", {})}
         for test in tests:
-            cell_path = out / "cells" / f"{slug(r)}__{slug(test)}.json"
+            dataset, split = parse_test(test)
+            split = split or split_name(dataset, "test")
+            if split != split_name(dataset, "test") and cell_kind(r, dataset) != "cross-domain":
+                results["refused"].append({"train": r, "test": test, "reason": "trained on these images"})
+                say(f"{r} → {dataset}/{split}: not scored, the split holds images {r} trained on")
+                continue
+            cell_path = out / "cells" / f"{slug(r)}__{slug(dataset)}{'@' + split if test != dataset else ''}.json"
             if cell_path.exists():
                 cell = json.loads(cell_path.read_text())
                 if cell.get("checkpoint_digest") == digest and cell.get("tta_hflip") == tta:
                     results["cells"].append(cell)
                     continue
-            split = split_name(test, "test")
-            m = evaluate_checkpoint(run_dir, test, split, data_root, tta_hflip=tta)
+            m = evaluate_checkpoint(run_dir, dataset, split, data_root, tta_hflip=tta)
             cell = _cell_summary(m, r, test, split, digest)
             atomic_write_text(cell_path, json.dumps(cell, indent=1))
             say(f"{r} → {test}/{split}: balanced accuracy {cell['balanced_accuracy']:.4f}, "
