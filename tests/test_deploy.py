@@ -333,8 +333,14 @@ def test_int8_export_with_7_bit_weights_runs_on_the_fast_kernels(
     r7 = Recognizer.load(p7)
     assert r7.backend == "onnx-int8"
     # 8-bit weights (the shipped exports: no int8_weight_bits) can overflow the fast U8S8 kernels of x86 CPUs
-    # without VNNI, so they run on the exact ones; 7-bit weights cannot, and give the same integers on the fast ones
-    assert _exact_int8_kernels(Recognizer.load("default", detector="none")) and not _exact_int8_kernels(r7)
+    # without VNNI, so they run on the exact ones there; 7-bit weights cannot, and give the same integers on the
+    # fast ones. With VNNI / AMX-INT8 the fast kernels are exact and every int8 export runs on them.
+    import ferbench.deploy.recognizer as recognizer
+
+    monkeypatch.setattr(recognizer, "cpu_int8_dot", lambda: False)
+    assert _exact_int8_kernels(Recognizer.load("default", detector="none")) and not _exact_int8_kernels(Recognizer.load(p7))
+    monkeypatch.setattr(recognizer, "cpu_int8_dot", lambda: True)
+    assert not _exact_int8_kernels(Recognizer.load("default", detector="none"))
     x = torch.rand(6, *r7.classifier.session.get_inputs()[0].shape[1:])
     np.testing.assert_array_equal(r7.classifier.logits(x), OnnxClassifier(p7, exact_int8=True).logits(x))
 
@@ -426,10 +432,11 @@ def test_shipped_models_run_their_int8_export_by_default() -> None:
     p8, p32 = int8.classify_arrays(crops), fp32.classify_arrays(crops)
     # measured on all 3 589 PrivateTest faces: 69.69 % int8 and fp32 (README); here: close per face
     assert np.abs(p8 - p32).max() < 0.1 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.95
-    # on CPUs without VNNI this needs onnxruntime's exact U8U8 kernels (without them, on an AVX2 EPYC: max
-    # |dprob| 0.41, 84 % agreement); the option is set on every session, VNNI CPUs ignore it
-    opts = int8.classifier.session.get_session_options()
-    assert opts.get_session_config_entry("session.x64quantprecision") == "1"
+    # on x86 CPUs without VNNI this needs onnxruntime's exact U8U8 kernels (without them, on an AVX2 EPYC: max
+    # |dprob| 0.41, 84 % agreement); with VNNI / AMX-INT8 the fast U8S8 kernels are exact and run instead
+    from ferbench.device import cpu_int8_dot
+
+    assert _exact_int8_kernels(int8) == (not cpu_int8_dot())
     assert int8.use_torch().backend == "torch"  # the checkpoint stays at hand (GPU, gradients)
 
 

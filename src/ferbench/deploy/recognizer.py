@@ -26,7 +26,7 @@ import torch
 from ferbench.data.images import MAX_PIXELS, swap_rb, to_rgb
 from ferbench.data.preprocess import Preprocessing
 from ferbench.deploy.formats import SHIPPED, SUFFIX, resolve_model_ref
-from ferbench.device import cpu_int8_matrix, pin_torch_threads
+from ferbench.device import cpu_int8_dot, cpu_int8_matrix, pin_torch_threads
 from ferbench.errors import FerbenchError
 from ferbench.evaluate.calibration import calibrated_probs, needs_mirror
 from ferbench.faces import DEFAULT_DETECTOR, Detector, crop_face, get_detector
@@ -176,9 +176,16 @@ class TorchClassifier(_Classifier):
 
 
 def _needs_exact_int8(export_meta: dict[str, Any]) -> bool:
-    """Whether an ONNX export's int8 weights need onnxruntime's exact kernels on x86 without VNNI: yes unless
-    its sidecar says they were quantised to 7 bits (``export.int8_weight_bits``)."""
-    return (export_meta.get("export") or {}).get("int8_weight_bits") != 7
+    """Whether an ONNX export's int8 weights need onnxruntime's exact U8U8 kernels: only on an x86 CPU without
+    VNNI / AMX-INT8 (:func:`ferbench.device.cpu_int8_dot`), and not when its sidecar says the weights were
+    quantised to 7 bits (``export.int8_weight_bits``).
+
+    With VNNI the fast U8S8 kernels accumulate in 32 bits and give the same outputs, and the U8U8 ones are
+    slower: on a 2-core Intel Xeon with AMX (2026-12-08, ``benchmarks/int8_kernels.py --faces 500``) the
+    shipped classifier's TTA pair took 0.79 ms on U8S8 and 2.77 ms on U8U8 (fp32 ONNX 2.44 ms), with the same
+    accuracy, agreement with fp32 and max |dprob|.
+    """
+    return not cpu_int8_dot() and (export_meta.get("export") or {}).get("int8_weight_bits") != 7
 
 
 class OnnxClassifier(_Classifier):
@@ -187,7 +194,8 @@ class OnnxClassifier(_Classifier):
     backend = "onnx"
     torch_model: torch.nn.Module | None = None  # set when the file is the cached export of a checkpoint
 
-    def __init__(self, path: Path, threads: int | None = None, exact_int8: bool = True) -> None:
+    def __init__(self, path: Path, threads: int | None = None, exact_int8: bool | None = None) -> None:
+        """``exact_int8``: onnxruntime's exact U8U8 int8 kernels (default: on x86 CPUs without VNNI / AMX-INT8)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -199,10 +207,11 @@ class OnnxClassifier(_Classifier):
         # int8 on x86 CPUs without VNNI (AVX2-only, AVX-512 without VNNI): onnxruntime's fast U8S8 kernels add
         # pairs of products in 16 bits and saturate. On a 2-core AVX2 EPYC the shipped default.int8.onnx then
         # agreed with its fp32 export on 84 % of 64 FER2013 faces (max |dprob| 0.41); with the exact U8U8
-        # kernels this option selects, 98 % (max 0.023). CPUs with VNNI ignore it; fp32 graphs are unaffected.
-        # Exports with 7-bit weights (``ferbench export --int8-weight-bits 7``: ``int8_weight_bits: 7`` in the
-        # sidecar) cannot saturate there and run on the fast kernels with the same integers (``exact_int8=False``).
-        if exact_int8:
+        # kernels this option selects, 98 % (max 0.023); fp32 graphs are unaffected. Exports with 7-bit weights
+        # (``ferbench export --int8-weight-bits 7``: ``int8_weight_bits: 7`` in the sidecar) cannot saturate there
+        # and run on the fast kernels with the same integers; so do all int8 exports on CPUs with VNNI, where the
+        # exact kernels only cost time (:func:`_needs_exact_int8` decides ``exact_int8``).
+        if (not cpu_int8_dot()) if exact_int8 is None else exact_int8:
             opts.add_session_config_entry("session.x64quantprecision", "1")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -247,7 +256,7 @@ def default_threads() -> int:
     With AMX-INT8 (or not x86: :func:`ferbench.device.cpu_int8_matrix`) the shipped int8 classifier's forward is
     well under a millisecond and a second thread costs more to wake than it saves: on a quiet Intel Xeon with AMX
     (2026-12-03) the astronaut frame took 5.9-6.1 ms end to end with one classifier thread and 7.2-7.5 ms with
-    two. Elsewhere the forward is compute-bound and two threads win: on a 2-core AVX2 EPYC 22.6 vs 28.5 ms
+    two; on another (2026-12-08, onnxruntime's fast int8 kernels) 4.24 vs 4.26 ms, a tie. Elsewhere the forward is compute-bound and two threads win: on a 2-core AVX2 EPYC 22.6 vs 28.5 ms
     (2026-12-05, 60 interleaved frames), on a 2-core EPYC with AVX-512 VNNI 6.44 vs 6.94 and 7.00 vs 7.66 ms
     (2026-12-07, 150 / 200 interleaved frames, ``benchmarks/classifier_threads.py``; ``benchmarks/results/deploy.md``).
     When other work holds the cores, pass ``threads=1``: PyTorch's OpenMP team and OpenCV's pool wait on
