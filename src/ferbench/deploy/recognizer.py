@@ -257,8 +257,10 @@ def default_threads() -> int:
     well under a millisecond and a second thread costs more to wake than it saves: on a quiet Intel Xeon with AMX
     (2026-12-03) the astronaut frame took 5.9-6.1 ms end to end with one classifier thread and 7.2-7.5 ms with
     two; on another (2026-12-08, onnxruntime's fast int8 kernels) 4.24 vs 4.26 ms, a tie. Elsewhere the forward
-    is compute-bound and two threads win: on a 2-core AVX2 EPYC 22.6 vs 28.5 ms (2026-12-05, 60 interleaved frames), on a 2-core EPYC with AVX-512 VNNI 6.44 vs 6.94 and 7.00 vs 7.66 ms
-    (2026-12-07, 150 / 200 interleaved frames, ``benchmarks/classifier_threads.py``; ``benchmarks/results/deploy.md``).
+    is compute-bound and two threads win: on a 2-core AVX2 EPYC 22.6 vs 28.5 ms (2026-12-05, 60 interleaved
+    frames), on a 2-core EPYC with AVX-512 VNNI 6.44 vs 6.94 and 7.00 vs 7.66 ms (2026-12-07, 150 / 200
+    interleaved frames, on the exact int8 kernels; ``benchmarks/classifier_threads.py``;
+    ``benchmarks/results/deploy.md``).
     When other work holds the cores, pass ``threads=1``: PyTorch's OpenMP team and OpenCV's pool wait on
     descheduled threads (a 5 ms classify took hundreds of ms right after a parallel Haar pass on a busy box).
     """
