@@ -211,7 +211,7 @@ class OnnxClassifier(_Classifier):
         # (``ferbench export --int8-weight-bits 7``: ``int8_weight_bits: 7`` in the sidecar) cannot saturate there
         # and run on the fast kernels with the same integers; so do all int8 exports on CPUs with VNNI, where the
         # exact kernels only cost time (:func:`_needs_exact_int8` decides ``exact_int8``).
-        if (not cpu_int8_dot()) if exact_int8 is None else exact_int8:
+        if _needs_exact_int8({}) if exact_int8 is None else exact_int8:
             opts.add_session_config_entry("session.x64quantprecision", "1")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -159,8 +159,8 @@ def _finished(run_dir: Path, cfg: dict[str, Any]) -> bool:
     return bool(rd.read_last().get("stopped")) and config_hash(read_yaml(rd.config)) == config_hash(cfg)
 
 
-def _cell_summary(m: dict[str, Any], train_set: str, test: str, split: str, digest: str) -> dict[str, Any]:
-    dataset = parse_test(test)[0]
+def _cell_summary(m: dict[str, Any], train_set: str, test: str, dataset: str, split: str,
+                  digest: str) -> dict[str, Any]:
     return {
         "train": train_set, "test": test, "split": split, "kind": cell_kind(train_set, dataset),
         "train_display": display_name(train_set), "test_display": display_name(dataset),
@@ -263,20 +263,20 @@ def run_crossdomain(
                               "epochs_run": len(RunDir(run_dir).read_metrics()), "wall_s_this_call": trained_s,
                               "train_wall_s": _elapsed(run_dir), "metrics": best.get("metrics", {})}
         for test in tests:
-            dataset, split = parse_test(test)
-            split = split or split_name(dataset, "test")
-            if split != split_name(dataset, "test") and cell_kind(r, dataset) != "cross-domain":
+            dataset, other_split = parse_test(test)  # other_split: None = the dataset's test split
+            split = other_split or split_name(dataset, "test")
+            if other_split and cell_kind(r, dataset) != "cross-domain":
                 results["refused"].append({"train": r, "test": test, "reason": "trained on these images"})
                 say(f"{r} → {dataset}/{split}: not scored, the split holds images {r} trained on")
                 continue
-            cell_path = out / "cells" / f"{slug(r)}__{slug(dataset)}{'@' + split if test != dataset else ''}.json"
+            cell_path = out / "cells" / f"{slug(r)}__{slug(dataset)}{'@' + split if other_split else ''}.json"
             if cell_path.exists():
                 cell = json.loads(cell_path.read_text())
                 if cell.get("checkpoint_digest") == digest and cell.get("tta_hflip") == tta:
                     results["cells"].append(cell)
                     continue
             m = evaluate_checkpoint(run_dir, dataset, split, data_root, tta_hflip=tta)
-            cell = _cell_summary(m, r, test, split, digest)
+            cell = _cell_summary(m, r, test, dataset, split, digest)
             atomic_write_text(cell_path, json.dumps(cell, indent=1))
             say(f"{r} → {test}/{split}: balanced accuracy {cell['balanced_accuracy']:.4f}, "
                 f"accuracy {cell['accuracy']:.4f} (n={cell['n']}, {cell['kind']})")
